@@ -1,0 +1,1 @@
+"""KFP component definitions: interface only; the work is done by packwise."""

@@ -1,0 +1,348 @@
+"""Training components: interface only. Each body unpacks its inputs and calls one packwise function.
+
+The functions are plain Python; `build_training_components(images)` turns them into lightweight KFP
+components on their own images (`install_kfp_package=False`: the images already carry kfp and packwise,
+so nothing is installed when a task starts). Config sections arrive as JSON strings so that changing one
+section invalidates only the tasks that read it.
+"""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl.base_component import BaseComponent
+from packwise_components.images import ImageSet
+
+
+def extract(
+    warehouse_json: str,
+    storage_root: str,
+    week: int,
+    run_id: str,
+    job_id: str,
+    snapshot: Output[Dataset],
+) -> NamedTuple("ExtractOutputs", [("fingerprint", str), ("snapshot_dir", str)]):  # type: ignore[valid-type]
+    """Extracts the week's labels and products into a content-addressed snapshot.
+
+    Args:
+        warehouse_json: The `warehouse` config section (JSON).
+        storage_root: Root of Packwise's storage (snapshots, run records).
+        week: Label snapshot week: every label observed up to this week.
+        run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
+        job_id: The orchestrator's job id (a placeholder filled in by KFP).
+        snapshot: The snapshot's manifest, for lineage in the KFP UI.
+
+    Returns:
+        The data fingerprint and the snapshot directory every later task reads.
+    """
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from packwise.config import WarehouseConfig
+    from packwise.lineage import effective_run_id
+    from packwise.training import extract_labels
+
+    record = extract_labels(
+        WarehouseConfig.model_validate_json(warehouse_json), Path(storage_root), week, effective_run_id(run_id, job_id)
+    )
+    Path(snapshot.path).write_text(json.dumps(record, indent=2))
+    snapshot.metadata.update({"fingerprint": record["fingerprint"], "n_labels": record["n_labels"]})
+    return namedtuple("ExtractOutputs", ["fingerprint", "snapshot_dir"])(record["fingerprint"], record["snapshot_dir"])
+
+
+def validate(snapshot_dir: str, features_json: str, package_types: list, model_json: str) -> str:
+    """Stops the run before training if the snapshot is unfit (one-line reason).
+
+    Args:
+        snapshot_dir: Content-addressed snapshot directory (its name is the data fingerprint).
+        features_json: The `features` config section (JSON).
+        package_types: Package type names, least protective first.
+        model_json: The `model` config section (JSON); decides whether titles are needed.
+
+    Returns:
+        Snapshot statistics as JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from packwise.config import FeatureConfig, ModelConfig
+    from packwise.training import check_snapshot
+
+    stats = check_snapshot(
+        Path(snapshot_dir),
+        FeatureConfig.model_validate_json(features_json),
+        list(package_types),
+        ModelConfig.model_validate_json(model_json),
+    )
+    return json.dumps(stats)
+
+
+def split(
+    snapshot_dir: str,
+    split_json: str,
+    package_types: list,
+    train_split: Output[Dataset],
+    validation_split: Output[Dataset],
+) -> str:
+    """Splits products into training and validation (no product in both, stratified by labels).
+
+    Args:
+        snapshot_dir: Content-addressed snapshot directory.
+        split_json: The `split` config section (JSON): train_ratio and seed.
+        package_types: Package type names.
+        train_split: Training products with one label column per package type.
+        validation_split: Validation products, same columns.
+
+    Returns:
+        Split summary as JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from packwise.config import SplitConfig
+    from packwise.training import split_labels
+
+    summary = split_labels(
+        Path(snapshot_dir),
+        Path(train_split.path),
+        Path(validation_split.path),
+        SplitConfig.model_validate_json(split_json),
+        list(package_types),
+    )
+    return json.dumps(summary)
+
+
+def train(
+    train_split: Input[Dataset],
+    package_type: str,
+    fingerprint: str,
+    features_json: str,
+    split_json: str,
+    model_json: str,
+    model: Output[Model],
+) -> str:
+    """Trains the candidate classifier of one package type (SageMaker XGBoost model layout).
+
+    Args:
+        train_split: Training products and labels.
+        package_type: The package type whose suitability labels are learnt.
+        fingerprint: Data fingerprint of the snapshot (part of the candidate's identity).
+        features_json: The `features` config section (JSON).
+        split_json: The `split` config section (JSON), part of the candidate's identity.
+        model_json: The `model` config section (JSON): type and hyperparameters.
+        model: The model.tar.gz holding `xgboost-model`.
+
+    Returns:
+        Training summary as JSON (label count and positive rate for the gate).
+    """
+    from pathlib import Path
+
+    from packwise.config import FeatureConfig, ModelConfig
+    from packwise.lineage import candidate_key
+    from packwise.training import train_candidate
+
+    summary = train_candidate(
+        Path(train_split.path),
+        package_type,
+        FeatureConfig.model_validate_json(features_json),
+        ModelConfig.model_validate_json(model_json),
+        Path(model.path),
+        candidate_key(fingerprint, package_type, features_json, split_json, model_json),
+        fingerprint,
+    )
+    model.metadata.update({"package_type": package_type, "framework": "xgboost", "labels": summary.label_count})
+    return summary.to_json()
+
+
+def evaluate(
+    model: Input[Model],
+    validation_split: Input[Dataset],
+    package_type: str,
+    threshold: float,
+    registry_json: str,
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+) -> str:
+    """Scores the candidate and re-scores the champion on this run's validation split.
+
+    Args:
+        model: The candidate's model.tar.gz.
+        validation_split: Validation products and labels.
+        package_type: The package type.
+        threshold: Decision threshold of this type (confusion matrix).
+        registry_json: The `registry` config section (JSON), to fetch the champion.
+        metrics: AUC, PR-AUC and log loss of candidate and champion.
+        classification: ROC curve and confusion matrix of the candidate.
+
+    Returns:
+        Evaluation of both models as JSON.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from packwise.config import RegistryConfig
+    from packwise.training import evaluate_candidate
+
+    with tempfile.TemporaryDirectory() as scratch:
+        result = evaluate_candidate(
+            Path(model.path),
+            Path(validation_split.path),
+            package_type,
+            threshold,
+            RegistryConfig.model_validate_json(registry_json),
+            Path(scratch),
+        )
+    for who, scores in (("candidate", result.candidate), ("champion", result.champion)):
+        for name in ("auc", "pr_auc", "log_loss"):
+            if scores is not None:
+                metrics.log_metric(f"{who}_{name}", round(float(scores[name]), 6))
+    roc = result.candidate["roc_curve"]
+    classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    classification.log_confusion_matrix(["unsuitable", "suitable"], result.candidate["confusion_matrix"])
+    # The local runner's cache treats an output without a file as missing; leave the values on disk too.
+    Path(metrics.path).write_text(json.dumps(metrics.metadata))
+    Path(classification.path).write_text(json.dumps(classification.metadata))
+    return result.to_json()
+
+
+def compare(
+    train_summary: str, evaluation: str, gate_json: str, report: Output[Markdown]
+) -> NamedTuple("CompareOutputs", [("outcome", str), ("decision", str)]):  # type: ignore[valid-type]
+    """Compares the candidate with the champion under the configured gate.
+
+    Args:
+        train_summary: Training summary (JSON) of the candidate.
+        evaluation: Candidate and champion scores on this run's validation split (JSON).
+        gate_json: The `gate` config section (JSON).
+        report: The gate report: every criterion, its threshold, its value and its verdict.
+
+    Returns:
+        outcome (approve, reject or review) and the full decision as JSON.
+    """
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from packwise.config import GateConfig
+    from packwise.training import compare_with_champion
+
+    decision = compare_with_champion(train_summary, evaluation, GateConfig.model_validate_json(gate_json))
+    Path(report.path).write_text(decision.report_markdown())
+    return namedtuple("CompareOutputs", ["outcome", "decision"])(decision.outcome, json.dumps(decision.to_dict()))
+
+
+def register(
+    model: Input[Model],
+    train_summary: str,
+    evaluation: str,
+    decision: str,
+    promote: bool,
+    registry_json: str,
+) -> str:
+    """Registers the candidate: as the new champion (promote) or as Rejected / PendingManualApproval.
+
+    Args:
+        model: The candidate's model.tar.gz.
+        train_summary: Training summary (JSON).
+        evaluation: Evaluation (JSON).
+        decision: The gate decision (JSON) with its report.
+        promote: True on the approve branch.
+        registry_json: The `registry` config section (JSON).
+
+    Returns:
+        The registered version and its status as JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from packwise.config import RegistryConfig
+    from packwise.training import register_candidate
+
+    result = register_candidate(
+        Path(model.path), train_summary, evaluation, decision, promote, RegistryConfig.model_validate_json(registry_json)
+    )
+    return json.dumps(result)
+
+
+def notify(
+    storage_root: str,
+    run_id: str,
+    job_id: str,
+    registry_json: str,
+    notify_json: str,
+    package_types: list,
+    features_json: str,
+    split_json: str,
+    model_json: str,
+    status: dsl.PipelineTaskFinalStatus,
+) -> str:
+    """Exit handler: reports the decision of every package type, whatever happened to the run.
+
+    Args:
+        storage_root: Root of Packwise's storage (run records).
+        run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
+        job_id: The orchestrator's job id.
+        registry_json: The `registry` config section (JSON).
+        notify_json: The `notify` config section (JSON).
+        package_types: Package type names.
+        features_json: The `features` config section (JSON).
+        split_json: The `split` config section (JSON).
+        model_json: The `model` config section (JSON).
+        status: Final status of the guarded tasks.
+
+    Returns:
+        The run summary as JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from packwise.config import NotifyConfig, RegistryConfig
+    from packwise.lineage import effective_run_id
+    from packwise.training import notify_run
+
+    summary = notify_run(
+        Path(storage_root),
+        effective_run_id(run_id, job_id),
+        RegistryConfig.model_validate_json(registry_json),
+        NotifyConfig.model_validate_json(notify_json),
+        list(package_types),
+        features_json,
+        split_json,
+        model_json,
+        status.state,
+        status.error_message,
+    )
+    return json.dumps(summary, default=str)
+
+
+@dataclass(frozen=True)
+class TrainingComponents:
+    extract: BaseComponent
+    validate: BaseComponent
+    split: BaseComponent
+    train: BaseComponent
+    evaluate: BaseComponent
+    compare: BaseComponent
+    register: BaseComponent
+    notify: BaseComponent
+
+
+def build_training_components(images: ImageSet) -> TrainingComponents:
+    """Each training function as a lightweight component on its own image."""
+
+    def make(func: object, name: str) -> BaseComponent:
+        return dsl.component(func=func, base_image=images.for_component(name), install_kfp_package=False)  # type: ignore[arg-type]
+
+    return TrainingComponents(
+        extract=make(extract, "extract"),
+        validate=make(validate, "validate"),
+        split=make(split, "split"),
+        train=make(train, "train"),
+        evaluate=make(evaluate, "evaluate"),
+        compare=make(compare, "compare"),
+        register=make(register, "register"),
+        notify=make(notify, "notify"),
+    )

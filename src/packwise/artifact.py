@@ -1,0 +1,105 @@
+"""Model files in SageMaker's built-in XGBoost layout: `model.tar.gz` holding the booster `xgboost-model`.
+
+The booster is saved in XGBoost's native UBJSON format by xgboost 3.0.5, the version inside SageMaker's
+XGBoost 3.0-5 container, so a model trained here runs in a SageMaker transform job and one trained by
+SageMaker scores here. Packwise's own metadata (model type, feature recipe) rides in booster attributes
+inside that one file, which the container ignores; a file without them still loads if the caller supplies
+the feature recipe.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packwise.errors import PackwiseError
+from packwise.features import FeatureSpec
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+BOOSTER_FILE = "xgboost-model"
+ATTR_SPEC = "packwise_feature_spec"
+ATTR_MODEL_TYPE = "packwise_model_type"
+ATTR_PACKAGE_TYPE = "packwise_package_type"
+
+
+@dataclass
+class LoadedModel:
+    booster: xgb.Booster
+    spec: FeatureSpec
+    model_type: str
+    package_type: str | None
+
+
+def save_model_artifact(
+    booster: xgb.Booster, spec: FeatureSpec, model_type: str, package_type: str, path: Path
+) -> Path:
+    """Writes `path` (a model.tar.gz) atomically and byte-for-byte reproducibly."""
+    booster.set_attr(**{ATTR_SPEC: spec.to_json(), ATTR_MODEL_TYPE: model_type, ATTR_PACKAGE_TYPE: package_type})
+    raw = bytes(booster.save_raw(raw_format="ubj"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".tar.gz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            import gzip
+
+            # mtime 0 everywhere: the same booster gives the same bytes
+            with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+                info = tarfile.TarInfo(BOOSTER_FILE)
+                info.size = len(raw)
+                info.mode = 0o644
+                info.mtime = 0
+                tar.addfile(info, io.BytesIO(raw))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_booster_bytes(path: Path) -> bytes:
+    """The `xgboost-model` member of a model.tar.gz (or the file itself if it is a bare booster)."""
+    if not path.exists():
+        raise PackwiseError(f"model file {path} does not exist; check the registry entry or re-run training")
+    if not tarfile.is_tarfile(path):
+        return path.read_bytes()
+    with tarfile.open(path, "r:*") as tar:
+        names = [m for m in tar.getmembers() if m.isfile()]
+        member = next((m for m in names if Path(m.name).name == BOOSTER_FILE), None)
+        if member is None and len(names) == 1:
+            member = names[0]
+        if member is None:
+            raise PackwiseError(f"{path}: no {BOOSTER_FILE} inside; expected SageMaker's XGBoost model layout")
+        fh = tar.extractfile(member)
+        assert fh is not None
+        return fh.read()
+
+
+def load_model_artifact(path: Path, spec: FeatureSpec | None = None) -> LoadedModel:
+    """Loads a model.tar.gz written by Packwise or by SageMaker's XGBoost container.
+
+    Args:
+        path: The model.tar.gz (or a bare booster file).
+        spec: The feature recipe, needed only when the file carries none (trained outside Packwise).
+    """
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(bytearray(read_booster_bytes(path)))
+    spec_json = booster.attr(ATTR_SPEC)
+    if spec_json is not None:
+        spec = FeatureSpec.from_json(spec_json)
+    if spec is None:
+        raise PackwiseError(f"{path}: the model carries no Packwise feature recipe; pass the recipe it was trained with")
+    return LoadedModel(
+        booster=booster,
+        spec=spec,
+        model_type=booster.attr(ATTR_MODEL_TYPE) or "xgboost",
+        package_type=booster.attr(ATTR_PACKAGE_TYPE),
+    )

@@ -1,0 +1,276 @@
+"""The `packwise` command line.
+
+Errors a user can cause print one line (`error: ...`) and exit 2, without a traceback. The pipeline
+commands import kfp lazily (through `packwise_pipelines`), so `packwise registry ...` and `packwise seed`
+stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from packwise.config import PackwiseConfig, dump_default_config, load_config
+from packwise.errors import ConfigError, PackwiseError
+
+if TYPE_CHECKING:
+    from packwise_pipelines.local import LocalRun, TaskEvent
+
+app = typer.Typer(
+    name="packwise",
+    help="Packwise: chooses how each product is packed. Training and inference pipelines on Kubeflow Pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or write the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file; the embedded defaults when omitted.")
+SetOpt = typer.Option(None, "--set", help="Override one key, e.g. --set split.train_ratio=0.7 (repeatable).")
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
+    return load_config(config, overrides or []).resolved()
+
+
+def _fail(err: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _mount_registry() -> None:
+    from packwise.registry_cli import registry_app
+
+    app.add_typer(registry_app, name="registry", help="List, inspect, approve, reject or roll back model versions.")
+
+
+_mount_registry()
+
+
+@config_app.command("show")
+def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
+    """Print the effective configuration (file + overrides over the embedded defaults)."""
+    try:
+        cfg = load_config(config, overrides or [])
+    except PackwiseError as err:
+        _fail(err)
+    import yaml
+
+    console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100), highlight=False)
+
+
+@config_app.command("init")
+def config_init(path: Path = typer.Argument(Path("packwise.yaml"))) -> None:
+    """Write the embedded defaults to PATH as a starting point."""
+    if path.exists():
+        _fail(ConfigError(f"{path} exists; remove it or choose another path"))
+    path.write_text(dump_default_config())
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def seed(
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+    products: int = typer.Option(25_000, help="Products in the catalogue."),
+    weeks: int = typer.Option(4, help="Weeks of label history."),
+    labels_per_week: int = typer.Option(4_000, help="New labels per package type per week."),
+    seed_value: int = typer.Option(7, "--seed", help="Random seed; the same seed gives the same data."),
+    noise: float = typer.Option(0.03, help="Share of labels flipped at random."),
+    shift: str | None = typer.Option(None, help="TYPE:WEEK:DELTA - that week's positive rate moves by DELTA."),
+    corrupt: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the week's labels flipped."),
+    label_drop: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the type's labels lost."),
+) -> None:
+    """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
+    try:
+        cfg = _load(config, overrides)
+        from packwise.synthetic import SeedSpec, seed_warehouse
+        from packwise.warehouse import open_warehouse
+
+        spec_data: dict[str, Any] = {
+            "seed": seed_value,
+            "n_products": products,
+            "weeks": weeks,
+            "labels_per_week": labels_per_week,
+            "noise": noise,
+            "package_types": cfg.package_type_names,
+        }
+        for name, raw, field_name in (
+            ("shift", shift, "positive_rate_delta"),
+            ("corrupt", corrupt, "fraction"),
+            ("label_drop", label_drop, "fraction"),
+        ):
+            if raw:
+                spec_data[name] = _parse_knob(name, raw, field_name)
+        try:
+            spec = SeedSpec.model_validate(spec_data)
+        except ValueError as err:
+            raise ConfigError(f"seed: {str(err).splitlines()[-1].strip()}") from None
+        cfg.warehouse.path.parent.mkdir(parents=True, exist_ok=True)
+        with open_warehouse(cfg.warehouse) as warehouse:
+            summary = seed_warehouse(warehouse, spec)
+    except PackwiseError as err:
+        _fail(err)
+    console.print(f"seeded {cfg.warehouse.path}: {summary}", highlight=False)
+
+
+def _parse_knob(name: str, raw: str, field_name: str) -> dict[str, Any]:
+    parts = raw.split(":")
+    if len(parts) != 3:
+        raise ConfigError(f"--{name.replace('_', '-')} {raw!r}: expected TYPE:WEEK:VALUE, e.g. mailer:3:0.4")
+    try:
+        return {"package_type": parts[0], "week": int(parts[1]), field_name: float(parts[2])}
+    except ValueError:
+        raise ConfigError(f"--{name.replace('_', '-')} {raw!r}: WEEK must be an integer and VALUE a number") from None
+
+
+_STATE_STYLE = {"running": "cyan", "succeeded": "green", "cached": "blue", "failed": "red"}
+
+
+def _print_event(event: TaskEvent) -> None:
+    if event.state == "running":
+        console.print(f"  [cyan]…[/cyan] {event.task}", highlight=False)
+        return
+    took = f" ({event.seconds:.1f}s)" if event.state in {"succeeded", "failed"} else ""
+    style = _STATE_STYLE[event.state]
+    console.print(f"  [{style}]{event.state:<9}[/{style}] {event.task}{took}", highlight=False)
+
+
+_ERROR_LINE = re.compile(r"packwise\.errors\.(\w+): (.*)$")
+
+
+def task_errors(log_path: Path) -> list[str]:
+    """The one-line Packwise errors raised inside tasks, in order, without duplicates."""
+    seen: list[str] = []
+    if not log_path.exists():
+        return seen
+    for line in log_path.read_text(errors="replace").splitlines():
+        m = _ERROR_LINE.search(line.strip())
+        if m and m.group(2) not in seen:
+            seen.append(m.group(2))
+    return seen
+
+
+def _report_failure(run: LocalRun) -> None:
+    errors = task_errors(run.log_path)
+    for message in errors:
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"failed tasks: {', '.join(run.failed_tasks) or 'unknown'}; full log: {run.log_path}. "
+        "Fix the cause and run the same command again: finished tasks are reused from the cache.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def train(
+    week: int = typer.Option(..., "--week", "-w", help="Label snapshot week to train on."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+    runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
+    run_id: str | None = typer.Option(None, help="Run id (default: generated)."),
+) -> None:
+    """Run the weekly training pipeline locally (kfp.local, caching on) and print the decisions."""
+    try:
+        cfg = _load(config, overrides)
+        if runner not in {"subprocess", "docker"}:
+            raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
+        if week < 1:
+            raise ConfigError(f"--week {week}: weeks start at 1")
+        from packwise_pipelines.local import training_run
+
+        console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
+        run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_print_event)  # type: ignore[arg-type]
+    except PackwiseError as err:
+        _fail(err)
+    from packwise.run_summary import read_summary
+
+    summary = read_summary(cfg.storage.root, run.run_id)
+    if summary is not None:
+        _print_training_table(summary)
+    console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
+    if not run.succeeded:
+        _report_failure(run)
+        raise typer.Exit(1)
+
+
+def _print_training_table(summary: dict[str, Any]) -> None:
+    table = Table(title=f"week {summary.get('week')} decisions (data {str(summary.get('fingerprint'))[:12]})")
+    for col in ("package type", "candidate AUC", "champion AUC", "cand PR-AUC", "champ PR-AUC", "decision", "version"):
+        table.add_column(col)
+    colors = {"Approved": "green", "Rejected": "red", "PendingManualApproval": "yellow", "failed": "red"}
+    for row in summary["package_types"]:
+        cand = row.get("candidate") or {}
+        champ = row.get("champion_scores") or {}
+        decision = row["decision"]
+        table.add_row(
+            row["package_type"],
+            _fmt(cand.get("auc")),
+            _fmt(champ.get("auc")),
+            _fmt(cand.get("pr_auc")),
+            _fmt(champ.get("pr_auc")),
+            f"[{colors.get(decision, 'white')}]{decision}[/]",
+            "-" if row.get("version") is None else f"v{row['version']}",
+        )
+    console.print(table)
+    for row in summary["package_types"]:
+        if row.get("reason"):
+            console.print(f"  {row['package_type']}: {row['reason']}", highlight=False, soft_wrap=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@app.command("compile")
+def compile_pipelines(
+    out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="Directory for the IR YAML files."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Write the compiled IR YAML of the pipelines (submit with `kfp run create`)."""
+    try:
+        cfg = _load(config, overrides)
+        from packwise_pipelines.compile import compile_all
+
+        written = compile_all(cfg, out_dir)
+    except PackwiseError as err:
+        _fail(err)
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+@app.command("runs")
+def show_run(run_id: str = typer.Argument(..., help="Run id printed by `packwise train`."),
+             config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
+    """Print the stored summary of a run."""
+    try:
+        cfg = _load(config, overrides)
+    except PackwiseError as err:
+        _fail(err)
+    from packwise.run_summary import read_summary
+
+    summary = read_summary(cfg.storage.root, run_id)
+    if summary is None:
+        _fail(PackwiseError(f"no summary for run {run_id!r} under {cfg.storage.root}/runs; check the run id"))
+    console.print_json(json.dumps(summary, default=str))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""The one validated configuration model: every knob a data scientist turns lives here.
+
+A YAML file (``packwise.yaml``), trigger files and CLI ``--set key=value`` overrides are all validated
+by the same pydantic model. Unknown keys and bad values are errors that name the key. The defaults are
+the embedded configuration that ``packwise train`` runs on from a fresh clone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from packwise.errors import ConfigError
+
+PACKAGE_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+DEFAULT_PRODUCTS_SQL = """
+SELECT p.*
+FROM products AS p
+WHERE p.product_id IN (SELECT product_id FROM labels WHERE week <= $week)
+""".strip()
+
+# The latest label of each (product, package type) as of the snapshot week wins: customer feedback
+# arrives after the shipment outcome and corrects it.
+DEFAULT_LABELS_SQL = """
+SELECT product_id, package_type, label
+FROM labels
+WHERE week <= $week
+QUALIFY row_number() OVER (
+    PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC
+) = 1
+""".strip()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class StorageConfig(_Strict):
+    """Where local state lives. Relative paths are resolved against the working directory."""
+
+    root: Path = Field(Path(".packwise"), description="Directory for every piece of local state.")
+
+    def resolved(self) -> StorageConfig:
+        return StorageConfig(root=self.root.expanduser().resolve())
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.root / "kfp"
+
+    @property
+    def cache_root(self) -> Path:
+        return self.root / "kfp-cache"
+
+
+class WarehouseConfig(_Strict):
+    """The label and product warehouse. DuckDB (one file, no server) is the embedded default."""
+
+    backend: Literal["duckdb"] = "duckdb"
+    path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
+    products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
+    labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
+
+
+class FeatureConfig(_Strict):
+    """Which product attributes feed the models. The same spec builds training and serving rows."""
+
+    numeric: list[str] = Field(
+        default_factory=lambda: ["length_cm", "width_cm", "height_cm", "weight_kg", "fragility", "price"]
+    )
+    boolean: list[str] = Field(default_factory=lambda: ["is_liquid", "has_battery"])
+    categorical: list[str] = Field(default_factory=lambda: ["category", "material"])
+    derived: list[Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]] = Field(
+        default_factory=lambda: ["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
+    )
+    text: str = Field("title", description="Text column, used only by model types that read text.")
+    max_categories: int = Field(64, ge=1, description="Most frequent values kept per categorical column.")
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> FeatureConfig:
+        seen: dict[str, str] = {}
+        for group in ("numeric", "boolean", "categorical"):
+            for col in getattr(self, group):
+                if col in seen:
+                    raise ValueError(f"column {col!r} is listed in both {seen[col]} and {group}")
+                seen[col] = group
+        if not seen:
+            raise ValueError("no feature columns: list at least one numeric, boolean or categorical column")
+        return self
+
+    def input_columns(self, with_text: bool = False) -> list[str]:
+        """Product columns the feature builder reads."""
+        cols = [*self.numeric, *self.boolean, *self.categorical]
+        needed = {
+            "volume_cm3": ["length_cm", "width_cm", "height_cm"],
+            "max_dim_cm": ["length_cm", "width_cm", "height_cm"],
+            "min_dim_cm": ["length_cm", "width_cm", "height_cm"],
+            "density_kg_per_l": ["length_cm", "width_cm", "height_cm", "weight_kg"],
+        }
+        for d in self.derived:
+            cols += [c for c in needed[d] if c not in cols]
+        if with_text and self.text not in cols:
+            cols.append(self.text)
+        return cols
+
+
+class SplitConfig(_Strict):
+    """Train/validation split: by product (no product in both), stratified by its labels."""
+
+    train_ratio: float = Field(0.8, gt=0.0, lt=1.0, description="Share of products in the training split.")
+    seed: int = Field(42, description="Seed of the split; the same seed and data give the same split.")
+
+
+class ModelConfig(_Strict):
+    """Model type (a plugin name) and its hyperparameters."""
+
+    type: str = Field("xgboost", description="Registered model type: xgboost or xgboost_text.")
+    params: dict[str, float | int | str] = Field(
+        default_factory=lambda: {
+            "max_depth": 6,
+            "eta": 0.15,
+            "subsample": 0.9,
+            "colsample_bytree": 0.9,
+            "min_child_weight": 2,
+            "tree_method": "hist",
+            "nthread": 2,
+        },
+        description="XGBoost booster parameters (objective and eval_metric are set by Packwise).",
+    )
+    num_boost_round: int = Field(150, ge=1, le=100_000)
+    text_hash_features: int = Field(
+        1024, ge=16, le=1 << 20, description="Hashed title n-gram features (text model types only)."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        from packwise.models import known_model_types  # the plugin table; light import
+
+        if value not in known_model_types():
+            raise ValueError(f"unknown model type {value!r}; known: {', '.join(known_model_types())}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"objective", "eval_metric"} & set(value)
+        if reserved:
+            raise ValueError(f"{', '.join(sorted(reserved))} is set by Packwise; remove it from model.params")
+        return value
+
+
+class PackageTypeConfig(_Strict):
+    """One package type. The list order is the protection order: least protective first."""
+
+    name: str
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Suitability probability that recommends it.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not PACKAGE_TYPE_NAME.match(value):
+            raise ValueError(f"package type {value!r} must be lower_snake_case")
+        return value
+
+
+class Limit(_Strict):
+    """Bounds of one gate criterion: past `review` needs a person, past `reject` is rejected."""
+
+    review: float | None = None
+    reject: float | None = None
+
+
+def _lim(review: float | None, reject: float | None) -> Any:
+    return Field(default_factory=lambda: Limit(review=review, reject=reject))
+
+
+class GateConfig(_Strict):
+    """Promotion gate. Drops and increases are positive when the candidate is worse than the champion.
+
+    Absolute criteria (minimum scores) always apply; comparative ones only when a champion exists.
+    """
+
+    min_auc: Limit = _lim(None, 0.80)
+    min_pr_auc: Limit = _lim(None, 0.50)
+    max_log_loss: Limit = _lim(None, 0.60)
+    auc_drop_abs: Limit = _lim(0.005, 0.02)
+    auc_drop_rel: Limit = _lim(None, 0.03)
+    pr_auc_drop_abs: Limit = _lim(0.01, 0.04)
+    pr_auc_drop_rel: Limit = _lim(None, 0.06)
+    log_loss_increase_abs: Limit = _lim(0.01, 0.05)
+    log_loss_increase_rel: Limit = _lim(None, 0.15)
+    label_shift_metric: Literal["jensen_shannon", "l_infinity"] = "jensen_shannon"
+    label_shift: Limit = _lim(0.003, 0.02)
+    label_count_min_fraction: Limit = _lim(0.9, 0.5)
+    label_count_max_fraction: Limit = _lim(5.0, None)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateConfig:
+        lower_bounded = {"min_auc", "min_pr_auc", "label_count_min_fraction"}
+        for name in type(self).model_fields:
+            lim = getattr(self, name)
+            if not isinstance(lim, Limit) or lim.review is None or lim.reject is None:
+                continue
+            bad = lim.review < lim.reject if name in lower_bounded else lim.review > lim.reject
+            if bad:
+                raise ValueError(f"gate.{name}: review must be reached before reject")
+        return self
+
+
+class NotifyConfig(_Strict):
+    """Where the decision summary goes. `log` writes it to the task log and a file."""
+
+    backend: Literal["log", "webhook"] = "log"
+    webhook_url: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _url(self) -> NotifyConfig:
+        if self.backend == "webhook" and not self.webhook_url:
+            raise ValueError("notify.webhook_url is required when notify.backend is webhook")
+        return self
+
+
+class RegistryConfig(_Strict):
+    """Model registry. MLflow with a local sqlite store is the embedded default: no server."""
+
+    backend: Literal["mlflow"] = "mlflow"
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under storage.root.")
+    artifact_root: str | None = Field(None, description="Where model files are stored; default under storage.root.")
+    model_name_prefix: str = "packwise"
+
+
+class PackwiseConfig(_Strict):
+    """Everything Packwise reads. See the README's configuration reference."""
+
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    package_types: list[PackageTypeConfig] = Field(
+        default_factory=lambda: [
+            PackageTypeConfig(name="own_container", threshold=0.5),
+            PackageTypeConfig(name="bag", threshold=0.5),
+            PackageTypeConfig(name="mailer", threshold=0.5),
+            PackageTypeConfig(name="box", threshold=0.5),
+        ],
+        min_length=1,
+    )
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+    @field_validator("package_types")
+    @classmethod
+    def _unique(cls, value: list[PackageTypeConfig]) -> list[PackageTypeConfig]:
+        names = [p.name for p in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"package type {dup[0]!r} is listed twice")
+        return value
+
+    @property
+    def package_type_names(self) -> list[str]:
+        return [p.name for p in self.package_types]
+
+    def resolved(self) -> PackwiseConfig:
+        """Absolute paths everywhere, so tasks in other processes or containers agree."""
+        storage = self.storage.resolved()
+        wh_path = self.warehouse.path
+        if not wh_path.is_absolute():
+            wh_path = (Path.cwd() / wh_path).resolve()
+        registry = self.registry
+        if registry.tracking_uri is None:
+            registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{storage.root / 'mlflow.db'}"})
+        if registry.artifact_root is None:
+            registry = registry.model_copy(update={"artifact_root": (storage.root / "mlartifacts").as_uri()})
+        return self.model_copy(
+            update={
+                "storage": storage,
+                "warehouse": self.warehouse.model_copy(update={"path": wh_path}),
+                "registry": registry,
+            }
+        )
+
+    def section_json(self, name: str) -> str:
+        """One section as canonical JSON: a pipeline parameter whose change invalidates only its tasks."""
+        value = getattr(self, name)
+        if isinstance(value, list):
+            return json.dumps([v.model_dump(mode="json") for v in value], sort_keys=True)
+        return json.dumps(value.model_dump(mode="json"), sort_keys=True)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int) or True)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key {loc!r}; check its spelling against the configuration reference"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {loc or 'config'}: {msg}"
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> PackwiseConfig:
+    """Validates a mapping into a config; raises ConfigError naming the first bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return PackwiseConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies `key.path=value` overrides; values are parsed as YAML scalars or lists."""
+    out = json.loads(json.dumps(data, default=str))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set split.train_ratio=0.7")
+        key, raw = item.split("=", 1)
+        _set_path(out, key.strip(), yaml.safe_load(raw))
+    return out
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> PackwiseConfig:
+    """Loads the YAML file (or the embedded defaults when `path` is None) and applies overrides."""
+    data: dict[str, Any] = {}
+    source = "embedded defaults"
+    if path is not None:
+        source = str(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file; run `packwise config init {path}` to write one")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        data = loaded
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{source} with --set"
+    return parse_config(data, source)
+
+
+def config_from_json(text: str) -> PackwiseConfig:
+    return parse_config(json.loads(text), "pipeline parameter")
+
+
+def dump_default_config() -> str:
+    """The embedded defaults as commented YAML, the starting point of a user's file."""
+    body = yaml.safe_dump(PackwiseConfig().model_dump(mode="json"), sort_keys=False, width=100)
+    return "# Packwise configuration. Every key is optional; see README.md#configuration-reference.\n" + body
+
+
+def package_type_names(items: list[Any]) -> list[str]:
+    """Names from a pipeline's `package_types` parameter: dicts {name, threshold} or plain names."""
+    return [str(i["name"]) if isinstance(i, dict) else str(i) for i in items]

@@ -1,0 +1,209 @@
+"""Feature rows from product attributes: the one function training and serving both call.
+
+A `FeatureSpec` is fitted on the training split (the categorical vocabularies) and travels inside the
+model file, so scoring rebuilds exactly the columns the model was trained on. Categorical values are
+one-hot encoded against that vocabulary: a value never seen in training becomes all zeros (and is
+counted), never an error. Every column is numeric, so the same rows can be sent as CSV to SageMaker's
+built-in XGBoost container.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from packwise.config import FeatureConfig
+from packwise.errors import DataValidationError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+_DIMS = ("length_cm", "width_cm", "height_cm")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The exact recipe of a model's input columns."""
+
+    numeric: tuple[str, ...]
+    boolean: tuple[str, ...]
+    categorical: dict[str, tuple[str, ...]]
+    derived: tuple[str, ...]
+    text_column: str | None = None
+    text_hash_features: int = 0
+
+    @property
+    def dense_names(self) -> list[str]:
+        names = [*self.numeric, *self.boolean, *self.derived]
+        for col, vocab in self.categorical.items():
+            names += [f"{col}={v}" for v in vocab]
+        return names
+
+    @property
+    def names(self) -> list[str]:
+        text = [f"{self.text_column}#{i}" for i in range(self.text_hash_features)] if self.text_column else []
+        return [*self.dense_names, *text]
+
+    @property
+    def input_columns(self) -> list[str]:
+        cols = [*self.numeric, *self.boolean, *self.categorical]
+        if self.derived:
+            cols += [c for c in _DIMS if c not in cols]
+        if "density_kg_per_l" in self.derived and "weight_kg" not in cols:
+            cols.append("weight_kg")
+        if self.text_column:
+            cols.append(self.text_column)
+        return cols
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "numeric": list(self.numeric),
+                "boolean": list(self.boolean),
+                "categorical": {k: list(v) for k, v in self.categorical.items()},
+                "derived": list(self.derived),
+                "text_column": self.text_column,
+                "text_hash_features": self.text_hash_features,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        d: dict[str, Any] = json.loads(text)
+        return cls(
+            numeric=tuple(d["numeric"]),
+            boolean=tuple(d["boolean"]),
+            categorical={k: tuple(v) for k, v in d["categorical"].items()},
+            derived=tuple(d["derived"]),
+            text_column=d.get("text_column"),
+            text_hash_features=int(d.get("text_hash_features", 0)),
+        )
+
+
+@dataclass
+class FeatureRows:
+    """Model input rows. `text` is set only for specs with hashed text columns."""
+
+    dense: np.ndarray
+    text: sp.csr_matrix | None = None
+    unseen: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.dense.shape[0])
+
+    def matrix(self) -> np.ndarray | sp.csr_matrix:
+        """Dense rows, or dense and text side by side as one sparse matrix."""
+        if self.text is None:
+            return self.dense
+        import scipy.sparse as sparse
+
+        return sparse.hstack([sparse.csr_matrix(self.dense), self.text], format="csr")
+
+
+def fit_feature_spec(
+    products: pd.DataFrame, features: FeatureConfig, text_hash_features: int = 0
+) -> FeatureSpec:
+    """Learns the categorical vocabularies (most frequent first, capped) from training products."""
+    vocab: dict[str, tuple[str, ...]] = {}
+    for col in features.categorical:
+        _require(products, [col])
+        counts = products[col].astype("string").value_counts(dropna=True)
+        # ties broken by value so the spec is deterministic
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        vocab[col] = tuple(str(v) for v, _ in ordered[: features.max_categories])
+    return FeatureSpec(
+        numeric=tuple(features.numeric),
+        boolean=tuple(features.boolean),
+        categorical=vocab,
+        derived=tuple(features.derived),
+        text_column=features.text if text_hash_features else None,
+        text_hash_features=text_hash_features,
+    )
+
+
+def _require(products: pd.DataFrame, cols: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in products.columns]
+    if missing:
+        raise DataValidationError(
+            f"products: feature column {missing[0]!r} is missing; add it to the products query "
+            "or remove it from features"
+        )
+
+
+def _float(products: pd.DataFrame, col: str) -> np.ndarray:
+    try:
+        return products[col].to_numpy(dtype=np.float32, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise DataValidationError(
+            f"products: column {col!r} has type {products[col].dtype}, expected a number; "
+            "cast it in the products query"
+        ) from None
+
+
+def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
+    """Feature rows for `products`, in `spec.names` order.
+
+    Args:
+        products: One row per product with at least `spec.input_columns`.
+        spec: The recipe fitted at training time.
+
+    Returns:
+        The rows, and per categorical column the number of values not in the training vocabulary.
+    """
+    _require(products, spec.input_columns)
+    n = len(products)
+    n_dense = len(spec.dense_names)
+    dense = np.empty((n, n_dense), dtype=np.float32)
+    j = 0
+    for col in spec.numeric:
+        dense[:, j] = _float(products, col)
+        j += 1
+    for col in spec.boolean:
+        dense[:, j] = _float(products, col)
+        j += 1
+    if spec.derived:
+        length, width, height = (_float(products, c) for c in _DIMS)
+        for d in spec.derived:
+            if d == "volume_cm3":
+                dense[:, j] = length * width * height
+            elif d == "max_dim_cm":
+                dense[:, j] = np.fmax(np.fmax(length, width), height)
+            elif d == "min_dim_cm":
+                dense[:, j] = np.fmin(np.fmin(length, width), height)
+            elif d == "density_kg_per_l":
+                volume_l = length * width * height / 1000.0
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    dense[:, j] = np.where(volume_l > 0, _float(products, "weight_kg") / volume_l, np.nan)
+            j += 1
+    unseen: dict[str, int] = {}
+    for col, vocab in spec.categorical.items():
+        values = products[col].astype("string")
+        codes = pd.Categorical(values, categories=list(vocab)).codes
+        block = dense[:, j : j + len(vocab)]
+        block[:] = 0.0
+        known = codes >= 0
+        block[np.nonzero(known)[0], codes[known]] = 1.0
+        unseen[col] = int((~known & values.notna().to_numpy()).sum())
+        j += len(vocab)
+    text = None
+    if spec.text_column:
+        text = _hash_text(products[spec.text_column], spec.text_hash_features)
+    return FeatureRows(dense=dense, text=text, unseen=unseen)
+
+
+def _hash_text(titles: pd.Series, n_features: int) -> sp.csr_matrix:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    # Stateless hashing: nothing to fit, so the model file alone reproduces the columns.
+    vectorizer = HashingVectorizer(
+        n_features=n_features, alternate_sign=False, ngram_range=(1, 2), norm="l2", lowercase=True
+    )
+    matrix: sp.csr_matrix = vectorizer.transform(titles.fillna("").astype(str).tolist()).astype(np.float32)
+    return matrix

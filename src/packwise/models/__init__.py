@@ -1,0 +1,44 @@
+"""Model types are plugins chosen by `model.type` in the configuration.
+
+Adding a type is one module implementing `ModelType` (see `base.py`) and one line in `_BUILTIN` (or an
+entry point in the `packwise.model_types` group for a type shipped in another distribution). Nothing
+here imports xgboost: the table names modules, which load only when a type is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from packwise.models.base import ModelType
+
+_BUILTIN: dict[str, str] = {
+    "xgboost": "packwise.models.xgboost_tabular:XGBoostTabular",
+    "xgboost_text": "packwise.models.xgboost_text:XGBoostText",
+}
+
+
+def _table() -> dict[str, str]:
+    table = dict(_BUILTIN)
+    for ep in entry_points(group="packwise.model_types"):
+        table.setdefault(ep.name, ep.value)
+    return table
+
+
+def known_model_types() -> list[str]:
+    return sorted(_table())
+
+
+def get_model_type(name: str) -> ModelType:
+    """The plugin instance registered under `name`."""
+    target = _table().get(name)
+    if target is None:
+        from packwise.errors import ConfigError
+
+        raise ConfigError(f"model.type: unknown model type {name!r}; known: {', '.join(known_model_types())}")
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    instance: ModelType = cls()
+    return instance

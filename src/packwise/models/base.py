@@ -1,0 +1,57 @@
+"""The model-type plugin interface and the XGBoost implementation both shipped types share."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from packwise.config import FeatureConfig, ModelConfig
+from packwise.features import FeatureRows, FeatureSpec, build_features, fit_feature_spec
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+
+class ModelType(Protocol):
+    """What a model type provides. Its model file is always a native XGBoost booster."""
+
+    name: str
+    uses_text: bool
+
+    def fit_spec(self, products: pd.DataFrame, features: FeatureConfig, model: ModelConfig) -> FeatureSpec:
+        """Fits the feature recipe on the training products."""
+        ...
+
+    def train(self, rows: FeatureRows, labels: np.ndarray, model: ModelConfig) -> xgb.Booster:
+        """Trains a binary suitability classifier."""
+        ...
+
+
+class XGBoostBinary:
+    """Binary logistic XGBoost on Packwise feature rows; subclasses choose the features."""
+
+    name: ClassVar[str] = ""
+    uses_text: ClassVar[bool] = False
+
+    def fit_spec(self, products: pd.DataFrame, features: FeatureConfig, model: ModelConfig) -> FeatureSpec:
+        return fit_feature_spec(products, features, model.text_hash_features if self.uses_text else 0)
+
+    @staticmethod
+    def booster_params(model: ModelConfig) -> dict[str, Any]:
+        return {**model.params, "objective": "binary:logistic", "eval_metric": "logloss"}
+
+    def train(self, rows: FeatureRows, labels: np.ndarray, model: ModelConfig) -> xgb.Booster:
+        import xgboost as xgb
+
+        # QuantileDMatrix adds about a third of the memory a DMatrix does, in the same time.
+        dtrain = xgb.QuantileDMatrix(rows.matrix(), label=labels, max_bin=int(model.params.get("max_bin", 256)))
+        return xgb.train(self.booster_params(model), dtrain, num_boost_round=model.num_boost_round)
+
+
+def predict(booster: xgb.Booster, spec: FeatureSpec, products: pd.DataFrame) -> tuple[np.ndarray, FeatureRows]:
+    """Suitability probabilities for `products`, built with the model's own feature recipe."""
+    rows = build_features(products, spec)
+    prob = booster.inplace_predict(rows.matrix(), validate_features=False)
+    return np.asarray(prob, dtype=np.float64), rows
