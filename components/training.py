@@ -37,7 +37,6 @@ def extract(
         The data fingerprint and the snapshot directory every later task reads.
     """
     import json
-    from collections import namedtuple
     from pathlib import Path
 
     from packwise.config import WarehouseConfig
@@ -49,7 +48,7 @@ def extract(
     )
     Path(snapshot.path).write_text(json.dumps(record, indent=2))
     snapshot.metadata.update({"fingerprint": record["fingerprint"], "n_labels": record["n_labels"]})
-    return namedtuple("ExtractOutputs", ["fingerprint", "snapshot_dir"])(record["fingerprint"], record["snapshot_dir"])
+    return (record["fingerprint"], record["snapshot_dir"])
 
 
 def validate(snapshot_dir: str, features_json: str, package_types: list, model_json: str) -> str:
@@ -111,13 +110,16 @@ def split(
         SplitConfig.model_validate_json(split_json),
         list(package_types),
     )
+    # The fingerprint travels with the data it describes (artifact metadata), so every task downstream
+    # keys its cache on it.
+    for artifact in (train_split, validation_split):
+        artifact.metadata.update({"fingerprint": summary["fingerprint"]})
     return json.dumps(summary)
 
 
 def train(
     train_split: Input[Dataset],
     package_type: str,
-    fingerprint: str,
     features_json: str,
     split_json: str,
     model_json: str,
@@ -126,9 +128,8 @@ def train(
     """Trains the candidate classifier of one package type (SageMaker XGBoost model layout).
 
     Args:
-        train_split: Training products and labels.
+        train_split: Training products and labels; its metadata carries the data fingerprint.
         package_type: The package type whose suitability labels are learnt.
-        fingerprint: Data fingerprint of the snapshot (part of the candidate's identity).
         features_json: The `features` config section (JSON).
         split_json: The `split` config section (JSON), part of the candidate's identity.
         model_json: The `model` config section (JSON): type and hyperparameters.
@@ -143,6 +144,7 @@ def train(
     from packwise.lineage import candidate_key
     from packwise.training import train_candidate
 
+    fingerprint = train_split.metadata["fingerprint"]
     summary = train_candidate(
         Path(train_split.path),
         package_type,
@@ -160,7 +162,7 @@ def evaluate(
     model: Input[Model],
     validation_split: Input[Dataset],
     package_type: str,
-    threshold: float,
+    thresholds: dict,
     registry_json: str,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
@@ -171,7 +173,7 @@ def evaluate(
         model: The candidate's model.tar.gz.
         validation_split: Validation products and labels.
         package_type: The package type.
-        threshold: Decision threshold of this type (confusion matrix).
+        thresholds: Decision threshold per package type (confusion matrix); 0.5 when absent.
         registry_json: The `registry` config section (JSON), to fetch the champion.
         metrics: AUC, PR-AUC and log loss of candidate and champion.
         classification: ROC curve and confusion matrix of the candidate.
@@ -191,7 +193,7 @@ def evaluate(
             Path(model.path),
             Path(validation_split.path),
             package_type,
-            threshold,
+            float(thresholds.get(package_type, 0.5)),
             RegistryConfig.model_validate_json(registry_json),
             Path(scratch),
         )
@@ -223,7 +225,6 @@ def compare(
         outcome (approve, reject or review) and the full decision as JSON.
     """
     import json
-    from collections import namedtuple
     from pathlib import Path
 
     from packwise.config import GateConfig
@@ -231,7 +232,7 @@ def compare(
 
     decision = compare_with_champion(train_summary, evaluation, GateConfig.model_validate_json(gate_json))
     Path(report.path).write_text(decision.report_markdown())
-    return namedtuple("CompareOutputs", ["outcome", "decision"])(decision.outcome, json.dumps(decision.to_dict()))
+    return (decision.outcome, json.dumps(decision.to_dict()))
 
 
 def register(
@@ -262,7 +263,12 @@ def register(
     from packwise.training import register_candidate
 
     result = register_candidate(
-        Path(model.path), train_summary, evaluation, decision, promote, RegistryConfig.model_validate_json(registry_json)
+        Path(model.path),
+        train_summary,
+        evaluation,
+        decision,
+        promote,
+        RegistryConfig.model_validate_json(registry_json),
     )
     return json.dumps(result)
 
@@ -334,7 +340,7 @@ def build_training_components(images: ImageSet) -> TrainingComponents:
     """Each training function as a lightweight component on its own image."""
 
     def make(func: object, name: str) -> BaseComponent:
-        return dsl.component(func=func, base_image=images.for_component(name), install_kfp_package=False)  # type: ignore[arg-type]
+        return dsl.component(func=func, base_image=images.for_component(name), install_kfp_package=False)
 
     return TrainingComponents(
         extract=make(extract, "extract"),

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kfp import local
-
-from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet, resolve_images
+
+from packwise import progress
+from packwise.config import PackwiseConfig
 
 Runner = Literal["subprocess", "docker"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EXECUTING = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _CACHE_HIT = re.compile(r"Task (\S+) cache hit")
 _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
@@ -40,6 +40,12 @@ class TaskEvent:
     task: str
     state: Literal["running", "succeeded", "failed", "cached"]
     seconds: float = 0.0
+    package_type: str | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} ({self.package_type})" if self.package_type else self.task
 
 
 @dataclass
@@ -50,7 +56,7 @@ class ProgressLog:
     on_event: Callable[[TaskEvent], None]
     echo: bool = False
     events: list[TaskEvent] = field(default_factory=list)
-    _started: dict[str, float] = field(default_factory=dict)
+    kfp_failures: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _buffer: str = ""
 
@@ -75,13 +81,21 @@ class ProgressLog:
             self.on_event(event)
 
     def _parse(self, line: str) -> TaskEvent | None:
-        if m := _EXECUTING.search(line):
-            self._started[m.group(1)] = time.perf_counter()
-            return TaskEvent(m.group(1), "running")
+        # Packwise's own markers name the package type; kfp's lines do not, but they are the only
+        # word on cache hits and on failures that happen before our code runs (e.g. an import error).
+        marker = progress.parse(line)
+        if marker is not None:
+            return TaskEvent(
+                marker["task"],
+                marker["state"],
+                float(marker.get("seconds", 0.0)),
+                marker.get("package_type"),
+                marker.get("error"),
+            )
         if m := _FINISHED.search(line):
-            name = m.group(1)
-            took = time.perf_counter() - self._started.pop(name, time.perf_counter())
-            return TaskEvent(name, "succeeded" if m.group(2) == "SUCCESS" else "failed", took)
+            if m.group(2) != "SUCCESS":
+                self.kfp_failures.append(m.group(1))
+            return None
         if m := _CACHE_HIT.search(line):
             return TaskEvent(m.group(1).strip("'"), "cached")
         return None
@@ -179,20 +193,22 @@ def run_pipeline_locally(
     """Runs a compiled-in-memory pipeline with kfp.local and reports its tasks."""
     init_local(config, runner)
     log_path = config.storage.root / "logs" / f"{run_id}.log"
-    progress = ProgressLog(log_path=log_path, on_event=on_event or (lambda e: None), echo=verbose)
+    progress_log = ProgressLog(log_path=log_path, on_event=on_event or (lambda e: None), echo=verbose)
     start = time.perf_counter()
     try:
-        with captured(progress):
+        with captured(progress_log):
             pipeline(**arguments, run_id=run_id)
     finally:
-        progress.close()
+        progress_log.close()
     seconds = time.perf_counter() - start
-    failed = [e.task for e in progress.events if e.state == "failed"]
+    failed = [e.label for e in progress_log.events if e.state == "failed"]
+    # a task that died before Packwise's code ran leaves only kfp's word for it
+    failed += [t for t in progress_log.kfp_failures if not any(f.startswith(t) for f in failed)]
     return LocalRun(
         run_id=run_id,
         succeeded=not failed,
         seconds=seconds,
-        events=progress.events,
+        events=progress_log.events,
         log_path=log_path,
         failed_tasks=failed,
     )

@@ -8,10 +8,10 @@ every type. One type failing its gate or its training never blocks the others.
 
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
-
-from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet
 from packwise_components.training import build_training_components
+
+from packwise.config import PackwiseConfig
 
 PIPELINE_NAME = "packwise-training"
 
@@ -25,7 +25,8 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
         week: int = 1,
         run_id: str = "",
         storage_root: str = str(defaults.storage.root),
-        package_types: list = [p.model_dump() for p in defaults.package_types],  # noqa: B006 - never mutated
+        package_types: list = defaults.package_type_names,
+        thresholds: dict = {p.name: p.threshold for p in defaults.package_types},  # noqa: B006
         warehouse_json: str = defaults.section_json("warehouse"),
         features_json: str = defaults.section_json("features"),
         split_json: str = defaults.section_json("split"),
@@ -40,7 +41,8 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
             week: Label snapshot week (labels observed up to it).
             run_id: Optional run id (the CLI sets one); defaults to the KFP job id.
             storage_root: Root of Packwise's storage.
-            package_types: Package types, least protective first: [{name, threshold}].
+            package_types: Package type names, least protective first.
+            thresholds: Decision threshold per package type (default 0.5).
             warehouse_json: `warehouse` config section.
             features_json: `features` config section.
             split_json: `split` config section.
@@ -79,11 +81,10 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
             split_task = c.split(
                 snapshot_dir=snapshot_dir, split_json=split_json, package_types=package_types
             ).after(validate_task)
-            with dsl.ParallelFor(package_types, name="per-package-type") as item:
+            with dsl.ParallelFor(package_types, name="per-package-type") as package_type:
                 train_task = c.train(
                     train_split=split_task.outputs["train_split"],
-                    package_type=item.name,
-                    fingerprint=extract_task.outputs["fingerprint"],
+                    package_type=package_type,
                     features_json=features_json,
                     split_json=split_json,
                     model_json=model_json,
@@ -91,8 +92,8 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                 evaluate_task = c.evaluate(
                     model=train_task.outputs["model"],
                     validation_split=split_task.outputs["validation_split"],
-                    package_type=item.name,
-                    threshold=item.threshold,
+                    package_type=package_type,
+                    thresholds=thresholds,
                     registry_json=registry_json,
                 )
                 compare_task = c.compare(

@@ -96,7 +96,9 @@ def load_model_artifact(path: Path, spec: FeatureSpec | None = None) -> LoadedMo
     if spec_json is not None:
         spec = FeatureSpec.from_json(spec_json)
     if spec is None:
-        raise PackwiseError(f"{path}: the model carries no Packwise feature recipe; pass the recipe it was trained with")
+        raise PackwiseError(
+            f"{path}: the model carries no Packwise feature recipe; pass the recipe it was trained with"
+        )
     return LoadedModel(
         booster=booster,
         spec=spec,

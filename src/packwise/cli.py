@@ -8,7 +8,8 @@ stay light.
 from __future__ import annotations
 
 import json
-import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,34 +138,24 @@ def _parse_knob(name: str, raw: str, field_name: str) -> dict[str, Any]:
 _STATE_STYLE = {"running": "cyan", "succeeded": "green", "cached": "blue", "failed": "red"}
 
 
-def _print_event(event: TaskEvent) -> None:
-    if event.state == "running":
-        console.print(f"  [cyan]…[/cyan] {event.task}", highlight=False)
-        return
-    took = f" ({event.seconds:.1f}s)" if event.state in {"succeeded", "failed"} else ""
-    style = _STATE_STYLE[event.state]
-    console.print(f"  [{style}]{event.state:<9}[/{style}] {event.task}{took}", highlight=False)
+def _event_printer() -> Callable[[TaskEvent], None]:
+    """Prints task events to the terminal the command started with (kfp.local's stdout is captured)."""
+    out = Console(file=sys.stdout)
 
+    def print_event(event: TaskEvent) -> None:
+        if event.state == "running":
+            return
+        took = f" ({event.seconds:.1f}s)" if event.state in {"succeeded", "failed"} else ""
+        style = _STATE_STYLE[event.state]
+        out.print(f"  [{style}]{event.state:<9}[/{style}] {event.label}{took}", highlight=False)
 
-_ERROR_LINE = re.compile(r"packwise\.errors\.(\w+): (.*)$")
-
-
-def task_errors(log_path: Path) -> list[str]:
-    """The one-line Packwise errors raised inside tasks, in order, without duplicates."""
-    seen: list[str] = []
-    if not log_path.exists():
-        return seen
-    for line in log_path.read_text(errors="replace").splitlines():
-        m = _ERROR_LINE.search(line.strip())
-        if m and m.group(2) not in seen:
-            seen.append(m.group(2))
-    return seen
+    return print_event
 
 
 def _report_failure(run: LocalRun) -> None:
-    errors = task_errors(run.log_path)
-    for message in errors:
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    for event in run.events:
+        if event.state == "failed" and event.error:
+            err_console.print(f"[red]error:[/red] {event.label}: {event.error}", highlight=False, soft_wrap=True)
     err_console.print(
         f"failed tasks: {', '.join(run.failed_tasks) or 'unknown'}; full log: {run.log_path}. "
         "Fix the cause and run the same command again: finished tasks are reused from the cache.",
@@ -192,7 +183,7 @@ def train(
         from packwise_pipelines.local import training_run
 
         console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
-        run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_print_event)  # type: ignore[arg-type]
+        run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer())
     except PackwiseError as err:
         _fail(err)
     from packwise.run_summary import read_summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,6 +35,10 @@ QUALIFY row_number() OVER (
     PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC
 ) = 1
 """.strip()
+
+
+DerivedFeature = Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
+_ALL_DERIVED: tuple[DerivedFeature, ...] = ("volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l")
 
 
 class _Strict(BaseModel):
@@ -79,8 +83,8 @@ class FeatureConfig(_Strict):
     )
     boolean: list[str] = Field(default_factory=lambda: ["is_liquid", "has_battery"])
     categorical: list[str] = Field(default_factory=lambda: ["category", "material"])
-    derived: list[Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]] = Field(
-        default_factory=lambda: ["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
+    derived: list[DerivedFeature] = Field(
+        default_factory=lambda: list(_ALL_DERIVED)
     )
     text: str = Field("title", description="Text column, used only by model types that read text.")
     max_categories: int = Field(64, ge=1, description="Most frequent values kept per categorical column.")
@@ -120,20 +124,23 @@ class SplitConfig(_Strict):
     seed: int = Field(42, description="Seed of the split; the same seed and data give the same split.")
 
 
+_DEFAULT_PARAMS: dict[str, float | int | str] = {
+    "max_depth": 6,
+    "eta": 0.15,
+    "subsample": 0.9,
+    "colsample_bytree": 0.9,
+    "min_child_weight": 2,
+    "tree_method": "hist",
+    "nthread": 2,
+}
+
+
 class ModelConfig(_Strict):
     """Model type (a plugin name) and its hyperparameters."""
 
     type: str = Field("xgboost", description="Registered model type: xgboost or xgboost_text.")
     params: dict[str, float | int | str] = Field(
-        default_factory=lambda: {
-            "max_depth": 6,
-            "eta": 0.15,
-            "subsample": 0.9,
-            "colsample_bytree": 0.9,
-            "min_child_weight": 2,
-            "tree_method": "hist",
-            "nthread": 2,
-        },
+        default_factory=lambda: dict(_DEFAULT_PARAMS),
         description="XGBoost booster parameters (objective and eval_metric are set by Packwise).",
     )
     num_boost_round: int = Field(150, ge=1, le=100_000)

@@ -23,6 +23,7 @@ from packwise.config import (
     package_type_names,
 )
 from packwise.errors import PackwiseError
+from packwise.progress import task_report
 
 
 @dataclass(frozen=True)
@@ -71,26 +72,27 @@ def train_candidate(
     from packwise.models import get_model_type
     from packwise.split import read_split
 
-    maybe_fail("train", package_type)
-    start = time.perf_counter()
-    plugin = get_model_type(model.type)
-    products, labels = read_split(train_path, package_type)
-    spec = plugin.fit_spec(products, features, model)
-    from packwise.features import build_features
+    with task_report("train", package_type):
+        maybe_fail("train", package_type)
+        start = time.perf_counter()
+        plugin = get_model_type(model.type)
+        products, labels = read_split(train_path, package_type)
+        spec = plugin.fit_spec(products, features, model)
+        from packwise.features import build_features
 
-    rows = build_features(products, spec)
-    booster = plugin.train(rows, labels, model)
-    save_model_artifact(booster, spec, model.type, package_type, model_out)
-    return TrainSummary(
-        package_type=package_type,
-        model_type=model.type,
-        candidate_key=candidate_key,
-        data_fingerprint=data_fingerprint,
-        label_count=len(labels),
-        positive_rate=float(labels.mean()),
-        n_features=len(spec.names),
-        seconds=round(time.perf_counter() - start, 3),
-    )
+        rows = build_features(products, spec)
+        booster = plugin.train(rows, labels, model)
+        save_model_artifact(booster, spec, model.type, package_type, model_out)
+        return TrainSummary(
+            package_type=package_type,
+            model_type=model.type,
+            candidate_key=candidate_key,
+            data_fingerprint=data_fingerprint,
+            label_count=len(labels),
+            positive_rate=float(labels.mean()),
+            n_features=len(spec.names),
+            seconds=round(time.perf_counter() - start, 3),
+        )
 
 
 @dataclass(frozen=True)
@@ -131,57 +133,62 @@ def evaluate_candidate(
     from packwise.registry import open_registry
     from packwise.split import read_split
 
-    maybe_fail("evaluate", package_type)
-    products, labels = read_split(validation_path, package_type)
-    candidate = load_model_artifact(model_path)
-    prob, _ = predict(candidate.booster, candidate.spec, products)
-    cand_metrics = score_metrics(labels, prob, threshold)
+    with task_report("evaluate", package_type):
+        maybe_fail("evaluate", package_type)
+        products, labels = read_split(validation_path, package_type)
+        candidate = load_model_artifact(model_path)
+        prob, _ = predict(candidate.booster, candidate.spec, products)
+        cand_metrics = score_metrics(labels, prob, threshold)
 
-    registry = open_registry(registry_config)
-    champ = registry.champion(package_type)
-    champ_metrics = None
-    if champ is not None:
-        scratch_dir.mkdir(parents=True, exist_ok=True)
-        champ_file = registry.download_model(package_type, champ.version, scratch_dir)
-        champion = load_model_artifact(champ_file)
-        champ_prob, _ = predict(champion.booster, champion.spec, products)
-        champ_metrics = score_metrics(labels, champ_prob, threshold).to_dict()
-    return EvaluationResult(
-        package_type=package_type,
-        candidate=cand_metrics.to_dict(),
-        champion=champ_metrics,
-        champion_version=None if champ is None else champ.version,
-        champion_label_stats=None if champ is None else dict(champ.label_stats),
-    )
+        registry = open_registry(registry_config)
+        champ = registry.champion(package_type)
+        champ_metrics = None
+        if champ is not None:
+            scratch_dir.mkdir(parents=True, exist_ok=True)
+            champ_file = registry.download_model(package_type, champ.version, scratch_dir)
+            champion = load_model_artifact(champ_file)
+            champ_prob, _ = predict(champion.booster, champion.spec, products)
+            champ_metrics = score_metrics(labels, champ_prob, threshold).to_dict()
+        return EvaluationResult(
+            package_type=package_type,
+            candidate=cand_metrics.to_dict(),
+            champion=champ_metrics,
+            champion_version=None if champ is None else champ.version,
+            champion_label_stats=None if champ is None else dict(champ.label_stats),
+        )
 
 
 def compare_with_champion(train_json: str, evaluation_json: str, gate: GateConfig) -> Any:
     """Runs the promotion gate on a candidate's evidence; returns the `GateDecision`."""
-    from packwise.gate import Evidence, evaluate_gate
+    from packwise.faults import maybe_fail
 
-    summary = TrainSummary.from_json(train_json)
-    ev = EvaluationResult.from_json(evaluation_json)
-    cand = Evidence(
-        package_type=summary.package_type,
-        version=None,
-        auc=ev.candidate["auc"],
-        pr_auc=ev.candidate["pr_auc"],
-        log_loss=ev.candidate["log_loss"],
-        label_count=summary.label_count,
-        positive_rate=summary.positive_rate,
-    )
-    champ = None
-    if ev.champion is not None and ev.champion_label_stats is not None:
-        champ = Evidence(
+    with task_report("compare", json.loads(train_json)["package_type"]):
+        maybe_fail("compare", json.loads(train_json)["package_type"])
+        from packwise.gate import Evidence, evaluate_gate
+
+        summary = TrainSummary.from_json(train_json)
+        ev = EvaluationResult.from_json(evaluation_json)
+        cand = Evidence(
             package_type=summary.package_type,
-            version=ev.champion_version,
-            auc=ev.champion["auc"],
-            pr_auc=ev.champion["pr_auc"],
-            log_loss=ev.champion["log_loss"],
-            label_count=int(ev.champion_label_stats["count"]),
-            positive_rate=float(ev.champion_label_stats["positive_rate"]),
+            version=None,
+            auc=ev.candidate["auc"],
+            pr_auc=ev.candidate["pr_auc"],
+            log_loss=ev.candidate["log_loss"],
+            label_count=summary.label_count,
+            positive_rate=summary.positive_rate,
         )
-    return evaluate_gate(cand, champ, gate)
+        champ = None
+        if ev.champion is not None and ev.champion_label_stats is not None:
+            champ = Evidence(
+                package_type=summary.package_type,
+                version=ev.champion_version,
+                auc=ev.champion["auc"],
+                pr_auc=ev.champion["pr_auc"],
+                log_loss=ev.champion["log_loss"],
+                label_count=int(ev.champion_label_stats["count"]),
+                positive_rate=float(ev.champion_label_stats["positive_rate"]),
+            )
+        return evaluate_gate(cand, champ, gate)
 
 
 def register_candidate(
@@ -201,48 +208,50 @@ def register_candidate(
     never compared with.
     """
     from packwise.faults import maybe_fail
-    from packwise.gate import GateDecision
-    from packwise.registry import Status, open_registry
 
-    summary = TrainSummary.from_json(train_json)
-    ev = EvaluationResult.from_json(evaluation_json)
-    decision = GateDecision.from_dict(json.loads(decision_json))
-    maybe_fail("register", summary.package_type)
-    registry = open_registry(registry_config)
-    existing = registry.find_by_candidate_key(summary.package_type, summary.candidate_key)
-    if existing is not None:
-        return {"version": existing.version, "status": str(existing.status), "reused": True}
+    with task_report("register", json.loads(train_json)["package_type"]):
+        maybe_fail("register", json.loads(train_json)["package_type"])
+        from packwise.gate import GateDecision
+        from packwise.registry import Status, open_registry
 
-    status = Status(decision.status)
-    reason = decision.reason
-    if promote and status != Status.APPROVED:
-        raise PackwiseError(f"{summary.package_type}: the approve branch got a {status} decision; this is a wiring bug")
-    if not promote and status == Status.APPROVED:
-        raise PackwiseError(f"{summary.package_type}: the reject branch got an Approved decision; this is a wiring bug")
-    if promote:
-        current = registry.champion(summary.package_type)
-        current_version = None if current is None else current.version
-        if current_version != ev.champion_version:
-            status = Status.PENDING
-            reason = (
-                f"review: champion changed from v{ev.champion_version} to v{current_version} after the "
-                "comparison; approve with `packwise registry approve` if still wanted"
-            )
-    version = registry.register(
-        package_type=summary.package_type,
-        model_file=model_path,
-        status=status,
-        candidate_key=summary.candidate_key,
-        data_fingerprint=summary.data_fingerprint,
-        model_type=summary.model_type,
-        metrics=_version_metrics(ev),
-        label_stats={"count": summary.label_count, "positive_rate": summary.positive_rate},
-        gate_report=decision.report_markdown(),
-        reason=reason,
-        who=who,
-        run_id=summary.candidate_key,
-    )
-    return {"version": version.version, "status": str(version.status), "reused": False}
+        summary = TrainSummary.from_json(train_json)
+        ev = EvaluationResult.from_json(evaluation_json)
+        decision = GateDecision.from_dict(json.loads(decision_json))
+        registry = open_registry(registry_config)
+        existing = registry.find_by_candidate_key(summary.package_type, summary.candidate_key)
+        if existing is not None:
+            return {"version": existing.version, "status": str(existing.status), "reused": True}
+
+        status = Status(decision.status)
+        reason = decision.reason
+        if promote and status != Status.APPROVED:
+            raise PackwiseError(f"{summary.package_type}: approve branch got a {status} decision (wiring bug)")
+        if not promote and status == Status.APPROVED:
+            raise PackwiseError(f"{summary.package_type}: reject branch got an Approved decision (wiring bug)")
+        if promote:
+            current = registry.champion(summary.package_type)
+            current_version = None if current is None else current.version
+            if current_version != ev.champion_version:
+                status = Status.PENDING
+                reason = (
+                    f"review: champion changed from v{ev.champion_version} to v{current_version} after the "
+                    "comparison; approve with `packwise registry approve` if still wanted"
+                )
+        version = registry.register(
+            package_type=summary.package_type,
+            model_file=model_path,
+            status=status,
+            candidate_key=summary.candidate_key,
+            data_fingerprint=summary.data_fingerprint,
+            model_type=summary.model_type,
+            metrics=_version_metrics(ev),
+            label_stats={"count": summary.label_count, "positive_rate": summary.positive_rate},
+            gate_report=decision.report_markdown(),
+            reason=reason,
+            who=who,
+            run_id=summary.candidate_key,
+        )
+        return {"version": version.version, "status": str(version.status), "reused": False}
 
 
 def _version_metrics(ev: EvaluationResult) -> dict[str, float]:
@@ -265,20 +274,21 @@ def extract_labels(warehouse: WarehouseConfig, storage_root: Path, week: int, ru
     from packwise.lineage import write_run_record
     from packwise.snapshot import extract_snapshot
 
-    maybe_fail("extract")
-    config = PackwiseConfig(storage=StorageConfig(root=storage_root), warehouse=warehouse)
-    info = extract_snapshot(config, week)
-    record = {
-        "run_id": run_id,
-        "pipeline": "training",
-        "week": week,
-        "fingerprint": info.fingerprint,
-        "snapshot_dir": str(info.path),
-        "n_products": info.n_products,
-        "n_labels": info.n_labels,
-    }
-    write_run_record(storage_root, run_id, record)
-    return record
+    with task_report("extract", None):
+        maybe_fail("extract")
+        config = PackwiseConfig(storage=StorageConfig(root=storage_root), warehouse=warehouse)
+        info = extract_snapshot(config, week)
+        record = {
+            "run_id": run_id,
+            "pipeline": "training",
+            "week": week,
+            "fingerprint": info.fingerprint,
+            "snapshot_dir": str(info.path),
+            "n_products": info.n_products,
+            "n_labels": info.n_labels,
+        }
+        write_run_record(storage_root, run_id, record)
+        return record
 
 
 def check_snapshot(
@@ -289,11 +299,12 @@ def check_snapshot(
     from packwise.models import get_model_type
     from packwise.validation import validate_snapshot
 
-    maybe_fail("validate")
-    names = package_type_names(package_types)
-    stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
-    result: dict[str, Any] = stats.to_dict()
-    return result
+    with task_report("validate", None):
+        maybe_fail("validate")
+        names = package_type_names(package_types)
+        stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
+        result: dict[str, Any] = stats.to_dict()
+        return result
 
 
 def split_labels(
@@ -301,13 +312,16 @@ def split_labels(
 ) -> dict[str, Any]:
     """Splits by product, stratified; see `packwise.split`."""
     from packwise.faults import maybe_fail
+    from packwise.snapshot import load_snapshot_manifest
     from packwise.split import split_snapshot
 
-    maybe_fail("split")
-    names = package_type_names(package_types)
-    summary = split_snapshot(snapshot_dir, train_out, validation_out, split.train_ratio, split.seed, names)
-    result: dict[str, Any] = summary.to_dict()
-    return result
+    with task_report("split", None):
+        maybe_fail("split")
+        names = package_type_names(package_types)
+        summary = split_snapshot(snapshot_dir, train_out, validation_out, split.train_ratio, split.seed, names)
+        result: dict[str, Any] = summary.to_dict()
+        result["fingerprint"] = load_snapshot_manifest(snapshot_dir).fingerprint
+        return result
 
 
 def notify_run(
@@ -323,13 +337,21 @@ def notify_run(
     error_message: str,
 ) -> dict[str, Any]:
     """Sends the decision of every package type; runs whether the body succeeded or not."""
-    from packwise.notify import open_notifier
-    from packwise.run_summary import summarize_training_run, summary_markdown
+    with task_report("notify", None):
+        from packwise.notify import open_notifier
+        from packwise.run_summary import summarize_training_run, summary_markdown
 
-    summary = summarize_training_run(
-        storage_root, run_id, registry, package_type_names(package_types), features_json, split_json, model_json,
-        pipeline_state, error_message,
-    )
-    subject, body = summary_markdown(summary)
-    open_notifier(notify).send(subject, body, summary)
-    return summary
+        summary = summarize_training_run(
+            storage_root,
+            run_id,
+            registry,
+            package_type_names(package_types),
+            features_json,
+            split_json,
+            model_json,
+            pipeline_state,
+            error_message,
+        )
+        subject, body = summary_markdown(summary)
+        open_notifier(notify).send(subject, body, summary)
+        return summary

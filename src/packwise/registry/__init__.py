@@ -1,0 +1,404 @@
+"""The model registry: one classifier lineage per package type, a champion each, and an audit trail.
+
+Every version carries a status with SageMaker's ``ModelApprovalStatus`` strings. The champion of a package
+type is its newest Approved version (by version number); training registers every candidate, approved or
+not, so a person can later approve, reject or roll back from the CLI.
+
+This module defines the data model, the ``Registry`` protocol and the backend-independent rules
+(transitions, champion, rollback) in ``RegistryBackend``. Backends live in their own modules and are
+imported only by ``open_registry``, so importing this module stays fast (no mlflow).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from packwise.errors import ModelNotFoundError, RegistryError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from packwise.config import RegistryConfig
+
+__all__ = [
+    "AuditEvent",
+    "ModelVersion",
+    "Registry",
+    "RegistryBackend",
+    "Status",
+    "open_registry",
+    "utc_now",
+]
+
+
+class Status(StrEnum):
+    """Approval status of a model version; the same strings as SageMaker's ``ModelApprovalStatus``."""
+
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    PENDING = "PendingManualApproval"
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds, e.g. ``2025-01-31T09:00:00.123+00:00``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One status change of a model version.
+
+    Attributes:
+        at: When, as an ISO-8601 UTC string.
+        who: The person or pipeline that made the change.
+        from_status: The status before the change; None for the creation event.
+        to_status: The status after the change.
+        reason: Why, in one line.
+    """
+
+    at: str
+    who: str
+    from_status: Status | None
+    to_status: Status
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (statuses as their strings)."""
+        return {
+            "at": self.at,
+            "who": self.who,
+            "from_status": None if self.from_status is None else str(self.from_status),
+            "to_status": str(self.to_status),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
+        """The inverse of ``to_dict``."""
+        from_status = data.get("from_status")
+        return cls(
+            at=str(data["at"]),
+            who=str(data["who"]),
+            from_status=None if from_status is None else Status(from_status),
+            to_status=Status(data["to_status"]),
+            reason=str(data["reason"]),
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered classifier of a package type, as the registry reports it.
+
+    Attributes:
+        package_type: The package type the classifier decides suitability for.
+        version: Version number within the package type, starting at 1.
+        status: Current approval status.
+        created_at: Registration time, ISO-8601 UTC.
+        run_id: The pipeline run that produced the model.
+        candidate_key: Identity of the candidate; registering the same key twice returns the first version.
+        data_fingerprint: Fingerprint of the label snapshot it was trained on.
+        model_type: The model type plugin name (``model.type``).
+        metrics: Validation-split metrics, e.g. ``auc``, ``pr_auc``, ``log_loss``.
+        label_stats: ``count`` (int) and ``positive_rate`` (float) of its training labels.
+        gate_report: The promotion gate's report, markdown.
+        audit: Every status change, oldest first; the first is the creation.
+        artifact_uri: URI of the stored ``model.tar.gz``.
+    """
+
+    package_type: str
+    version: int
+    status: Status
+    created_at: str
+    run_id: str
+    candidate_key: str
+    data_fingerprint: str
+    model_type: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    label_stats: dict[str, float] = field(default_factory=dict)
+    gate_report: str = ""
+    audit: list[AuditEvent] = field(default_factory=list)
+    artifact_uri: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The reason of the latest status change (at first, the gate decision's reason)."""
+        return self.audit[-1].reason if self.audit else ""
+
+    @property
+    def ever_approved(self) -> bool:
+        """Whether the version was Approved at any point of its audit trail."""
+        return self.status == Status.APPROVED or any(e.to_status == Status.APPROVED for e in self.audit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping of every field."""
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["audit"] = [event.to_dict() for event in self.audit]
+        return data
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What Packwise needs from a model registry: ``mlflow`` (the local default); ``sagemaker`` later."""
+
+    def register(
+        self,
+        *,
+        package_type: str,
+        model_file: Path,
+        status: Status,
+        candidate_key: str,
+        data_fingerprint: str,
+        model_type: str,
+        metrics: Mapping[str, float],
+        label_stats: Mapping[str, float],
+        gate_report: str,
+        reason: str,
+        who: str,
+        run_id: str,
+    ) -> ModelVersion:
+        """Registers a candidate; returns the existing version if ``candidate_key`` is already registered."""
+        ...
+
+    def get(self, package_type: str, version: int) -> ModelVersion:
+        """One version; ModelNotFoundError when it does not exist."""
+        ...
+
+    def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
+        """Every version of one package type (or of all), newest first."""
+        ...
+
+    def champion(self, package_type: str) -> ModelVersion | None:
+        """The newest Approved version of a package type, or None."""
+        ...
+
+    def find_by_candidate_key(self, package_type: str, key: str) -> ModelVersion | None:
+        """The version registered for a candidate key, or None."""
+        ...
+
+    def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
+        """Copies the version's ``model.tar.gz`` into ``dest_dir``; returns its local path."""
+        ...
+
+    def set_status(self, package_type: str, version: int, status: Status, *, who: str, reason: str) -> ModelVersion:
+        """Changes the status and appends an audit event; returns the updated version."""
+        ...
+
+    def approve(self, package_type: str, version: int, *, who: str, reason: str) -> ModelVersion:
+        """Sets a version Approved."""
+        ...
+
+    def reject(self, package_type: str, version: int, *, who: str, reason: str) -> ModelVersion:
+        """Sets a version Rejected."""
+        ...
+
+    def rollback(self, package_type: str, *, who: str, reason: str, to_version: int | None = None) -> ModelVersion:
+        """Restores an earlier Approved version as champion; returns the new champion."""
+        ...
+
+
+def _list_hint(package_type: str) -> str:
+    return f"run `packwise registry list --type {package_type}` to see its versions"
+
+
+def not_found(package_type: str, version: int) -> ModelNotFoundError:
+    """The one-line error for a version that does not exist."""
+    return ModelNotFoundError(f"no {package_type} model version {version}; {_list_hint(package_type)}")
+
+
+def require_reason(reason: str) -> str:
+    """The stripped reason; RegistryError when it is empty."""
+    text = " ".join(reason.split())
+    if not text:
+        raise RegistryError("a reason is required for every status change; pass --reason 'why'")
+    return text
+
+
+class RegistryBackend(abc.ABC):
+    """Rules every backend shares, on top of a few storage primitives.
+
+    A backend implements ``register``, ``get``, ``list_versions``, ``download_model`` and
+    ``_write_status``; champion selection, transitions and rollback are decided here, once.
+    """
+
+    @abc.abstractmethod
+    def register(
+        self,
+        *,
+        package_type: str,
+        model_file: Path,
+        status: Status,
+        candidate_key: str,
+        data_fingerprint: str,
+        model_type: str,
+        metrics: Mapping[str, float],
+        label_stats: Mapping[str, float],
+        gate_report: str,
+        reason: str,
+        who: str,
+        run_id: str,
+    ) -> ModelVersion:
+        """See ``Registry.register``."""
+
+    @abc.abstractmethod
+    def get(self, package_type: str, version: int) -> ModelVersion:
+        """See ``Registry.get``."""
+
+    @abc.abstractmethod
+    def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
+        """See ``Registry.list_versions``."""
+
+    @abc.abstractmethod
+    def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
+        """See ``Registry.download_model``."""
+
+    @abc.abstractmethod
+    def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
+        """Stores ``event`` in the audit trail and ``event.to_status`` as the status, or nothing on error."""
+
+    def champion(self, package_type: str) -> ModelVersion | None:
+        """The newest Approved version of ``package_type`` by version number, or None.
+
+        Derived from the statuses (the source of truth), never from a backend's alias.
+        """
+        approved = [v for v in self.list_versions(package_type) if v.status == Status.APPROVED]
+        return max(approved, key=lambda v: v.version, default=None)
+
+    def find_by_candidate_key(self, package_type: str, key: str) -> ModelVersion | None:
+        """The (oldest) version registered for candidate ``key``, or None."""
+        matches = [v for v in self.list_versions(package_type) if v.candidate_key == key]
+        return min(matches, key=lambda v: v.version, default=None)
+
+    def set_status(self, package_type: str, version: int, status: Status, *, who: str, reason: str) -> ModelVersion:
+        """Changes the status of a version and appends an audit event.
+
+        Args:
+            package_type: The version's package type.
+            version: The version number.
+            status: The new status; must differ from the current one.
+            who: The person making the change.
+            reason: Why; required, one line.
+
+        Returns:
+            The updated version.
+
+        Raises:
+            ModelNotFoundError: The version does not exist.
+            RegistryError: Empty reason, or the version already has ``status``.
+        """
+        text = require_reason(reason)
+        status = Status(status)
+        current = self.get(package_type, version)
+        if current.status == status:
+            raise RegistryError(
+                f"{package_type} v{version} is already {status}; nothing to change ({_list_hint(package_type)})"
+            )
+        event = AuditEvent(
+            at=utc_now(), who=who or "unknown", from_status=current.status, to_status=status, reason=text
+        )
+        self._write_status(current, event)
+        return self.get(package_type, version)
+
+    def approve(self, package_type: str, version: int, *, who: str, reason: str) -> ModelVersion:
+        """Sets a version Approved; it becomes champion if no newer version is Approved."""
+        return self.set_status(package_type, version, Status.APPROVED, who=who, reason=reason)
+
+    def reject(self, package_type: str, version: int, *, who: str, reason: str) -> ModelVersion:
+        """Sets a version Rejected; if it was champion, the previous Approved version takes over."""
+        return self.set_status(package_type, version, Status.REJECTED, who=who, reason=reason)
+
+    def rollback(self, package_type: str, *, who: str, reason: str, to_version: int | None = None) -> ModelVersion:
+        """Restores an earlier Approved version as the champion of ``package_type``.
+
+        Without ``to_version`` the current champion is set Rejected (reason ``rolled back: <reason>``) and
+        the previous Approved version becomes champion. With ``to_version`` that version (which must have
+        been Approved at some point) is set Approved if it is not, then every newer Approved version is
+        set Rejected, oldest first, so the champion changes only with the last write.
+
+        Args:
+            package_type: The package type to roll back.
+            who: The person rolling back.
+            reason: Why; required.
+            to_version: The version to restore; default the previous Approved one.
+
+        Returns:
+            The new champion.
+
+        Raises:
+            ModelNotFoundError: ``to_version`` does not exist.
+            RegistryError: Nothing to roll back to, or ``to_version`` was never Approved.
+        """
+        text = require_reason(reason)
+        versions = self.list_versions(package_type)
+        approved = sorted((v for v in versions if v.status == Status.APPROVED), key=lambda v: v.version)
+        if to_version is None:
+            if not approved:
+                raise RegistryError(f"{package_type} has no Approved version to roll back; {_list_hint(package_type)}")
+            current = approved[-1]
+            if len(approved) < 2:
+                raise RegistryError(
+                    f"{package_type} v{current.version} is the only Approved version, so there is nothing to "
+                    f"roll back to; approve an earlier version or pass --to VERSION"
+                )
+            self.set_status(package_type, current.version, Status.REJECTED, who=who, reason=f"rolled back: {text}")
+        else:
+            target = next((v for v in versions if v.version == to_version), None)
+            if target is None:
+                raise not_found(package_type, to_version)
+            if not target.ever_approved:
+                raise RegistryError(
+                    f"{package_type} v{to_version} was never Approved, so it cannot be rolled back to; "
+                    f"use `packwise registry approve {package_type} {to_version}` to promote a new version"
+                )
+            newer = [v for v in approved if v.version > to_version]
+            if target.status == Status.APPROVED and not newer:
+                raise RegistryError(f"{package_type} v{to_version} is already the champion; nothing to roll back")
+            if target.status != Status.APPROVED:
+                self.set_status(
+                    package_type, to_version, Status.APPROVED, who=who, reason=f"restored by rollback: {text}"
+                )
+            for version in newer:
+                self.set_status(
+                    package_type,
+                    version.version,
+                    Status.REJECTED,
+                    who=who,
+                    reason=f"rolled back to v{to_version}: {text}",
+                )
+        champion = self.champion(package_type)
+        if champion is None:  # pragma: no cover - both branches leave an Approved version
+            raise RegistryError(f"{package_type} has no champion after the rollback; {_list_hint(package_type)}")
+        return champion
+
+
+def open_registry(config: RegistryConfig) -> Registry:
+    """The registry backend chosen by ``config.backend``.
+
+    Args:
+        config: A resolved registry configuration (``PackwiseConfig.resolved().registry``).
+
+    Returns:
+        The backend; opening it writes nothing.
+
+    Raises:
+        RegistryError: The configuration is not resolved or names an unknown backend.
+    """
+    if config.tracking_uri is None or config.artifact_root is None:
+        raise RegistryError(
+            "registry.tracking_uri or registry.artifact_root is unset; call PackwiseConfig.resolved() "
+            "before opening the registry"
+        )
+    if config.backend == "mlflow":
+        from packwise.registry.mlflow_backend import MlflowRegistry
+
+        return MlflowRegistry(
+            tracking_uri=config.tracking_uri,
+            artifact_root=config.artifact_root,
+            model_name_prefix=config.model_name_prefix,
+        )
+    raise RegistryError(f"registry.backend {config.backend!r} is not supported; use 'mlflow'")

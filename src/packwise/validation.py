@@ -1,0 +1,441 @@
+"""Checks that a label snapshot (or an inventory frame) is fit for training (or scoring).
+
+A label snapshot is a directory with ``products.parquet`` (one row per product) and ``labels.parquet``
+(one row per product and package type, ``label`` 0 or 1). The checks run structure first (files,
+columns, types), then the data (duplicates, label values, coverage), so the first error raised is the
+most fundamental one. Every error is a `DataValidationError` whose one line names the problem and the
+key or query that fixes it.
+
+Nulls in feature columns are allowed: the models treat them as missing values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from packwise.config import FeatureConfig
+from packwise.errors import DataValidationError
+
+PRODUCTS_FILE = "products.parquet"
+LABELS_FILE = "labels.parquet"
+PRODUCT_ID = "product_id"
+LABEL_COLUMNS = ("product_id", "package_type", "label")
+
+PRODUCTS_QUERY_KEY = "warehouse.products_query"
+LABELS_QUERY_KEY = "warehouse.labels_query"
+
+# Kinds a column may have; a column's kind comes from its arrow type or pandas dtype.
+_NUMERIC = frozenset({"integer", "float"})
+_BOOLEAN = frozenset({"boolean", "integer"})  # integers only when every value is 0 or 1
+_STRING = frozenset({"string"})
+_LABEL = frozenset({"integer", "float", "boolean"})
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """Label counts of one package type (in a snapshot or in one split).
+
+    Attributes:
+        n_labels: Products with a label for the package type.
+        n_positive: Of those, products labelled 1 (suitable).
+        positive_rate: n_positive / n_labels, 0.0 when there are no labels.
+    """
+
+    n_labels: int
+    n_positive: int
+    positive_rate: float
+
+    @classmethod
+    def from_labels(cls, labels: pd.Series) -> LabelStats:
+        """Counts a series of non-null 0/1 labels."""
+        n = len(labels)
+        n_pos = int((labels == 1).sum())
+        return cls(n_labels=n, n_positive=n_pos, positive_rate=n_pos / n if n else 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_labels": self.n_labels, "n_positive": self.n_positive, "positive_rate": self.positive_rate}
+
+
+@dataclass(frozen=True)
+class SnapshotStats:
+    """What a valid snapshot holds.
+
+    Attributes:
+        n_products: Rows of products.parquet.
+        n_labelled_products: Products with a label for at least one configured package type.
+        n_label_rows: Label rows of configured package types.
+        package_types: Label statistics per configured package type, in configuration order.
+        ignored_label_rows: Label rows per package type that is not configured (ignored, not an error).
+    """
+
+    n_products: int
+    n_labelled_products: int
+    n_label_rows: int
+    package_types: dict[str, LabelStats]
+    ignored_label_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_ignored_label_rows(self) -> int:
+        return sum(self.ignored_label_rows.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (plain ints, floats, strings)."""
+        return {
+            "n_products": self.n_products,
+            "n_labelled_products": self.n_labelled_products,
+            "n_label_rows": self.n_label_rows,
+            "package_types": {name: s.to_dict() for name, s in self.package_types.items()},
+            "n_ignored_label_rows": self.n_ignored_label_rows,
+            "ignored_label_rows": dict(self.ignored_label_rows),
+        }
+
+
+# --- column kinds -------------------------------------------------------------------------------------
+
+
+def _arrow_kind(dtype: pa.DataType) -> str:
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_integer(dtype):
+        return "integer"
+    if pa.types.is_floating(dtype):
+        return "float"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return "string"
+    if pa.types.is_dictionary(dtype):
+        return "string" if _arrow_kind(dtype.value_type) == "string" else str(dtype)
+    if pa.types.is_null(dtype):
+        return "null"
+    return str(dtype)
+
+
+def _pandas_kind(series: pd.Series) -> str:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = pd.Series(dtype.categories)
+        return "string" if len(cats) == 0 or _pandas_kind(cats) == "string" else str(dtype)
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if isinstance(dtype, pd.StringDtype):
+        return "string"
+    if pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        return {
+            "string": "string",
+            "empty": "null",
+            "boolean": "boolean",
+            "integer": "integer",
+            "floating": "float",
+            "mixed-integer-float": "float",
+        }.get(inferred, f"object ({inferred})")
+    return str(dtype)
+
+
+def _expected_text(kinds: frozenset[str]) -> str:
+    if kinds == _NUMERIC:
+        return "integer or float"
+    if kinds == _BOOLEAN:
+        return "boolean (or 0/1 integers)"
+    if kinds == _LABEL:
+        return "0/1 integers"
+    return "string"
+
+
+def _feature_groups(features: FeatureConfig, needs_text: bool) -> dict[str, tuple[str, frozenset[str]]]:
+    """Column -> (config key it comes from, kinds it may have), product_id first."""
+    groups: dict[str, tuple[str, frozenset[str]]] = {PRODUCT_ID: ("", _STRING)}
+    for col in features.numeric:
+        groups[col] = ("features.numeric", _NUMERIC)
+    for col in features.boolean:
+        groups[col] = ("features.boolean", _BOOLEAN)
+    for col in features.categorical:
+        groups[col] = ("features.categorical", _STRING)
+    for col in features.input_columns(with_text=needs_text):
+        if col not in groups:  # length/width/height/weight needed only by derived features
+            key = "features.text" if needs_text and col == features.text else "features.derived"
+            groups[col] = (key, _STRING if key == "features.text" else _NUMERIC)
+    return groups
+
+
+def _show(value: object) -> str:
+    """A value as a user reads it: numpy scalars as plain Python numbers."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) else value)
+
+
+def _check_columns(
+    source: str,
+    columns: dict[str, tuple[str, str]],
+    groups: dict[str, tuple[str, frozenset[str]]],
+    query_key: str,
+) -> None:
+    """Raises on the first missing column, then on the first column of the wrong kind.
+
+    `columns` maps each column present to (kind, the type's own name, e.g. ``double`` or ``float64``).
+    """
+    for col, (key, _) in groups.items():
+        if col not in columns:
+            fix = f"add it to {query_key}"
+            if key:
+                fix += f" or remove it from {key}"
+            what = "column" if col == PRODUCT_ID else "feature column"
+            raise DataValidationError(f"{source}: {what} {col!r} is missing from products; {fix}")
+    for col, (key, kinds) in groups.items():
+        kind, type_name = columns[col]
+        if kind != "null" and kind not in kinds:
+            hint = f"cast it in {query_key}" + (f" or remove it from {key}" if key else "")
+            raise DataValidationError(
+                f"{source}: column {col!r} in products has type {type_name}; "
+                f"expected {_expected_text(kinds)}; {hint}"
+            )
+
+
+def _check_boolean_values(source: str, frame: pd.DataFrame, cols: Sequence[str], query_key: str) -> None:
+    for col in cols:
+        if _pandas_kind(frame[col]) != "integer":
+            continue
+        values = frame[col].dropna()
+        bad = values[~values.isin([0, 1])]
+        if len(bad):
+            raise DataValidationError(
+                f"{source}: boolean column {col!r} in products has {len(bad)} integer values other than 0/1 "
+                f"(e.g. {_show(bad.iloc[0])}); cast it to boolean in {query_key} "
+                "or move it to features.numeric"
+            )
+
+
+def check_product_ids(source: str, ids: pd.Series, query_key: str = PRODUCTS_QUERY_KEY) -> None:
+    """Raises unless every product id is present and unique.
+
+    Args:
+        source: Prefix of the error message, e.g. ``snapshot`` or ``inventory``.
+        ids: The product_id column.
+        query_key: Configuration key of the query that produced the rows, named in the fix.
+    """
+    n_null = int(ids.isna().sum())
+    if n_null:
+        raise DataValidationError(
+            f"{source}: {n_null} products have a null product_id; filter them out in {query_key}"
+        )
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DataValidationError(
+            f"{source}: products has {len(dup)} duplicate product_id rows (e.g. {dup.iloc[0]!r}); "
+            f"make {query_key} return one row per product"
+        )
+
+
+def validate_products_frame(
+    df: pd.DataFrame,
+    features: FeatureConfig,
+    needs_text: bool,
+    *,
+    source: str = "inventory",
+    query_key: str = PRODUCTS_QUERY_KEY,
+) -> None:
+    """Checks product rows before features are built from them (the inference path).
+
+    Same checks as the products half of `validate_snapshot`: every feature column present with a usable
+    type, boolean columns stored as 0/1 integers hold only 0/1, product ids present and unique. An empty
+    frame passes: whether there is anything to score is the caller's decision.
+
+    Args:
+        df: One row per product.
+        features: The feature specification.
+        needs_text: Whether the model type reads the text column (`features.text`).
+        source: Prefix of error messages.
+        query_key: Configuration key of the query that produced the rows, named in fixes.
+
+    Raises:
+        DataValidationError: On the first problem found.
+    """
+    groups = _feature_groups(features, needs_text)
+    kinds = {col: (_pandas_kind(df[col]), str(df[col].dtype)) for col in groups if col in df.columns}
+    _check_columns(source, kinds, groups, query_key)
+    _check_boolean_values(source, df, features.boolean, query_key)
+    check_product_ids(source, df[PRODUCT_ID], query_key)
+
+
+def validate_labels_frame(
+    labels: pd.DataFrame,
+    product_ids: pd.Series,
+    package_types: Sequence[str],
+    *,
+    source: str = "snapshot",
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Checks label rows against the products and the configured package types.
+
+    Rows of package types that are not configured are dropped and counted, never an error.
+
+    Args:
+        labels: Columns product_id, package_type, label.
+        product_ids: The (unique) product ids of the snapshot.
+        package_types: Configured package type names.
+        source: Prefix of error messages.
+
+    Returns:
+        The rows of configured package types with ``label`` cast to int8, and the number of ignored
+        rows per unconfigured package type.
+
+    Raises:
+        DataValidationError: On the first problem found.
+    """
+    if labels.empty:
+        raise DataValidationError(
+            f"{source}: labels has no rows; check {LABELS_QUERY_KEY} and the snapshot week"
+        )
+    for col in ("product_id", "package_type"):
+        n_null = int(labels[col].isna().sum())
+        if n_null:
+            raise DataValidationError(
+                f"{source}: labels has {n_null} rows with a null {col}; filter them out in {LABELS_QUERY_KEY}"
+            )
+    configured = labels["package_type"].isin(list(package_types))
+    ignored_counts = labels.loc[~configured, "package_type"].astype(str).value_counts()
+    ignored = {str(k): int(v) for k, v in sorted(ignored_counts.items())}
+    kept = labels.loc[configured]
+    if kept.empty:
+        found = ", ".join(sorted(ignored)) or "none"
+        raise DataValidationError(
+            f"{source}: labels has no rows for any configured package type (found: {found}); "
+            f"fix package_types or {LABELS_QUERY_KEY}"
+        )
+
+    values = kept["label"]
+    bad = kept.loc[values.isna() | ~values.isin([0, 1])]
+    if len(bad):
+        row = bad.iloc[0]
+        raise DataValidationError(
+            f"{source}: labels has {len(bad)} rows with a null or non-0/1 label "
+            f"(e.g. product {row['product_id']!r}, {row['package_type']}: {_show(row['label'])}); "
+            f"make {LABELS_QUERY_KEY} return only 0 or 1"
+        )
+
+    dup = kept.loc[kept.duplicated(["product_id", "package_type"])]
+    if len(dup):
+        row = dup.iloc[0]
+        raise DataValidationError(
+            f"{source}: labels has {len(dup)} duplicate (product_id, package_type) rows "
+            f"(e.g. {row['product_id']!r}, {row['package_type']!r}); "
+            f"make {LABELS_QUERY_KEY} return one label per product and package type"
+        )
+
+    orphans = kept.loc[~kept["product_id"].isin(product_ids)]
+    if len(orphans):
+        raise DataValidationError(
+            f"{source}: {len(orphans)} labels reference products missing from products "
+            f"(e.g. {orphans['product_id'].iloc[0]!r}); "
+            f"make {PRODUCTS_QUERY_KEY} select every labelled product"
+        )
+
+    kept = kept.assign(label=kept["label"].astype("int8"))
+    counts = kept.groupby("package_type")["label"].agg(["size", "sum"])
+    for name in package_types:
+        if name not in counts.index:
+            raise DataValidationError(
+                f"{source}: package type {name!r} has no labels; add labels or remove it from package_types"
+            )
+        n, n_pos = int(counts.loc[name, "size"]), int(counts.loc[name, "sum"])
+        if n_pos in (0, n):
+            only = "positive (1)" if n_pos else "negative (0)"
+            missing = "negative" if n_pos else "positive"
+            raise DataValidationError(
+                f"{source}: package type {name!r} has only {only} labels ({n} rows); "
+                f"add {missing} labels or remove it from package_types"
+            )
+    return kept.reset_index(drop=True), ignored
+
+
+def _schema_kinds(path: Path, source: str) -> dict[str, tuple[str, str]]:
+    if not path.is_file():
+        raise DataValidationError(
+            f"{source}: {path} does not exist; re-run the extract step for this snapshot"
+        )
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataValidationError(
+            f"{source}: {path} is not a readable parquet file ({first}); re-run the extract step"
+        ) from None
+    return {
+        name: (_arrow_kind(schema.field(name).type), str(schema.field(name).type)) for name in schema.names
+    }
+
+
+def validate_snapshot(
+    snapshot_dir: Path, features: FeatureConfig, package_types: list[str], needs_text: bool
+) -> SnapshotStats:
+    """Checks that a label snapshot can be split and trained on.
+
+    Reads only the columns it checks. Order: files, product columns and types, label columns and types,
+    product ids, label rows (empty, values, duplicates, unknown products, coverage per package type).
+
+    Args:
+        snapshot_dir: Directory holding products.parquet and labels.parquet.
+        features: The feature specification; its input columns must be in products.
+        package_types: Configured package type names; label rows of other types are ignored.
+        needs_text: Whether the model type reads the text column (`features.text`).
+
+    Returns:
+        Counts of products and labels per package type.
+
+    Raises:
+        DataValidationError: On the first problem found, naming it and its fix.
+    """
+    source = "snapshot"
+    products_path = snapshot_dir / PRODUCTS_FILE
+    labels_path = snapshot_dir / LABELS_FILE
+
+    groups = _feature_groups(features, needs_text)
+    product_kinds = _schema_kinds(products_path, source)
+    _check_columns(source, product_kinds, groups, PRODUCTS_QUERY_KEY)
+
+    label_kinds = _schema_kinds(labels_path, source)
+    for col in LABEL_COLUMNS:
+        if col not in label_kinds:
+            raise DataValidationError(
+                f"{source}: column {col!r} is missing from labels; add it to {LABELS_QUERY_KEY}"
+            )
+    label_expect = {"product_id": _STRING, "package_type": _STRING, "label": _LABEL}
+    for col, kinds in label_expect.items():
+        kind, type_name = label_kinds[col]
+        if kind != "null" and kind not in kinds:
+            raise DataValidationError(
+                f"{source}: column {col!r} in labels has type {type_name}; expected {_expected_text(kinds)}; "
+                f"cast it in {LABELS_QUERY_KEY}"
+            )
+
+    products = pq.read_table(products_path, columns=list(groups)).to_pandas()
+    if products.empty:
+        raise DataValidationError(
+            f"{source}: products has no rows; check {PRODUCTS_QUERY_KEY} and the snapshot week"
+        )
+    _check_boolean_values(source, products, features.boolean, PRODUCTS_QUERY_KEY)
+    check_product_ids(source, products[PRODUCT_ID], PRODUCTS_QUERY_KEY)
+
+    labels = pq.read_table(labels_path, columns=list(LABEL_COLUMNS)).to_pandas()
+    kept, ignored = validate_labels_frame(labels, products[PRODUCT_ID], package_types, source=source)
+
+    per_type = {
+        name: LabelStats.from_labels(kept.loc[kept["package_type"] == name, "label"])
+        for name in package_types
+    }
+    return SnapshotStats(
+        n_products=len(products),
+        n_labelled_products=int(kept["product_id"].nunique()),
+        n_label_rows=len(kept),
+        package_types=per_type,
+        ignored_label_rows=ignored,
+    )

@@ -1,0 +1,230 @@
+"""The label and product warehouse: one protocol, one module per backend.
+
+`open_warehouse` picks the backend from `WarehouseConfig.backend` and imports its module only then,
+so importing this package never needs a database driver. Every backend speaks the same logical
+schema (`TABLES`) and the same named-parameter style (`$week`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
+
+from packwise.errors import WarehouseError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+    import pyarrow as pa
+
+    from packwise.config import WarehouseConfig
+
+    TableData: TypeAlias = pd.DataFrame | pa.Table
+
+
+class QueryError(WarehouseError):
+    """The database rejected a statement; the message is the database's first line.
+
+    Callers that know which configured query ran catch it and re-raise with the key to fix.
+    """
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of the logical schema: ordered (column, portable SQL type) pairs and its key."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        """The column names in declaration order."""
+        return [name for name, _ in self.columns]
+
+
+PRODUCTS = TableSpec(
+    name="products",
+    columns=(
+        ("product_id", "VARCHAR"),
+        ("title", "VARCHAR"),
+        ("category", "VARCHAR"),
+        ("material", "VARCHAR"),
+        ("length_cm", "DOUBLE"),
+        ("width_cm", "DOUBLE"),
+        ("height_cm", "DOUBLE"),
+        ("weight_kg", "DOUBLE"),
+        ("fragility", "DOUBLE"),
+        ("price", "DOUBLE"),
+        ("is_liquid", "BOOLEAN"),
+        ("has_battery", "BOOLEAN"),
+        ("added_at", "TIMESTAMP"),
+    ),
+    primary_key=("product_id",),
+)
+
+LABELS = TableSpec(
+    name="labels",
+    columns=(
+        ("product_id", "VARCHAR"),
+        ("package_type", "VARCHAR"),
+        ("label", "SMALLINT"),
+        ("week", "INTEGER"),
+        ("observed_at", "TIMESTAMP"),
+        ("source", "VARCHAR"),
+    ),
+)
+
+RUN_WATERMARKS = TableSpec(
+    name="run_watermarks",
+    columns=(
+        ("pipeline", "VARCHAR"),
+        ("mode", "VARCHAR"),
+        ("watermark", "TIMESTAMP"),
+        ("run_id", "VARCHAR"),
+        ("updated_at", "TIMESTAMP"),
+    ),
+    primary_key=("pipeline", "mode"),
+)
+
+TABLES: tuple[TableSpec, ...] = (PRODUCTS, LABELS, RUN_WATERMARKS)
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def referenced_params(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The subset of `params` that `sql` names as `$name`.
+
+    A user's query may not use every parameter a step offers (a products query without `$week` is
+    legal), and DuckDB rejects unused parameters, so backends bind only the referenced ones.
+    """
+    if not params:
+        return {}
+    names = set(_PARAM.findall(sql))
+    return {k: v for k, v in params.items() if k in names}
+
+
+def check_identifier(name: str) -> str:
+    """Returns `name` if it is a plain SQL identifier; table names are interpolated, never bound."""
+    if not _IDENTIFIER.match(name):
+        raise WarehouseError(f"table name {name!r} is not a plain identifier; use letters, digits and _")
+    return name
+
+
+def wrap_ordered(sql: str, order_by: Sequence[str]) -> str:
+    """Wraps a user's query so its rows come out in a fixed order.
+
+    The newline before the closing parenthesis keeps a trailing `-- comment` from swallowing it.
+    """
+    body = sql.strip().rstrip(";").strip()
+    if not order_by:
+        return body
+    keys = ", ".join(check_identifier(c) for c in order_by)
+    return f"SELECT * FROM (\n{body}\n) AS packwise_ordered ORDER BY {keys}"
+
+
+@runtime_checkable
+class Warehouse(Protocol):
+    """What Packwise needs from a warehouse. Parameters are named, written `$name` in SQL."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Runs one statement and discards any result."""
+        ...
+
+    def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Runs a query and returns its whole result; for small results only."""
+        ...
+
+    def copy_query_to_parquet(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None,
+        path: Path,
+        order_by: Sequence[str] = (),
+    ) -> int:
+        """Streams a query's result, ordered by `order_by`, into one Parquet file; returns its row count.
+
+        The result never sits whole in Python memory, and identical rows give identical bytes.
+        """
+        ...
+
+    def replace_table(self, name: str, data: TableData) -> int:
+        """Replaces every row of `name` with `data` (creating it when missing); returns the row count."""
+        ...
+
+    def append(self, name: str, data: TableData) -> int:
+        """Appends `data` to the existing table `name` (columns matched by name); returns the row count."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Commits everything done inside the block, or rolls all of it back on an exception."""
+        ...
+
+    def table_exists(self, name: str) -> bool:
+        """Whether the table exists."""
+        ...
+
+    def ensure_schema(self) -> None:
+        """Creates the tables of `TABLES` that are missing; existing ones are left untouched."""
+        ...
+
+    def close(self) -> None:
+        """Releases the connection. Calling it twice is harmless."""
+        ...
+
+    def __enter__(self) -> Self:
+        """Returns the open warehouse."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Closes the warehouse."""
+        ...
+
+
+def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehouse:
+    """Opens the warehouse that `config.backend` names.
+
+    Args:
+        config: The warehouse section of the configuration.
+        read_only: Open without write access (DuckDB then allows concurrent readers and never
+            creates a missing database file).
+
+    Returns:
+        An open warehouse; use it as a context manager to close it.
+
+    Raises:
+        WarehouseError: The backend is unknown or the database cannot be opened.
+    """
+    if config.backend == "duckdb":
+        from packwise.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(config.path, read_only=read_only)
+    raise WarehouseError(  # pragma: no cover - the config model only admits known backends
+        f"unknown warehouse backend {config.backend!r}; set warehouse.backend to duckdb"
+    )
+
+
+__all__ = [
+    "LABELS",
+    "PRODUCTS",
+    "RUN_WATERMARKS",
+    "TABLES",
+    "QueryError",
+    "TableSpec",
+    "Warehouse",
+    "check_identifier",
+    "open_warehouse",
+    "referenced_params",
+    "wrap_ordered",
+]

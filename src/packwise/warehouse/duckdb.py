@@ -1,0 +1,301 @@
+"""The embedded DuckDB warehouse: one file, no server. The default backend."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from packwise.errors import WarehouseError
+from packwise.warehouse import TABLES, QueryError, check_identifier, referenced_params, wrap_ordered
+
+if TYPE_CHECKING:
+    from packwise.warehouse import TableData
+
+# Row groups have a fixed size whatever batch sizes the database hands over, so identical rows
+# always produce identical Parquet bytes (the snapshot fingerprint relies on it).
+PARQUET_ROW_GROUP_ROWS = 131_072
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+}
+_READ_BATCH_ROWS = 65_536
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _as_arrow(data: TableData) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}")
+
+
+class DuckDBWarehouse:
+    """A `Warehouse` on one DuckDB database file.
+
+    One connection per instance; DuckDB allows one writing process per file, or many read-only ones.
+
+    Args:
+        path: The database file, or ":memory:".
+        read_only: Open without write access; the file must exist.
+
+    Raises:
+        WarehouseError: The file is missing (read-only) or locked by another process.
+    """
+
+    def __init__(self, path: Path | str, read_only: bool = False) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else None
+        self.read_only = read_only
+        self._tx_depth = 0
+        self._closed = False
+        if self.path is not None:
+            if read_only and not self.path.exists():
+                raise WarehouseError(f"warehouse {self.path} does not exist; run `packwise seed` to create it")
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = str(self.path) if self.path is not None else ":memory:"
+        try:
+            self._con = duckdb.connect(target, read_only=read_only)
+        except duckdb.Error as err:
+            raise WarehouseError(
+                f"cannot open warehouse {target}: {_first_line(err)}; close other programs using it"
+            ) from None
+
+    # -- context manager -------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        """Returns the open warehouse."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Closes the warehouse."""
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection; a second call does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._con.close()
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Runs one statement and discards any result.
+
+        Raises:
+            QueryError: The database rejected the statement.
+        """
+        try:
+            self._con.execute(sql, referenced_params(sql, params))
+            self._con.complete()
+        except duckdb.Error as err:
+            raise QueryError(_first_line(err)) from None
+
+    def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Runs a query and returns its whole result as a DataFrame; for small results only.
+
+        Raises:
+            QueryError: The database rejected the query.
+        """
+        try:
+            return self._con.execute(sql, referenced_params(sql, params)).df()
+        except duckdb.Error as err:
+            raise QueryError(_first_line(err)) from None
+
+    def copy_query_to_parquet(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None,
+        path: Path,
+        order_by: Sequence[str] = (),
+    ) -> int:
+        """Streams a query's rows, ordered by `order_by`, into one Parquet file.
+
+        Batches flow from DuckDB straight into a Parquet writer; at most one row group is held in
+        Python. The file appears under `path` only once complete (written beside it, then renamed).
+
+        Args:
+            sql: A SELECT statement; `$name` parameters are bound from `params`.
+            params: Parameter values; those the query does not name are ignored.
+            path: The Parquet file to write (replaced if present).
+            order_by: Columns giving the row order; they should identify a row, for stable bytes.
+
+        Returns:
+            The number of rows written.
+
+        Raises:
+            QueryError: The database rejected the query.
+        """
+        ordered = wrap_ordered(sql, order_by)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            relation = self._con.sql(ordered, params=referenced_params(ordered, params))
+        except duckdb.Error as err:
+            raise QueryError(_first_line(err)) from None
+        if relation is None:
+            raise QueryError("the statement returns no rows; it must be a SELECT query")
+        rows = 0
+        try:
+            reader = relation.to_arrow_reader(_READ_BATCH_ROWS)
+            try:
+                rows = _write_parquet(reader, tmp)
+            finally:
+                reader.close()
+            os.replace(tmp, path)
+        except duckdb.Error as err:
+            raise QueryError(_first_line(err)) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return rows
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commits everything done inside the block, or rolls all of it back on an exception.
+
+        A block nested inside another joins the outer transaction.
+        """
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield
+            finally:
+                self._tx_depth -= 1
+            return
+        self.execute("BEGIN TRANSACTION")
+        self._tx_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._tx_depth = 0
+            self._con.rollback()
+            raise
+        self._tx_depth = 0
+        try:
+            self._con.commit()
+        except duckdb.Error as err:
+            raise QueryError(f"commit failed: {_first_line(err)}") from None
+
+    def replace_table(self, name: str, data: TableData) -> int:
+        """Replaces every row of `name` with `data` in one transaction; creates the table when missing.
+
+        An existing table keeps its declared column types and keys; columns are matched by name and
+        a column missing from `data` becomes NULL.
+
+        Returns:
+            The number of rows written.
+        """
+        table = _as_arrow(data)
+        name = check_identifier(name)
+        with self.transaction(), self._registered(table) as view:
+            if self.table_exists(name):
+                self.execute(f"DELETE FROM {name}")
+                self.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {view}")
+            else:
+                self.execute(f"CREATE TABLE {name} AS SELECT * FROM {view}")
+        return table.num_rows
+
+    def append(self, name: str, data: TableData) -> int:
+        """Appends `data` to the existing table `name`, columns matched by name.
+
+        Returns:
+            The number of rows appended.
+
+        Raises:
+            WarehouseError: The table does not exist, or the rows do not fit it.
+        """
+        table = _as_arrow(data)
+        name = check_identifier(name)
+        if not self.table_exists(name):
+            raise WarehouseError(f"table {name} does not exist; run `packwise seed` to create the schema")
+        with self.transaction(), self._registered(table) as view:
+            self.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {view}")
+        return table.num_rows
+
+    def table_exists(self, name: str) -> bool:
+        """Whether a table or view of that name exists in the current schema."""
+        found = self.fetch_df(
+            "SELECT count(*) AS n FROM information_schema.tables "
+            "WHERE table_name = $name AND table_schema = current_schema()",
+            {"name": name},
+        )
+        return bool(found["n"].iloc[0])
+
+    def ensure_schema(self) -> None:
+        """Creates products, labels and run_watermarks if they are missing."""
+        with self.transaction():
+            for spec in TABLES:
+                cols = [f"{col} {sql_type}" for col, sql_type in spec.columns]
+                if spec.primary_key:
+                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
+                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
+
+    @contextmanager
+    def _registered(self, table: pa.Table) -> Iterator[str]:
+        view = f"packwise_input_{uuid.uuid4().hex}"
+        self._con.register(view, table)
+        try:
+            yield view
+        finally:
+            self._con.unregister(view)
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; a query failing mid-stream surfaces as an Arrow error, turned back here."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, duckdb.Error) as err:
+            raise QueryError(_first_line(err)) from None
+        yield batch
+
+
+def _write_parquet(reader: pa.RecordBatchReader, path: Path) -> int:
+    """Writes a batch stream in fixed-size row groups; returns the row count."""
+    schema = reader.schema
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    total = 0
+    with pq.ParquetWriter(path, schema, **_PARQUET_OPTIONS) as writer:
+        for batch in _batches(reader):
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= PARQUET_ROW_GROUP_ROWS:
+                buffered = pa.Table.from_batches(pending, schema)
+                writer.write_table(buffered.slice(0, PARQUET_ROW_GROUP_ROWS), PARQUET_ROW_GROUP_ROWS)
+                rest = buffered.slice(PARQUET_ROW_GROUP_ROWS)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+                total += PARQUET_ROW_GROUP_ROWS
+        if pending_rows:
+            writer.write_table(pa.Table.from_batches(pending, schema), PARQUET_ROW_GROUP_ROWS)
+            total += pending_rows
+    return total

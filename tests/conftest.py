@@ -1,0 +1,39 @@
+"""Shared fixtures: an isolated storage root with a seeded warehouse, and a config pointing at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from packwise.config import PackwiseConfig, parse_config
+
+
+def make_config(root: Path, **sections: Any) -> PackwiseConfig:
+    """A resolved config whose every piece of state lives under `root`."""
+    data: dict[str, Any] = {
+        "storage": {"root": str(root)},
+        "warehouse": {"path": str(root / "warehouse.duckdb")},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_config(data, "test config").resolved()
+
+
+def seed(config: PackwiseConfig, **spec: Any) -> Any:
+    from packwise.synthetic import SeedSpec, seed_warehouse
+    from packwise.warehouse import open_warehouse
+
+    config.warehouse.path.parent.mkdir(parents=True, exist_ok=True)
+    with open_warehouse(config.warehouse) as warehouse:
+        return seed_warehouse(warehouse, SeedSpec(**spec))
+
+
+@pytest.fixture
+def config_factory(tmp_path: Path) -> Callable[..., PackwiseConfig]:
+    def factory(**sections: Any) -> PackwiseConfig:
+        return make_config(tmp_path / "state", **sections)
+
+    return factory
