@@ -12,6 +12,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
+
 from packwise_components.images import ImageSet
 
 

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from kfp import compiler
-from packwise_components.images import ImageSet, resolve_images
 
 from packwise.config import PackwiseConfig
+from packwise_components.images import ImageSet, resolve_images
 
 
 def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:

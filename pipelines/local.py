@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kfp import local
-from packwise_components.images import ImageSet, resolve_images
 
 from packwise import progress
 from packwise.config import PackwiseConfig
+from packwise_components.images import ImageSet, resolve_images
 
 Runner = Literal["subprocess", "docker"]
 
@@ -162,10 +162,47 @@ class LocalRun:
     failed_tasks: list[str]
 
 
+def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
+    """`docker run` arguments that let a task in its image see what a subprocess task sees.
+
+    Tasks receive absolute host paths (storage root, warehouse file, sqlite registry), so each is
+    bind-mounted at the same path. Tasks run as the caller's uid:gid so their files stay the caller's (the
+    images default to a non-root user; a cluster runs them as that). Host networking lets a webhook on the
+    host's localhost be reached. PACKWISE_FAIL_TASK is passed on so resume drills work in containers too.
+    """
+    import os
+    from urllib.parse import unquote, urlparse
+
+    from docker.types import Mount
+
+    resolved = config.resolved()
+    root = resolved.storage.root
+    root.mkdir(parents=True, exist_ok=True)
+    wanted = [root, resolved.warehouse.path.parent]
+    for uri in (resolved.registry.tracking_uri, resolved.registry.artifact_root):
+        parsed = urlparse(uri or "")
+        if parsed.scheme == "sqlite" and parsed.path.startswith("//"):
+            wanted.append(Path(unquote(parsed.path[1:])).parent)
+        elif parsed.scheme == "file":
+            wanted.append(Path(unquote(parsed.path)))
+    mounts: list[Path] = []
+    for path in sorted({p.resolve() for p in wanted if p.is_absolute() and p.exists()}, key=lambda p: len(p.parts)):
+        if not any(path.is_relative_to(m) for m in mounts):  # a parent already mounted covers it
+            mounts.append(path)
+    args: dict[str, Any] = {
+        "mounts": [Mount(target=str(m), source=str(m), type="bind") for m in mounts],
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "network_mode": "host",
+    }
+    if os.environ.get("PACKWISE_FAIL_TASK"):
+        args["environment"] = {"PACKWISE_FAIL_TASK": os.environ["PACKWISE_FAIL_TASK"]}
+    return args
+
+
 def init_local(config: PackwiseConfig, runner: Runner) -> None:
     """kfp.local with caching on, outputs and cache under storage.root."""
     if runner == "docker":
-        runner_obj: Any = local.DockerRunner()
+        runner_obj: Any = local.DockerRunner(**docker_run_args(config))
     else:
         runner_obj = local.SubprocessRunner(use_venv=False)
     local.init(

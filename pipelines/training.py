@@ -8,10 +8,10 @@ every type. One type failing its gate or its training never blocks the others.
 
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
-from packwise_components.images import ImageSet
-from packwise_components.training import build_training_components
 
 from packwise.config import PackwiseConfig
+from packwise_components.images import ImageSet
+from packwise_components.training import build_training_components
 
 PIPELINE_NAME = "packwise-training"
 

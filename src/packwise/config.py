@@ -125,11 +125,11 @@ class SplitConfig(_Strict):
 
 
 _DEFAULT_PARAMS: dict[str, float | int | str] = {
-    "max_depth": 6,
-    "eta": 0.15,
-    "subsample": 0.9,
-    "colsample_bytree": 0.9,
-    "min_child_weight": 2,
+    "max_depth": 4,
+    "eta": 0.1,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 5,
     "tree_method": "hist",
     "nthread": 2,
 }
@@ -143,7 +143,7 @@ class ModelConfig(_Strict):
         default_factory=lambda: dict(_DEFAULT_PARAMS),
         description="XGBoost booster parameters (objective and eval_metric are set by Packwise).",
     )
-    num_boost_round: int = Field(150, ge=1, le=100_000)
+    num_boost_round: int = Field(200, ge=1, le=100_000)
     text_hash_features: int = Field(
         1024, ge=16, le=1 << 20, description="Hashed title n-gram features (text model types only)."
     )
@@ -200,14 +200,14 @@ class GateConfig(_Strict):
     min_auc: Limit = _lim(None, 0.80)
     min_pr_auc: Limit = _lim(None, 0.50)
     max_log_loss: Limit = _lim(None, 0.60)
-    auc_drop_abs: Limit = _lim(0.005, 0.02)
-    auc_drop_rel: Limit = _lim(None, 0.03)
-    pr_auc_drop_abs: Limit = _lim(0.01, 0.04)
-    pr_auc_drop_rel: Limit = _lim(None, 0.06)
-    log_loss_increase_abs: Limit = _lim(0.01, 0.05)
-    log_loss_increase_rel: Limit = _lim(None, 0.15)
+    auc_drop_abs: Limit = _lim(0.01, 0.03)
+    auc_drop_rel: Limit = _lim(None, 0.04)
+    pr_auc_drop_abs: Limit = _lim(0.02, 0.05)
+    pr_auc_drop_rel: Limit = _lim(None, 0.07)
+    log_loss_increase_abs: Limit = _lim(0.02, 0.06)
+    log_loss_increase_rel: Limit = _lim(None, 0.2)
     label_shift_metric: Literal["jensen_shannon", "l_infinity"] = "jensen_shannon"
-    label_shift: Limit = _lim(0.003, 0.02)
+    label_shift: Limit = _lim(0.003, 0.015)
     label_count_min_fraction: Limit = _lim(0.9, 0.5)
     label_count_max_fraction: Limit = _lim(5.0, None)
 

@@ -24,7 +24,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
@@ -253,9 +253,15 @@ class LabelShift(_Knob):
 
 
 class LabelCorruption(_Knob):
-    """That fraction of that week's labels of that type are flipped (a bug in the label feed)."""
+    """That fraction of that week's labels of that type are overwritten with `value`.
+
+    A stuck label feed: e.g. a broken join that defaults the damage flag, so every shipment of the week
+    reads as "arrived fine" (suitable). Random flips would be undetectable by any gate that scores on the
+    same snapshot; a stuck value shifts the label distribution, which is what the gate watches.
+    """
 
     fraction: float = Field(gt=0.0, le=1.0)
+    value: Literal[0, 1] = 1
 
 
 class LabelDrop(_Knob):
@@ -699,10 +705,10 @@ def _apply_corruption(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
         return labels
     rows = np.flatnonzero(((labels["package_type"] == knob.package_type) & (labels["week"] == knob.week)).to_numpy())
     rng = _rng(spec.seed, _CORRUPT_STREAM, _type_key(knob.package_type), knob.week)
-    flip = rng.choice(rows, round(knob.fraction * len(rows)), replace=False)
+    stuck = rng.choice(rows, round(knob.fraction * len(rows)), replace=False)
     out = labels.copy()
     col = out.columns.get_loc("label")
-    out.iloc[flip, col] = ~out["label"].to_numpy(dtype=bool)[flip]
+    out.iloc[stuck, col] = bool(knob.value)
     return out
 
 

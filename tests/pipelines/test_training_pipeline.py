@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packwise_pipelines.local import LocalRun, training_run
 
 from packwise.config import PackwiseConfig
 from packwise.registry import Status, open_registry
 from packwise.run_summary import read_summary
+from packwise_pipelines.local import LocalRun, training_run
 from tests.conftest import make_config, seed
 
 pytestmark = pytest.mark.pipeline
@@ -30,10 +30,10 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> PackwiseConfig:
     seed(
         config,
         seed=11,
-        n_products=9_000,
+        n_products=12_000,
         weeks=4,
-        labels_per_week=1_500,
-        corrupt={"package_type": "mailer", "week": 3, "fraction": 0.6},
+        labels_per_week=3_000,
+        corrupt={"package_type": "mailer", "week": 3, "fraction": 1.0},
     )
     return config
 

@@ -27,6 +27,12 @@ CANDIDATE = Evidence(
 )
 
 
+# Explicit bounds, so these tests do not move when the shipped defaults are tuned.
+STRICT = GateConfig(
+    auc_drop_abs=Limit(review=0.005, reject=0.02), log_loss_increase_abs=Limit(review=0.01, reject=0.05)
+)
+
+
 def only(name: str, limit: Limit, **extra: Any) -> GateConfig:
     """A gate with every criterion off except `name`."""
     limits: dict[str, Any] = {n: Limit() for n in NAMES}
@@ -123,7 +129,7 @@ def test_label_shift_jensen_shannon_against_champion_training_labels() -> None:
 
 
 def test_reject_wins_over_review() -> None:
-    gate = GateConfig()
+    gate = STRICT
     # auc drop 0.01: review; log loss increase 0.06: reject.
     cand = replace(CANDIDATE, auc=0.89, log_loss=0.36)
     decision = evaluate_gate(cand, CHAMPION, gate)
@@ -137,7 +143,7 @@ def test_reject_wins_over_review() -> None:
 
 
 def test_review_when_nothing_rejects() -> None:
-    decision = evaluate_gate(replace(CANDIDATE, auc=0.89), CHAMPION, GateConfig())
+    decision = evaluate_gate(replace(CANDIDATE, auc=0.89), CHAMPION, STRICT)
     assert decision.outcome == "review"
     assert decision.status == "PendingManualApproval"
     assert decision.reason == "review: auc_drop_abs 0.0100 > review bound 0.005"
@@ -225,7 +231,7 @@ def test_decision_round_trips_through_strict_json(champion: Evidence | None) -> 
 
 
 def test_report_lists_every_criterion_bound_value_and_verdict() -> None:
-    decision = evaluate_gate(replace(CANDIDATE, auc=0.89, log_loss=0.36), CHAMPION, GateConfig())
+    decision = evaluate_gate(replace(CANDIDATE, auc=0.89, log_loss=0.36), CHAMPION, STRICT)
     report = decision.report_markdown()
     assert report.startswith("# Gate decision: `bag` — rejected")
     assert "Rejected" in report and decision.reason.partition(": ")[2] in report

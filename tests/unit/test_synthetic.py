@@ -254,14 +254,18 @@ def test_shift_changes_only_that_weeks_base_rate(history: tuple[pd.DataFrame, pd
     pd.testing.assert_series_equal(labels.loc[week3, "label"], shifted.loc[week3, "label"])
 
 
-def test_corrupt_flips_that_fraction_of_that_weeks_labels(history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_corrupt_sticks_that_fraction_of_that_weeks_labels(history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     products, labels = history
     spec = SMALL.model_copy(update={"corrupt": LabelCorruption(package_type="mailer", week=3, fraction=0.3)})
     corrupted = generate_labels(spec, products)
     target = (labels["package_type"] == "mailer") & (labels["week"] == 3)
     _same_except(labels, corrupted, target)
-    flipped = (labels.loc[target, "label"] != corrupted.loc[target, "label"]).sum()
-    assert flipped == round(0.3 * target.sum())
+    changed = labels.loc[target, "label"] != corrupted.loc[target, "label"]
+    # the stuck value is 1: only former zeros change, about 30% of them
+    assert (corrupted.loc[target, "label"][changed] == 1).all()
+    zeros = (labels.loc[target, "label"] == 0).sum()
+    assert abs(changed.sum() - 0.3 * zeros) <= 4 * (0.3 * 0.7 * zeros) ** 0.5
+    assert corrupted.loc[target, "label"].mean() > labels.loc[target, "label"].mean() + 0.1
 
 
 def test_label_drop_removes_that_share_of_the_types_history(history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
