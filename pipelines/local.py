@@ -70,6 +70,8 @@ class ProgressLog:
     def feed_line(self, raw: str) -> None:
         line = _ANSI.sub("", raw)
         with self._lock:
+            if self._fh.closed:  # a straggler after the run ended
+                return
             self._fh.write(line + "\n")
             self._fh.flush()
             if self.echo:
@@ -137,6 +139,9 @@ def captured(progress: ProgressLog) -> Iterator[None]:
     root = logging.getLogger()
     handler = _LineHandler(progress)
     old_level = root.level
+    # kfp.local swaps the root handlers per task without a lock; two loop iterations at once can leave
+    # one of its stdout handlers behind. Put back exactly what was there before.
+    old_handlers = root.handlers[:]
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     stream = _LineStream(progress)
@@ -148,7 +153,7 @@ def captured(progress: ProgressLog) -> Iterator[None]:
             yield
     finally:
         stream.write("\n")
-        root.removeHandler(handler)
+        root.handlers[:] = old_handlers
         root.setLevel(old_level)
 
 
@@ -266,4 +271,28 @@ def training_run(
     pipeline = build_training_pipeline(images or resolve_images(), config)
     return run_pipeline_locally(
         pipeline, {"week": week}, config, run_id or new_run_id("training"), runner, verbose, on_event
+    )
+
+
+def inference_run(
+    config: PackwiseConfig,
+    mode: str,
+    pinned_models: dict[str, int] | None = None,
+    runner: Runner = "subprocess",
+    verbose: bool = False,
+    run_id: str | None = None,
+    images: ImageSet | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
+) -> LocalRun:
+    """Runs the inference pipeline locally on `config` (resolved) in `mode` (daily or monthly).
+
+    A run id loads its predictions once: running the same run id again (after a failure, or on purpose)
+    finishes it or changes nothing.
+    """
+    from packwise_pipelines.inference import build_inference_pipeline
+
+    pipeline = build_inference_pipeline(images or resolve_images(), config)
+    arguments = {"mode": mode, "pinned_models": dict(pinned_models or {})}
+    return run_pipeline_locally(
+        pipeline, arguments, config, run_id or new_run_id(f"inference-{mode}"), runner, verbose, on_event
     )
