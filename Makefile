@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.packwise-installed
 
-.PHONY: install demo test lint constraints compile bench images clean
+.PHONY: install demo test lint constraints compile bench images docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^packwise' > constraints.txt.new
 	( sed -n '1,2p' constraints.txt; cat constraints.txt.new ) > constraints.txt.tmp && rm constraints.txt.new
 	mv constraints.txt.tmp constraints.txt
+
+docs: install
+	$(BIN)/python scripts/update_readme_config.py
 
 images:
 	bash images/build-local-base.sh && bash images/build-all.sh

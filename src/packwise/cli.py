@@ -70,6 +70,14 @@ def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = S
     console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100), highlight=False)
 
 
+@config_app.command("reference")
+def config_reference_cmd() -> None:
+    """Print the configuration reference (every key, its default and meaning) as Markdown."""
+    from packwise.config import config_reference
+
+    print(config_reference())
+
+
 @config_app.command("init")
 def config_init(path: Path = typer.Argument(Path("packwise.yaml"))) -> None:
     """Write the embedded defaults to PATH as a starting point."""
@@ -223,6 +231,94 @@ def _print_training_table(summary: dict[str, Any]) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def infer(
+    mode: str = typer.Option(..., "--mode", "-m", help="daily (products added since the last run) or monthly (all)."),
+    model: list[str] | None = typer.Option(
+        None, "--model", help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable)."
+    ),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+    runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
+    run_id: str | None = typer.Option(
+        None, help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run."
+    ),
+) -> None:
+    """Run the inference pipeline locally (kfp.local, caching on) and print what it recommended."""
+    try:
+        cfg = _load(config, overrides)
+        if runner not in {"subprocess", "docker"}:
+            raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
+        from packwise.inference import check_mode, parse_pins
+
+        check_mode(mode)
+        pins = parse_pins(model or [])
+        unknown = sorted(set(pins) - set(cfg.package_type_names))
+        if unknown:
+            raise ConfigError(
+                f"--model {unknown[0]}={pins[unknown[0]]}: {unknown[0]!r} is not a configured package type "
+                f"({', '.join(cfg.package_type_names)})"
+            )
+        from packwise_pipelines.local import inference_run
+
+        console.print(f"[bold]inference {mode}[/bold] ({runner} runner, storage {cfg.storage.root})")
+        run = inference_run(
+            cfg, mode, pins, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer()
+        )
+    except PackwiseError as err:
+        _fail(err)
+    from packwise.run_summary import read_summary
+
+    summary = read_summary(cfg.storage.root, run.run_id)
+    if summary is not None:
+        _print_inference_table(summary)
+    console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
+    if not run.succeeded:
+        _report_failure(run)
+        err_console.print(
+            f"to finish this very run (it loads at most once), pass --run-id {run.run_id}", highlight=False
+        )
+        raise typer.Exit(1)
+
+
+def _print_inference_table(summary: dict[str, Any]) -> None:
+    n = summary.get("n_products")
+    state = "loaded" if summary.get("loaded") else "not loaded"
+    if summary.get("already_loaded"):
+        state = "already loaded before"
+    title = f"{summary.get('mode')} run: {'-' if n is None else f'{n:,}'} products scored, {state}"
+    table = Table(title=title)
+    for col in ("package type", "recommended", "share", "change vs previous run", "model"):
+        table.add_column(col)
+    models = summary.get("models") or {}
+    pinned = set(summary.get("models_pinned") or [])
+    for row in summary.get("package_types") or []:
+        change = "-" if row.get("change") is None else f"{row['change'] * 100:+.1f} pp"
+        version = models.get(row["package_type"])
+        label = "-" if version is None else f"v{version}" + (" (pinned)" if row["package_type"] in pinned else "")
+        table.add_row(row["package_type"], f"{row['count']:,}", f"{row['share'] * 100:.1f}%", change, label)
+    if not summary.get("package_types") and models:
+        for package_type, version in models.items():
+            table.add_row(package_type, "-", "-", "-", "-" if version is None else f"v{version}")
+    console.print(table)
+    if summary.get("previous_run_id"):
+        console.print(f"  change is against {summary['previous_run_id']}", highlight=False)
+    unseen = {k: v for k, v in (summary.get("unseen") or {}).items() if v}
+    if unseen:
+        console.print(
+            "  unseen category values (scored as all-zero one-hot): "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(unseen.items())),
+            highlight=False,
+        )
+    if summary.get("watermark_after"):
+        console.print(
+            f"  {summary.get('mode')} watermark: {summary.get('watermark_before') or 'none'} -> "
+            f"{summary['watermark_after']}",
+            highlight=False,
+        )
 
 
 @app.command("compile")

@@ -37,6 +37,12 @@ QUALIFY row_number() OVER (
 """.strip()
 
 
+# Inference: the monthly run scores the whole inventory; the daily run the products added after the
+# watermark (`$since`, the largest `added_at` a previous run loaded). Rows are unloaded ordered by product_id.
+DEFAULT_INVENTORY_SQL = "SELECT p.* FROM products AS p"
+DEFAULT_NEW_PRODUCTS_SQL = "SELECT p.* FROM products AS p WHERE p.added_at > $since"
+
+
 DerivedFeature = Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
 _ALL_DERIVED: tuple[DerivedFeature, ...] = ("volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l")
 
@@ -69,7 +75,7 @@ class StorageConfig(_Strict):
 class WarehouseConfig(_Strict):
     """The label and product warehouse. DuckDB (one file, no server) is the embedded default."""
 
-    backend: Literal["duckdb"] = "duckdb"
+    backend: Literal["duckdb"] = Field("duckdb", description="Warehouse backend.")
     path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
     products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
     labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
@@ -79,12 +85,18 @@ class FeatureConfig(_Strict):
     """Which product attributes feed the models. The same spec builds training and serving rows."""
 
     numeric: list[str] = Field(
-        default_factory=lambda: ["length_cm", "width_cm", "height_cm", "weight_kg", "fragility", "price"]
+        default_factory=lambda: ["length_cm", "width_cm", "height_cm", "weight_kg", "fragility", "price"],
+        description="Numeric product columns used as they are.",
     )
-    boolean: list[str] = Field(default_factory=lambda: ["is_liquid", "has_battery"])
-    categorical: list[str] = Field(default_factory=lambda: ["category", "material"])
+    boolean: list[str] = Field(
+        default_factory=lambda: ["is_liquid", "has_battery"], description="Boolean product columns (as 0/1)."
+    )
+    categorical: list[str] = Field(
+        default_factory=lambda: ["category", "material"],
+        description="String columns, one-hot encoded on the training vocabulary; unseen values score as zeros.",
+    )
     derived: list[DerivedFeature] = Field(
-        default_factory=lambda: list(_ALL_DERIVED)
+        default_factory=lambda: list(_ALL_DERIVED), description="Features computed from dimensions and weight."
     )
     text: str = Field("title", description="Text column, used only by model types that read text.")
     max_categories: int = Field(64, ge=1, description="Most frequent values kept per categorical column.")
@@ -143,7 +155,7 @@ class ModelConfig(_Strict):
         default_factory=lambda: dict(_DEFAULT_PARAMS),
         description="XGBoost booster parameters (objective and eval_metric are set by Packwise).",
     )
-    num_boost_round: int = Field(200, ge=1, le=100_000)
+    num_boost_round: int = Field(200, ge=1, le=100_000, description="Boosting rounds.")
     text_hash_features: int = Field(
         1024, ge=16, le=1 << 20, description="Hashed title n-gram features (text model types only)."
     )
@@ -187,8 +199,8 @@ class Limit(_Strict):
     reject: float | None = None
 
 
-def _lim(review: float | None, reject: float | None) -> Any:
-    return Field(default_factory=lambda: Limit(review=review, reject=reject))
+def _lim(review: float | None, reject: float | None, description: str) -> Any:
+    return Field(default_factory=lambda: Limit(review=review, reject=reject), description=description)
 
 
 class GateConfig(_Strict):
@@ -197,19 +209,23 @@ class GateConfig(_Strict):
     Absolute criteria (minimum scores) always apply; comparative ones only when a champion exists.
     """
 
-    min_auc: Limit = _lim(None, 0.80)
-    min_pr_auc: Limit = _lim(None, 0.50)
-    max_log_loss: Limit = _lim(None, 0.60)
-    auc_drop_abs: Limit = _lim(0.01, 0.03)
-    auc_drop_rel: Limit = _lim(None, 0.04)
-    pr_auc_drop_abs: Limit = _lim(0.02, 0.05)
-    pr_auc_drop_rel: Limit = _lim(None, 0.07)
-    log_loss_increase_abs: Limit = _lim(0.02, 0.06)
-    log_loss_increase_rel: Limit = _lim(None, 0.2)
-    label_shift_metric: Literal["jensen_shannon", "l_infinity"] = "jensen_shannon"
-    label_shift: Limit = _lim(0.003, 0.015)
-    label_count_min_fraction: Limit = _lim(0.9, 0.5)
-    label_count_max_fraction: Limit = _lim(5.0, None)
+    min_auc: Limit = _lim(None, 0.80, "Lowest candidate ROC AUC on the validation split.")
+    min_pr_auc: Limit = _lim(None, 0.50, "Lowest candidate PR AUC (average precision).")
+    max_log_loss: Limit = _lim(None, 0.60, "Highest candidate log loss.")
+    auc_drop_abs: Limit = _lim(0.01, 0.03, "Champion AUC minus candidate AUC, both on this run's split.")
+    auc_drop_rel: Limit = _lim(None, 0.04, "AUC drop as a fraction of the champion's AUC.")
+    pr_auc_drop_abs: Limit = _lim(0.02, 0.05, "Champion PR AUC minus candidate PR AUC.")
+    pr_auc_drop_rel: Limit = _lim(None, 0.07, "PR AUC drop as a fraction of the champion's.")
+    log_loss_increase_abs: Limit = _lim(0.02, 0.06, "Candidate log loss minus champion log loss.")
+    log_loss_increase_rel: Limit = _lim(None, 0.2, "Log loss increase as a fraction of the champion's.")
+    label_shift_metric: Literal["jensen_shannon", "l_infinity"] = Field(
+        "jensen_shannon", description="jensen_shannon (divergence in bits) or l_infinity (largest share change)."
+    )
+    label_shift: Limit = _lim(
+        0.003, 0.015, "Shift of the training label distribution against the champion's (label_shift_metric)."
+    )
+    label_count_min_fraction: Limit = _lim(0.9, 0.5, "Lowest candidate/champion training label count ratio.")
+    label_count_max_fraction: Limit = _lim(5.0, None, "Highest candidate/champion training label count ratio.")
 
     @model_validator(mode="after")
     def _ordered(self) -> GateConfig:
@@ -227,9 +243,9 @@ class GateConfig(_Strict):
 class NotifyConfig(_Strict):
     """Where the decision summary goes. `log` writes it to the task log and a file."""
 
-    backend: Literal["log", "webhook"] = "log"
-    webhook_url: str | None = None
-    timeout_s: float = Field(10.0, gt=0)
+    backend: Literal["log", "webhook"] = Field("log", description="log (task log) or webhook (JSON POST).")
+    webhook_url: str | None = Field(None, description="Webhook URL (Slack/Teams-compatible `text` field).")
+    timeout_s: float = Field(10.0, gt=0, description="Webhook timeout in seconds.")
 
     @model_validator(mode="after")
     def _url(self) -> NotifyConfig:
@@ -241,10 +257,45 @@ class NotifyConfig(_Strict):
 class RegistryConfig(_Strict):
     """Model registry. MLflow with a local sqlite store is the embedded default: no server."""
 
-    backend: Literal["mlflow"] = "mlflow"
+    backend: Literal["mlflow"] = Field("mlflow", description="Registry backend.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under storage.root.")
     artifact_root: str | None = Field(None, description="Where model files are stored; default under storage.root.")
-    model_name_prefix: str = "packwise"
+    model_name_prefix: str = Field("packwise", description="Registered model name = <prefix>-<package type>.")
+
+
+class InferenceConfig(_Strict):
+    """The inference pipeline: which products it scores, how it shards them, how it scores them."""
+
+    inventory_query: str = Field(DEFAULT_INVENTORY_SQL, description="SQL selecting every product (monthly mode).")
+    new_products_query: str = Field(
+        DEFAULT_NEW_PRODUCTS_SQL, description="SQL selecting products added after $since (daily mode)."
+    )
+    watermark_column: str = Field(
+        "added_at", description="Timestamp column of the products queries; its largest loaded value is the watermark."
+    )
+    shard_target_rows: int = Field(1_000_000, ge=1, description="Most products per shard (one scoring task each).")
+    shard_target_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="Most uncompressed input bytes per shard."
+    )
+    batch_rows: int = Field(131_072, ge=1_024, le=4_194_304, description="Rows per record batch while scoring.")
+    local_parallelism: int = Field(
+        2, ge=1, le=64, description="Shards scored at once (kfp.local caps it at 2; a cluster honours it)."
+    )
+    score_threads: int = Field(0, ge=0, le=512, description="XGBoost threads per scoring task; 0 uses every core.")
+
+    @field_validator("watermark_column")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError(f"{value!r} must be a plain column name")
+        return value
+
+    @field_validator("new_products_query")
+    @classmethod
+    def _uses_since(cls, value: str) -> str:
+        if "$since" not in value:
+            raise ValueError("the daily query must filter on $since (the last loaded watermark)")
+        return value
 
 
 class PackwiseConfig(_Strict):
@@ -263,10 +314,12 @@ class PackwiseConfig(_Strict):
             PackageTypeConfig(name="box", threshold=0.5),
         ],
         min_length=1,
+        description="[{name, threshold}] least protective first; the last is the fallback recommendation.",
     )
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
 
     @field_validator("package_types")
     @classmethod
@@ -384,3 +437,31 @@ def dump_default_config() -> str:
 def package_type_names(items: list[Any]) -> list[str]:
     """Names from a pipeline's `package_types` parameter: dicts {name, threshold} or plain names."""
     return [str(i["name"]) if isinstance(i, dict) else str(i) for i in items]
+
+
+def config_reference() -> str:
+    """The configuration reference as a Markdown table, generated from the model (the README embeds it)."""
+    rows = ["| key | default | description |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str, instance: BaseModel) -> None:
+        for name, field in model.model_fields.items():
+            value = getattr(instance, name)
+            key = f"{prefix}{name}"
+            if isinstance(value, BaseModel) and not isinstance(value, Limit):
+                walk(type(value), f"{key}.", value)
+                continue
+            if isinstance(value, Limit):
+                default = f"review {value.review}, reject {value.reject}"
+            elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+                default = ", ".join(
+                    f"{v.name} ({v.threshold})" if isinstance(v, PackageTypeConfig) else str(v) for v in value
+                )
+            else:
+                default = json.dumps(value, default=str)
+            if len(default) > 60:
+                default = default[:57] + "..."
+            description = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{key}` | `{default.replace('|', '/')}` | {description} |")
+
+    walk(PackwiseConfig, "", PackwiseConfig())
+    return "\n".join(rows)
