@@ -50,7 +50,10 @@ def save_model_artifact(
             import gzip
 
             # mtime 0 everywhere: the same booster gives the same bytes
-            with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+            with (
+                gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz,
+                tarfile.open(fileobj=gz, mode="w") as tar,
+            ):
                 info = tarfile.TarInfo(BOOSTER_FILE)
                 info.size = len(raw)
                 info.mode = 0o644

@@ -262,7 +262,7 @@ def split_snapshot(
     )
 
 
-def read_split(path: Path, package_type: str) -> tuple[pd.DataFrame, np.ndarray]:
+def read_split(path: Path, package_type: str, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The products of a split file that have a label for one package type, and those labels.
 
     The returned frame holds the product columns only (no ``label__*`` column), so a feature builder
@@ -271,6 +271,7 @@ def read_split(path: Path, package_type: str) -> tuple[pd.DataFrame, np.ndarray]
     Args:
         path: A file written by `split_snapshot`.
         package_type: The package type whose labelled products are wanted.
+        columns: Product columns to read (all when None); reading only the features skips e.g. titles.
 
     Returns:
         The product rows (fresh RangeIndex) and their labels as an int8 array, in the same order.
@@ -278,15 +279,17 @@ def read_split(path: Path, package_type: str) -> tuple[pd.DataFrame, np.ndarray]
     Raises:
         DataValidationError: The file has no label column for the package type.
     """
-    table = pq.read_table(path)
     col = label_column(package_type)
-    if col not in table.column_names:
-        have = sorted(c.removeprefix(LABEL_PREFIX) for c in table.column_names if c.startswith(LABEL_PREFIX))
+    names = pq.read_schema(path).names
+    if col not in names:
+        have = sorted(c.removeprefix(LABEL_PREFIX) for c in names if c.startswith(LABEL_PREFIX))
         raise DataValidationError(
             f"split: {path} has no labels for package type {package_type!r} "
             f"(has: {', '.join(have) or 'none'}); "
             "re-run the split with it in package_types"
         )
+    wanted = None if columns is None else [c for c in dict.fromkeys([PRODUCT_ID, *columns, col]) if c in names]
+    table = pq.read_table(path, columns=wanted)
     table = table.filter(pc.is_valid(table.column(col)))
     labels = table.column(col).to_numpy().astype(np.int8, copy=False)
     drop = [c for c in table.column_names if c.startswith(LABEL_PREFIX)]

@@ -76,7 +76,7 @@ def train_candidate(
         maybe_fail("train", package_type)
         start = time.perf_counter()
         plugin = get_model_type(model.type)
-        products, labels = read_split(train_path, package_type)
+        products, labels = read_split(train_path, package_type, features.input_columns(plugin.uses_text))
         spec = plugin.fit_spec(products, features, model)
         from packwise.features import build_features
 
