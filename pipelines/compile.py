@@ -10,6 +10,7 @@ from packwise_components.images import ImageSet, resolve_images
 
 def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
     """Writes one IR YAML per pipeline into `out_dir`; parameters default to `config`."""
+    from packwise_pipelines.inference import build_inference_pipeline
     from packwise_pipelines.training import build_training_pipeline
 
     images = images or resolve_images()
@@ -18,4 +19,7 @@ def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None =
     training_path = out_dir / "training.yaml"
     compiler.Compiler().compile(build_training_pipeline(images, config), str(training_path))
     written.append(training_path)
+    inference_path = out_dir / "inference.yaml"
+    compiler.Compiler().compile(build_inference_pipeline(images, config), str(inference_path))
+    written.append(inference_path)
     return written

@@ -1,0 +1,279 @@
+"""Scoring benchmark, measured side by side in one run (this machine is noisy; compare ratios, not seconds).
+
+On N products (default 5M, and 1M for the memory comparison), the four default-sized models of a
+week-1 run (200 rounds, depth 4, one per package type):
+
+1. Packwise: `Scorer.score_file` on one parquet file (read with `ParquetFile.iter_batches`,
+   `build_features`, `Booster.inplace_predict`, recommendation, parquet write), in a fresh process.
+2. Bare: `Booster.inplace_predict` of the same four models on the same rows' feature matrix, already
+   in memory (building it is not timed). Throughput ratio bare/Packwise; target >= 0.85.
+3. Share of Packwise's wall time outside `inplace_predict` (read, features, write); target <= 10%.
+4. Peak RSS of the Packwise process at 1M and at 5M products (`resource.getrusage`, one process per
+   size); target: within 10% of each other and under 1 GiB.
+5. The CSV round trip SageMaker's XGBoost container does, on a sample of the same rows: feature rows
+   as text/csv payloads of at most 6 MB, parsed line by line as the container does, a fresh DMatrix,
+   `Booster.predict`, one number per line back, parsed by the caller; once per model (one transform job
+   per model). Per-row time against Packwise's per-row time; target: Packwise >= 5x faster.
+
+Products are drawn by `packwise.synthetic` once and kept under --workdir.
+
+Usage: python bench/bench_scoring.py [--products 5000000] [--small 1000000] [--csv-rows 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from packwise.artifact import load_model_artifact, save_model_artifact
+from packwise.config import FeatureConfig, ModelConfig
+from packwise.models import get_model_type
+from packwise.synthetic import PACKAGE_TYPES, generate_products, ground_truth
+
+THRESHOLD = 0.5
+CSV_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker batch transform's default MaxPayloadInMB
+_PRODUCT_WRITE: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
+_ROW_GROUP = 131_072  # as the warehouse unload writes them
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+def train_models(workdir: Path) -> dict[str, Path]:
+    """Four default-sized models, trained on 40k products' ground-truth draws."""
+    paths = {t: workdir / "models" / t / "model.tar.gz" for t in PACKAGE_TYPES}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    products = generate_products(40_000, seed=21)
+    truth = ground_truth(products)
+    rng = np.random.default_rng(21)
+    model_cfg = ModelConfig()
+    plugin = get_model_type("xgboost")
+    spec = plugin.fit_spec(products, FeatureConfig(), model_cfg)
+    from packwise.features import build_features
+
+    rows = build_features(products, spec)
+    for t in PACKAGE_TYPES:
+        labels = (rng.random(len(products)) < truth[f"p_{t}"].to_numpy()).astype(np.int8)
+        save_model_artifact(plugin.train(rows, labels, model_cfg), spec, "xgboost", t, paths[t])
+    return paths
+
+
+def products_file(workdir: Path, n: int) -> Path:
+    """`n` synthetic products in one parquet file, written chunk by chunk."""
+    path = workdir / f"products-{n}.parquet"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp")
+    chunk = 250_000
+    writer: pq.ParquetWriter | None = None
+    for start in range(0, n, chunk):
+        frame = generate_products(min(chunk, n - start), seed=1_000 + start // chunk, first_index=1 + start)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema, **_PRODUCT_WRITE)
+        writer.write_table(table, row_group_size=_ROW_GROUP)
+        print(f"  products: {start + len(frame):,}/{n:,}", file=sys.stderr, flush=True)
+    assert writer is not None
+    writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+# -- measurements (each in its own process) ------------------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _models(paths: dict[str, str]) -> list[Any]:
+    from packwise.scoring import ScoringModel
+
+    out = []
+    for t in PACKAGE_TYPES:
+        loaded = load_model_artifact(Path(paths[t]))
+        out.append(ScoringModel(t, 1, loaded.booster, loaded.spec, THRESHOLD))
+    return out
+
+
+def measure_packwise(args: dict[str, Any]) -> dict[str, Any]:
+    from packwise.scoring import Scorer
+
+    prefetch = {"auto": None, "on": True, "off": False}[args["prefetch"]]
+    scorer = Scorer(_models(args["models"]), threads=args["threads"], prefetch=prefetch)
+    stats = scorer.score_file(Path(args["products"]), Path(args["out"]), args["batch_rows"])
+    return {
+        "rows": stats.rows,
+        "seconds": stats.seconds,
+        "seconds_predict": stats.seconds_predict,
+        "peak_rss_mb": _peak_rss_mb(),
+        "prefetch": scorer.prefetch,
+    }
+
+
+def _feature_matrix(products: str, rows: int | None = None) -> tuple[np.ndarray, Any]:
+    from packwise.features import build_features
+
+    source = pq.ParquetFile(products)
+    spec = load_model_artifact(Path(json.loads(os.environ["BENCH_MODELS"])["box"])).spec
+    parts = []
+    seen = 0
+    for batch in source.iter_batches(batch_size=131_072, columns=["product_id", *spec.input_columns]):
+        parts.append(build_features(batch.to_pandas(), spec).dense)
+        seen += batch.num_rows
+        if rows is not None and seen >= rows:
+            break
+    matrix = np.concatenate(parts)
+    return (matrix if rows is None else matrix[:rows]), spec
+
+
+def measure_bare(args: dict[str, Any]) -> dict[str, Any]:
+    matrix, _ = _feature_matrix(args["products"])
+    models = _models(args["models"])
+    threads = args["threads"] or os.cpu_count() or 1
+    for m in models:
+        m.booster.set_param({"nthread": threads})
+    best = float("inf")
+    for _ in range(args["repeats"]):
+        start = time.perf_counter()
+        for m in models:
+            m.booster.inplace_predict(matrix, validate_features=False)
+        best = min(best, time.perf_counter() - start)
+    return {"rows": int(matrix.shape[0]), "seconds": best}
+
+
+def _csv_payloads(matrix: np.ndarray) -> list[str]:
+    """Feature rows as text/csv payloads of at most CSV_PAYLOAD_BYTES (NaN as an empty field)."""
+    lines = [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in matrix]
+    payloads, current, size = [], [], 0
+    for line in lines:
+        if size + len(line) + 1 > CSV_PAYLOAD_BYTES and current:
+            payloads.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        payloads.append("\n".join(current))
+    return payloads
+
+
+def _container_predict(booster: Any, payload: str, threads: int) -> str:
+    """What sagemaker-xgboost-container does with a text/csv request: parse each line, DMatrix, predict."""
+    import xgboost as xgb
+
+    rows = [["nan" if x == "" else x for x in line.split(",")] for line in payload.split("\n")]
+    dmatrix = xgb.DMatrix(np.array(rows).astype(np.float32), nthread=threads)  # a fresh one per request
+    return "\n".join(str(p) for p in booster.predict(dmatrix))
+
+
+def measure_csv(args: dict[str, Any]) -> dict[str, Any]:
+    matrix, _ = _feature_matrix(args["products"], args["rows"])
+    models = _models(args["models"])
+    threads = args["threads"] or os.cpu_count() or 1
+    start = time.perf_counter()
+    payloads = _csv_payloads(matrix)  # the client writes the rows once (the transform input in S3)
+    for m in models:
+        for payload in payloads:
+            body = _container_predict(m.booster, payload, threads)
+            np.array(body.split("\n"), dtype=np.float32)  # the client reads one number per line
+    return {"rows": int(matrix.shape[0]), "seconds": time.perf_counter() - start, "payloads": len(payloads)}
+
+
+MEASURES = {"packwise": measure_packwise, "bare": measure_bare, "csv": measure_csv}
+
+
+def run_child(kind: str, args: dict[str, Any], models: dict[str, Path]) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_MODELS": json.dumps({k: str(v) for k, v in models.items()})}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, json.dumps(args)], capture_output=True, text=True, env=env
+    )
+    if proc.returncode:
+        raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=5_000_000)
+    parser.add_argument("--small", type=int, default=1_000_000)
+    parser.add_argument("--csv-rows", type=int, default=200_000)
+    parser.add_argument("--batch-rows", type=int, default=131_072)
+    parser.add_argument("--threads", type=int, default=0, help="XGBoost threads; 0 = every core")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--prefetch", choices=["auto", "on", "off"], default="auto", help="Scorer prefetch thread")
+    parser.add_argument("--workdir", type=Path, default=Path(".packwise/bench-scoring"))
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.child:
+        print(json.dumps(MEASURES[opts.child[0]](json.loads(opts.child[1]))))
+        return
+
+    workdir = opts.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"bench_scoring: {opts.products:,} products, {os.cpu_count()} cores, workdir {workdir}", flush=True)
+    models = train_models(workdir)
+    big, small = products_file(workdir, opts.products), products_file(workdir, opts.small)
+    model_args = {k: str(v) for k, v in models.items()}
+    common = {"models": model_args, "threads": opts.threads, "batch_rows": opts.batch_rows, "prefetch": opts.prefetch}
+
+    def packwise(path: Path) -> dict[str, Any]:
+        runs = [
+            run_child("packwise", {**common, "products": str(path), "out": str(workdir / "scored.parquet")}, models)
+            for _ in range(opts.repeats)
+        ]
+        best = min(runs, key=lambda r: r["seconds"])
+        best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        return best
+
+    pw_small, pw_big = packwise(small), packwise(big)
+    bare = run_child("bare", {**common, "products": str(big), "repeats": opts.repeats}, models)
+    csv = run_child("csv", {**common, "products": str(big), "rows": opts.csv_rows}, models)
+
+    per_row_pw = pw_big["seconds"] / pw_big["rows"]
+    per_row_csv = csv["seconds"] / csv["rows"]
+    throughput = bare["seconds"] / pw_big["seconds"]
+    outside = 1 - pw_big["seconds_predict"] / pw_big["seconds"]
+    mem_growth = pw_big["peak_rss_mb"] / pw_small["peak_rss_mb"] - 1
+    print(f"prefetch thread: {'on' if pw_big['prefetch'] else 'off'}; batch rows {opts.batch_rows:,}")
+    rows = [
+        ("Packwise end to end", f"{pw_big['rows']:,} rows in {pw_big['seconds']:.2f} s",
+         f"{pw_big['rows'] / pw_big['seconds']:,.0f} rows/s", ""),
+        ("bare inplace_predict (in memory)", f"{bare['rows']:,} rows in {bare['seconds']:.2f} s",
+         f"{bare['rows'] / bare['seconds']:,.0f} rows/s", ""),
+        ("throughput Packwise / bare", f"{throughput:.3f}", "target >= 0.85", _ok(throughput >= 0.85)),
+        ("wall time outside prediction", f"{outside * 100:.1f}%", "target <= 10%", _ok(outside <= 0.10)),
+        (f"peak RSS at {pw_small['rows']:,}", f"{pw_small['peak_rss_mb']:.0f} MB", "target < 1024 MB",
+         _ok(pw_small["peak_rss_mb"] < 1024)),
+        (f"peak RSS at {pw_big['rows']:,}", f"{pw_big['peak_rss_mb']:.0f} MB", "target < 1024 MB",
+         _ok(pw_big["peak_rss_mb"] < 1024)),
+        (f"peak RSS growth {pw_small['rows']:,} -> {pw_big['rows']:,}", f"{mem_growth * 100:+.1f}%",
+         "target within 10%", _ok(abs(mem_growth) <= 0.10)),
+        ("SageMaker CSV round trip", f"{csv['rows']:,} rows x 4 models in {csv['seconds']:.2f} s "
+         f"({csv['payloads']} payloads)", f"{csv['rows'] / csv['seconds']:,.0f} rows/s", ""),
+        ("Packwise speed-up per row vs CSV", f"{per_row_csv / per_row_pw:.1f}x", "target >= 5x",
+         _ok(per_row_csv / per_row_pw >= 5)),
+    ]  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    for name, value, target, verdict in rows:
+        print(f"{name:<{width}}  {value:<44} {target:<18} {verdict}")
+
+
+def _ok(good: bool) -> str:
+    return "ok" if good else "MISSED"
+
+
+if __name__ == "__main__":
+    main()

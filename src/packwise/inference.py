@@ -1,0 +1,714 @@
+"""The inference job's steps: one plain function per inference component.
+
+extract (products of the mode, streamed into a content-addressed parquet file) and resolve (the model of
+every package type) run side by side; prepare checks the products against what those models read;
+shard cuts them into files of a target size; score runs once per shard; collect checks that every
+product was scored; load writes the predictions exactly once; notify reports. Each function takes
+paths and validated config objects and returns a JSON-friendly dict; all of it runs without KFP.
+
+Run records under ``storage.root/runs`` tie a run together for the exit handler (which cannot take the
+outputs of the tasks it guards): ``<run_id>.json`` (extract), ``<run_id>.models.json`` (resolve),
+``<run_id>.load.json`` (load) and ``<run_id>.summary.json`` (notify).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from packwise.config import FeatureConfig, InferenceConfig, NotifyConfig, RegistryConfig, WarehouseConfig
+from packwise.errors import ConfigError, DataValidationError, ModelNotFoundError, PackwiseError, WarehouseError
+from packwise.progress import task_report
+
+PRODUCTS_FILE = "products.parquet"
+MANIFEST_FILE = "manifest.json"
+SHARD_PREFIX = "shard-"
+MODES = ("daily", "monthly")
+# The daily query's `$since` before any watermark exists: older than any product.
+EPOCH = datetime(1, 1, 1)
+_CHUNK = 1 << 20
+
+
+def query_key(mode: str) -> str:
+    """The configuration key of the products query a mode runs."""
+    return "inference.new_products_query" if mode == "daily" else "inference.inventory_query"
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: use daily (new products) or monthly (whole inventory)")
+    return mode
+
+
+def inference_dir(storage_root: Path) -> Path:
+    return storage_root / "inference"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _remove_record(storage_root: Path, name: str) -> None:
+    (storage_root / "runs" / f"{name}.json").unlink(missing_ok=True)
+
+
+# -- extract ---------------------------------------------------------------------------------------
+
+
+def _largest(path: Path, column: str) -> datetime | None:
+    """The largest value of a timestamp column, read one column at a time."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path, pre_buffer=False)
+    if column not in source.schema_arrow.names:
+        return None
+    best = None
+    for batch in source.iter_batches(columns=[column], batch_size=1 << 20, use_threads=False):
+        value = pc.max(batch.column(0)).as_py()
+        if value is not None and (best is None or value > best):
+            best = value
+    if best is not None and not isinstance(best, datetime):
+        raise DataValidationError(
+            f"inventory: column {column!r} has type {source.schema_arrow.field(column).type}, expected a "
+            "timestamp; cast it in the products query or set inference.watermark_column"
+        )
+    return best
+
+
+def extract_products(
+    warehouse: WarehouseConfig, inference: InferenceConfig, storage_root: Path, mode: str, run_id: str
+) -> dict[str, Any]:
+    """Unloads the products of a run into ``inference/extracts/<fingerprint>/products.parquet``.
+
+    Monthly: every product (``inference.inventory_query``). Daily: the products added after the daily
+    watermark (``inference.new_products_query`` with ``$since``; see `predictions.daily_since`). Rows are
+    streamed out of the warehouse ordered by product_id, so the same products give the same bytes (and
+    the same directory, which every later task keys its cache on) and duplicates sit side by side.
+
+    Returns:
+        The run record: mode, since, watermark (largest `added_at`, None when empty), fingerprint,
+        extract_dir, n_products.
+    """
+    from packwise.faults import maybe_fail
+    from packwise.lineage import write_run_record
+    from packwise.predictions import daily_since
+    from packwise.warehouse import QueryError, open_warehouse
+
+    with task_report("extract-products", None):
+        maybe_fail("extract-products")
+        check_mode(mode)
+        _remove_record(storage_root, f"{run_id}.load")  # a stale record of an earlier attempt of this run id
+        key = query_key(mode)
+        sql = inference.new_products_query if mode == "daily" else inference.inventory_query
+        root = inference_dir(storage_root) / "extracts"
+        with open_warehouse(warehouse, read_only=True) as wh:
+            since = daily_since(wh) if mode == "daily" else None
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-extract-", dir=root))
+            try:
+                try:
+                    n = wh.copy_query_to_parquet(
+                        sql, {"since": since or EPOCH}, tmp / PRODUCTS_FILE, order_by=("product_id",)
+                    )
+                except QueryError as err:
+                    raise WarehouseError(f"{key} failed: {err}; fix {key} in the config") from None
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        try:
+            watermark = _largest(tmp / PRODUCTS_FILE, inference.watermark_column)
+            if watermark is None and n > 0:
+                raise DataValidationError(
+                    f"inventory: column {inference.watermark_column!r} is missing or empty; add it to {key} "
+                    "(the watermark of the daily runs) or set inference.watermark_column"
+                )
+            fingerprint = _sha256_file(tmp / PRODUCTS_FILE)
+            final = root / fingerprint
+            if not final.exists():
+                (tmp / MANIFEST_FILE).write_text(
+                    json.dumps({"fingerprint": fingerprint, "n_products": n}, indent=2, sort_keys=True) + "\n"
+                )
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not (final / MANIFEST_FILE).exists():  # another run of the same data won the race
+                        raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        record = {
+            "run_id": run_id,
+            "pipeline": "inference",
+            "mode": mode,
+            "since": None if since is None else since.isoformat(),
+            "watermark": None if watermark is None else watermark.isoformat(),
+            "fingerprint": fingerprint,
+            "extract_dir": str(final),
+            "n_products": n,
+            "query_key": key,
+        }
+        write_run_record(storage_root, run_id, record)
+        return record
+
+
+# -- resolve ---------------------------------------------------------------------------------------
+
+
+def parse_pins(items: Sequence[str]) -> dict[str, int]:
+    """`TYPE=VERSION` strings (the CLI's `--model`) as a mapping."""
+    pins: dict[str, int] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip() or not raw.strip().isdigit() or int(raw) < 1:
+            raise ConfigError(f"--model {item!r}: expected TYPE=VERSION, e.g. --model mailer=3")
+        pins[name.strip()] = int(raw)
+    return pins
+
+
+def resolve_models(
+    registry_config: RegistryConfig,
+    package_types: Sequence[str],
+    thresholds: Mapping[str, float],
+    pinned: Mapping[str, int],
+    storage_root: Path,
+    run_id: str,
+) -> dict[str, Any]:
+    """The model of every package type: its champion, or the pinned version.
+
+    Model files are copied to ``inference/models/<type>/v<version>/model.tar.gz`` (once; a version's
+    file never changes). The feature recipe inside each file is part of the result, so later steps know
+    which columns the models read without loading them.
+
+    Raises:
+        ConfigError: A pin names a package type that is not configured.
+        ModelNotFoundError: A type has no Approved version, or a pinned version is missing or Rejected.
+    """
+    from packwise.artifact import load_model_artifact
+    from packwise.faults import maybe_fail
+    from packwise.lineage import write_run_record
+    from packwise.registry import Status, open_registry
+
+    with task_report("resolve-models", None):
+        maybe_fail("resolve-models")
+        unknown = sorted(set(pinned) - set(package_types))
+        if unknown:
+            raise ConfigError(
+                f"--model {unknown[0]}={pinned[unknown[0]]}: {unknown[0]!r} is not a configured package type "
+                f"({', '.join(package_types)})"
+            )
+        registry = open_registry(registry_config)
+        chosen: dict[str, Any] = {}
+        missing: list[str] = []
+        for package_type in package_types:
+            if package_type in pinned:
+                version = registry.get(package_type, int(pinned[package_type]))  # ModelNotFoundError if absent
+                if version.status == Status.REJECTED:
+                    raise ModelNotFoundError(
+                        f"--model {package_type}={version.version}: that version is Rejected; pin another one "
+                        f"(`packwise registry list --type {package_type}`) or approve it with "
+                        f"`packwise registry approve {package_type} {version.version}`"
+                    )
+            else:
+                champion = registry.champion(package_type)
+                if champion is None:
+                    missing.append(package_type)
+                    continue
+                version = champion
+            chosen[package_type] = version
+        if missing:
+            names = ", ".join(repr(t) for t in missing)
+            raise ModelNotFoundError(
+                f"no Approved model for package type{'s' if len(missing) > 1 else ''} {names}; train one with "
+                f"`packwise train --week N` or approve a version with `packwise registry approve {missing[0]} VERSION`"
+            )
+        models: dict[str, Any] = {}
+        for package_type, version in chosen.items():
+            dest = inference_dir(storage_root) / "models" / package_type / f"v{version.version}" / "model.tar.gz"
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=dest.parent) as scratch:
+                    downloaded = registry.download_model(package_type, version.version, Path(scratch))
+                    os.replace(downloaded, dest)
+            loaded = load_model_artifact(dest)
+            models[package_type] = {
+                "version": version.version,
+                "status": str(version.status),
+                "pinned": package_type in pinned,
+                "model_type": loaded.model_type,
+                "threshold": float(thresholds.get(package_type, 0.5)),
+                "path": str(dest),
+                "spec": loaded.spec.to_json(),
+            }
+        result = {"package_types": list(package_types), "models": models}
+        write_run_record(
+            storage_root,
+            f"{run_id}.models",
+            {t: {k: v for k, v in m.items() if k != "spec"} for t, m in models.items()},
+        )
+        return result
+
+
+def model_versions(models: Mapping[str, Any]) -> dict[str, int]:
+    """`{package type: version}` of a `resolve_models` result."""
+    return {t: int(m["version"]) for t, m in models["models"].items()}
+
+
+# -- prepare ---------------------------------------------------------------------------------------
+
+
+def _serving_features(models: Mapping[str, Any]) -> tuple[FeatureConfig, bool, dict[str, str]]:
+    """A feature config covering every column any model reads, and which model first needs each."""
+    from packwise.features import FeatureSpec
+
+    groups: dict[str, list[str]] = {"numeric": [], "boolean": [], "categorical": [], "derived": []}
+    text: str | None = None
+    needed_by: dict[str, str] = {}
+    for package_type, model in models["models"].items():
+        spec = FeatureSpec.from_json(model["spec"])
+        label = f"{package_type} v{model['version']}"
+        for group, cols in (
+            ("numeric", spec.numeric),
+            ("boolean", spec.boolean),
+            ("categorical", list(spec.categorical)),
+            ("derived", spec.derived),
+        ):
+            groups[group] += [c for c in cols if c not in groups[group]]
+        text = text or spec.text_column
+        for col in spec.input_columns:
+            needed_by.setdefault(col, label)
+    try:
+        features = FeatureConfig(
+            numeric=groups["numeric"],
+            boolean=groups["boolean"],
+            categorical=groups["categorical"],
+            derived=groups["derived"],
+            text=text or "title",
+        )
+    except ValueError as err:
+        raise PackwiseError(
+            f"the resolved models disagree on their feature columns ({str(err).splitlines()[-1].strip()}); "
+            "pin versions trained with the same features"
+        ) from None
+    return features, text is not None, needed_by
+
+
+def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, batch_rows: int) -> dict[str, Any]:
+    """Checks the extracted products against what the resolved models read, one batch at a time.
+
+    Every column a model reads must be present with a usable type (`validation.validate_products_frame`,
+    batch by batch); product ids must be present and unique. The extract is ordered by product_id, so a
+    duplicate across two batches is the last id of one and the first of the next: the whole inventory is
+    checked in the memory of one batch.
+
+    Returns:
+        The scoring plan: the products file, its row count, the columns to score with and the models.
+
+    Raises:
+        DataValidationError: On the first problem, naming the column or product and the query to fix.
+    """
+    import pyarrow.parquet as pq
+
+    from packwise.faults import maybe_fail
+    from packwise.validation import PRODUCT_ID, validate_products_frame
+
+    with task_report("prepare-products", None):
+        maybe_fail("prepare-products")
+        key = query_key(check_mode(mode))
+        products_path = extract_dir / PRODUCTS_FILE
+        features, needs_text, needed_by = _serving_features(models)
+        source = pq.ParquetFile(products_path, pre_buffer=False)
+        have = set(source.schema_arrow.names)
+        if PRODUCT_ID not in have:
+            raise DataValidationError(f"inventory: column 'product_id' is missing from products; add it to {key}")
+        for col, who in needed_by.items():
+            if col not in have:
+                raise DataValidationError(
+                    f"inventory: feature column {col!r} is missing from products (the {who} model reads it); "
+                    f"add it to {key}"
+                )
+        columns = [PRODUCT_ID, *[c for c in needed_by if c != PRODUCT_ID]]
+        n_rows = 0
+        last_id: str | None = None
+        for batch in source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+            frame = batch.to_pandas()
+            validate_products_frame(frame, features, needs_text, source="inventory", query_key=key)
+            if len(frame) and last_id is not None and str(frame[PRODUCT_ID].iloc[0]) == last_id:
+                raise DataValidationError(
+                    f"inventory: products has duplicate product_id rows (e.g. {last_id!r}); "
+                    f"make {key} return one row per product"
+                )
+            if len(frame):
+                last_id = str(frame[PRODUCT_ID].iloc[-1])
+            n_rows += len(frame)
+        return {
+            "extract_dir": str(extract_dir),
+            "products_path": str(products_path),
+            "n_products": n_rows,
+            "columns": columns,
+            "mode": mode,
+            "package_types": list(models["package_types"]),
+            "models": dict(models["models"]),
+        }
+
+
+# -- shard -----------------------------------------------------------------------------------------
+
+
+def rows_per_shard(products_path: Path, columns: Sequence[str], target_rows: int, target_bytes: int) -> int:
+    """Rows per shard: the row target, or fewer when the columns' uncompressed bytes would pass the byte target."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(products_path).metadata
+    if meta.num_rows == 0:
+        return target_rows
+    wanted = set(columns)
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            if chunk.path_in_schema in wanted:
+                total += chunk.total_uncompressed_size
+    per_row = max(1.0, total / meta.num_rows)
+    return max(1, min(target_rows, int(target_bytes // per_row)))
+
+
+def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[str]:
+    """Cuts the products into shard files of the configured target size, holding only the scored columns.
+
+    Shards live beside the extract in a directory named by their layout, so the same products and
+    targets give the same shards (reused, not rewritten). An empty extract gives one empty shard: a
+    ParallelFor over nothing would leave its collector nothing to collect.
+
+    Returns:
+        The shard files, in product_id order.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from packwise.faults import maybe_fail
+
+    with task_report("shard-products", None):
+        maybe_fail("shard-products")
+        products_path = Path(plan["products_path"])
+        columns = list(plan["columns"])
+        per_shard = rows_per_shard(products_path, columns, inference.shard_target_rows, inference.shard_target_bytes)
+        layout = hashlib.sha256(json.dumps([columns, per_shard]).encode()).hexdigest()[:16]
+        final = Path(plan["extract_dir"]) / f"shards-{layout}"
+        manifest = final / MANIFEST_FILE
+        if manifest.exists():
+            return [str(final / name) for name in json.loads(manifest.read_text())["shards"]]
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
+        try:
+            source = pq.ParquetFile(products_path, pre_buffer=False)
+            schema = source.schema_arrow
+            schema = pa.schema([schema.field(c) for c in columns])
+            names: list[str] = []
+            writer: pq.ParquetWriter | None = None
+            in_shard = 0
+
+            def next_writer() -> pq.ParquetWriter:
+                name = f"{SHARD_PREFIX}{len(names):05d}.parquet"
+                names.append(name)
+                return pq.ParquetWriter(tmp / name, schema, compression="zstd", compression_level=1)
+
+            batch_size = min(per_shard, inference.batch_rows)
+            for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
+                offset = 0
+                while offset < batch.num_rows:
+                    if writer is None or in_shard >= per_shard:
+                        if writer is not None:
+                            writer.close()
+                        writer, in_shard = next_writer(), 0
+                    take = min(per_shard - in_shard, batch.num_rows - offset)
+                    writer.write_batch(batch.slice(offset, take))
+                    in_shard += take
+                    offset += take
+            if writer is None:
+                writer = next_writer()
+            writer.close()
+            (tmp / MANIFEST_FILE).write_text(
+                json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
+            )
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not manifest.exists():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return [str(final / name) for name in names]
+
+
+def shard_name(shard_path: str | Path) -> str:
+    return Path(shard_path).stem
+
+
+# -- score -----------------------------------------------------------------------------------------
+
+
+def load_scoring_models(plan: Mapping[str, Any]) -> list[Any]:
+    """The plan's models, loaded, in package type order."""
+    from packwise.artifact import load_model_artifact
+    from packwise.scoring import ScoringModel
+
+    out = []
+    for package_type in plan["package_types"]:
+        entry = plan["models"][package_type]
+        loaded = load_model_artifact(Path(entry["path"]))
+        out.append(
+            ScoringModel(
+                package_type=package_type,
+                version=int(entry["version"]),
+                booster=loaded.booster,
+                spec=loaded.spec,
+                threshold=float(entry["threshold"]),
+            )
+        )
+    return out
+
+
+def score_shard(
+    shard_path: Path, plan: Mapping[str, Any], inference: InferenceConfig, out_path: Path
+) -> dict[str, Any]:
+    """Scores one shard with every package type's model; see `packwise.scoring`.
+
+    Returns:
+        Rows, recommended type counts, unseen category counts and timings of the shard.
+    """
+    from packwise.faults import maybe_fail
+    from packwise.scoring import Scorer
+
+    name = shard_name(shard_path)
+    with task_report("score-shard", name):
+        maybe_fail("score-shard", name)
+        scorer = Scorer(load_scoring_models(plan), threads=inference.score_threads)
+        stats = scorer.score_file(shard_path, out_path, inference.batch_rows)
+        return {"shard": name, **stats.to_dict()}
+
+
+# -- collect ---------------------------------------------------------------------------------------
+
+
+def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks that every product was scored once and sums the shards' statistics.
+
+    Args:
+        scored: Each shard's scored file and its `score_shard` statistics.
+        plan: The scoring plan.
+
+    Returns:
+        The load manifest: files, row count, recommended type counts, unseen counts, model versions.
+
+    Raises:
+        PackwiseError: A scored file is missing, or the rows do not add up to the products prepared.
+    """
+    import pyarrow.parquet as pq
+
+    from packwise.faults import maybe_fail
+    from packwise.scoring import ScoreStats
+
+    with task_report("collect-scores", None):
+        maybe_fail("collect-scores")
+        total = ScoreStats(recommended={t: 0 for t in plan["package_types"]})
+        files: list[str] = []
+        for path, stats in scored:
+            if not Path(path).exists():
+                raise PackwiseError(f"collect: scored shard {path} is missing; re-run the pipeline")
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if rows != int(stats["rows"]):
+                raise PackwiseError(f"collect: {path} holds {rows} rows, its task reported {stats['rows']}")
+            total.add(ScoreStats.from_dict(dict(stats)))
+            files.append(str(path))
+        if total.rows != int(plan["n_products"]):
+            raise PackwiseError(
+                f"collect: {total.rows} products scored, {plan['n_products']} prepared; re-run the pipeline"
+            )
+        return {
+            "files": files,
+            "n_products": total.rows,
+            "recommended": total.recommended,
+            "unseen": total.unseen,
+            "package_types": list(plan["package_types"]),
+            "models": model_versions(plan),
+            "seconds_scoring": round(total.seconds, 3),
+            "seconds_predict": round(total.seconds_predict, 3),
+        }
+
+
+# -- load ------------------------------------------------------------------------------------------
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def load_run(
+    manifest: Mapping[str, Any],
+    files: Sequence[Path],
+    warehouse: WarehouseConfig,
+    inference: InferenceConfig,
+    storage_root: Path,
+    run_id: str,
+    mode: str,
+    since: str | None,
+    watermark: str | None,
+) -> dict[str, Any]:
+    """Loads the run's predictions exactly once (see `packwise.predictions.load_predictions`).
+
+    Args:
+        manifest: The load manifest of `collect_scores` (counts, model versions).
+        files: The scored files as this task sees them (on a cluster, artifacts are localized per task).
+        warehouse: The `warehouse` config section.
+        inference: The `inference` config section.
+        storage_root: Root of Packwise's storage (run records).
+        run_id: The run; a run id loads once.
+        mode: daily or monthly.
+        since: The watermark the products were selected after (ISO), if any.
+        watermark: The largest added_at among the products (ISO), if any.
+    """
+    from packwise.faults import maybe_fail
+    from packwise.lineage import write_run_record
+    from packwise.predictions import load_predictions
+    from packwise.warehouse import open_warehouse
+
+    with task_report("load-predictions", None):
+        maybe_fail("load-predictions")
+        check_mode(mode)
+        with open_warehouse(warehouse) as wh:
+            result = load_predictions(
+                wh,
+                list(files),
+                run_id=run_id,
+                mode=mode,
+                package_types=manifest["package_types"],
+                versions=manifest["models"],
+                expected_rows=int(manifest["n_products"]),
+                since=_timestamp(since),
+                watermark=_timestamp(watermark),
+                recommended=manifest["recommended"],
+                unseen=manifest["unseen"],
+                batch_rows=inference.batch_rows,
+            )
+        record = {**result.to_dict(), "mode": mode, "models": manifest["models"], "unseen": manifest["unseen"]}
+        write_run_record(storage_root, f"{run_id}.load", record)
+        return record
+
+
+# -- notify ----------------------------------------------------------------------------------------
+
+
+def _shares(counts: Mapping[str, int], package_types: Sequence[str]) -> dict[str, float]:
+    n = sum(int(counts.get(t, 0)) for t in package_types)
+    return {t: (int(counts.get(t, 0)) / n if n else 0.0) for t in package_types}
+
+
+def summarize_inference_run(
+    storage_root: Path, run_id: str, package_types: Sequence[str], pipeline_state: str = "", error_message: str = ""
+) -> dict[str, Any]:
+    """The run's outcome from its run records; written as ``<run_id>.summary``."""
+    from packwise.lineage import read_run_record, write_run_record
+
+    extract = read_run_record(storage_root, run_id) or {}
+    models = read_run_record(storage_root, f"{run_id}.models") or {}
+    load = read_run_record(storage_root, f"{run_id}.load")
+    types = list(package_types)
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "pipeline": "inference",
+        "mode": extract.get("mode") or (load or {}).get("mode"),
+        "pipeline_state": pipeline_state,
+        "error": error_message,
+        "loaded": bool(load and load.get("loaded")),
+        "already_loaded": bool(load and not load.get("loaded")),
+        "n_products": None,
+        "since": extract.get("since"),
+        "watermark_before": None,
+        "watermark_after": None,
+        "models": {t: m.get("version") for t, m in models.items()},
+        "models_pinned": sorted(t for t, m in models.items() if m.get("pinned")),
+        "unseen": {},
+        "package_types": [],
+    }
+    if load is not None:
+        previous = load.get("previous") or None
+        shares = _shares(load.get("recommended") or {}, types)
+        before = _shares(previous["recommended"], types) if previous else None
+        summary.update(
+            n_products=load["n_products"],
+            watermark_before=load.get("watermark_before"),
+            watermark_after=load.get("watermark_after"),
+            unseen=load.get("unseen") or {},
+            previous_run_id=None if previous is None else previous["run_id"],
+            superseded=load.get("superseded", 0),
+        )
+        summary["models"] = load.get("models") or summary["models"]
+        summary["package_types"] = [
+            {
+                "package_type": t,
+                "count": int((load.get("recommended") or {}).get(t, 0)),
+                "share": shares[t],
+                "previous_share": None if before is None else before[t],
+                "change": None if before is None else shares[t] - before[t],
+            }
+            for t in types
+        ]
+    write_run_record(storage_root, f"{run_id}.summary", summary)
+    return summary
+
+
+def inference_summary_markdown(summary: Mapping[str, Any]) -> tuple[str, str]:
+    """Subject line and Markdown body of an inference-run notification."""
+    state = "loaded" if summary["loaded"] else "already loaded" if summary["already_loaded"] else "failed"
+    subject = (
+        f"Packwise inference {summary.get('mode')} ({summary['run_id']}): {state}, "
+        f"{summary.get('n_products') if summary.get('n_products') is not None else '-'} products"
+    )
+    lines = ["| package type | recommended | share | change | model |", "|---|---|---|---|---|"]
+    for row in summary.get("package_types", []):
+        change = "-" if row["change"] is None else f"{row['change'] * 100:+.1f} pp"
+        version = summary.get("models", {}).get(row["package_type"])
+        lines.append(
+            f"| {row['package_type']} | {row['count']} | {row['share'] * 100:.1f}% | {change} | "
+            f"{'-' if version is None else f'v{version}'} |"
+        )
+    unseen = {k: v for k, v in (summary.get("unseen") or {}).items() if v}
+    if unseen:
+        lines.append(
+            "\nUnseen category values (scored as all-zero one-hot): "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(unseen.items()))
+        )
+    if summary.get("error"):
+        lines.append(f"\nPipeline error: {summary['error']}")
+    return subject, "\n".join(lines)
+
+
+def notify_inference_run(
+    storage_root: Path,
+    run_id: str,
+    notify: NotifyConfig,
+    package_types: Sequence[str],
+    pipeline_state: str,
+    error_message: str,
+) -> dict[str, Any]:
+    """Sends the run's summary; runs whether the body succeeded or not."""
+    with task_report("notify-inference", None):
+        from packwise.notify import open_notifier
+
+        summary = summarize_inference_run(storage_root, run_id, package_types, pipeline_state, error_message)
+        subject, body = inference_summary_markdown(summary)
+        open_notifier(notify).send(subject, body, summary)
+        return summary

@@ -1,0 +1,344 @@
+"""The predictions table and its exactly-once loader.
+
+Tables (created on first load; a package type added to the configuration adds its columns):
+
+- ``predictions``: one row per (product, run that scored it). ``is_current`` marks the latest row of a
+  product; every product ever scored has exactly one current row. Columns: product_id, run_id, mode,
+  recommended_type, ``prob_<type>`` and ``model_version_<type>`` per package type, is_current.
+- ``prediction_runs``: the load ledger, one row per loaded run id: mode, product count, the window
+  (since, watermark), models, recommended type counts, unseen category counts, loaded_at.
+- ``run_watermarks`` (pipeline ``inference``, per mode): the largest ``added_at`` a run loaded.
+
+A load stages the run's rows in a table of its own, then, in the same transaction, supersedes the current
+rows of those products, inserts the new ones, writes the ledger row and moves the watermark. The ledger
+row makes it exactly once per run id: loading a run id again changes nothing. A failure anywhere before
+the commit (or a killed process) rolls all of it back, the stage included, so the previous predictions
+and the watermark stay as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from packwise.errors import WarehouseError
+from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
+
+if TYPE_CHECKING:
+    from packwise.warehouse import Warehouse
+
+PREDICTIONS = "predictions"
+PREDICTION_RUNS = "prediction_runs"
+WATERMARKS = "run_watermarks"
+PIPELINE = "inference"
+MODES = ("daily", "monthly")
+
+_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "VARCHAR"),
+    ("mode", "VARCHAR"),
+    ("n_products", "BIGINT"),
+    ("since", "TIMESTAMP"),
+    ("watermark", "TIMESTAMP"),
+    ("models", "VARCHAR"),
+    ("recommended", "VARCHAR"),
+    ("unseen", "VARCHAR"),
+    ("loaded_at", "TIMESTAMP"),
+)
+
+
+def model_version_column(package_type: str) -> str:
+    """Name of the column holding the model version that scored a package type."""
+    return f"model_version_{package_type}"
+
+
+def predictions_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
+    """The predictions table's columns for these package types, in order."""
+    cols = [("product_id", "VARCHAR"), ("run_id", "VARCHAR"), ("mode", "VARCHAR"), (RECOMMENDED, "VARCHAR")]
+    cols += [(prob_column(t), "DOUBLE") for t in package_types]
+    cols += [(model_version_column(t), "INTEGER") for t in package_types]
+    cols.append(("is_current", "BOOLEAN"))
+    return cols
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load did.
+
+    Attributes:
+        run_id: The run.
+        loaded: False when the run id had been loaded before (nothing changed this time).
+        n_products: Products of the run (from the ledger when already loaded).
+        superseded: Current rows of earlier runs that these rows replaced as current.
+        watermark_before: The mode's watermark before the load.
+        watermark_after: The mode's watermark after it.
+        previous: The ledger row of the previous run of the same mode that scored products, if any.
+    """
+
+    run_id: str
+    loaded: bool
+    n_products: int
+    superseded: int
+    watermark_before: str | None
+    watermark_after: str | None
+    previous: dict[str, Any] | None = None
+    recommended: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).isoformat()
+
+
+def read_watermark(warehouse: Warehouse, mode: str) -> datetime | None:
+    """The watermark of a mode (`daily` or `monthly`), or None before its first load."""
+    if not warehouse.table_exists(WATERMARKS):
+        return None
+    found = warehouse.fetch_df(
+        f"SELECT watermark FROM {WATERMARKS} WHERE pipeline = $pipeline AND mode = $mode",
+        {"pipeline": PIPELINE, "mode": mode},
+    )
+    if found.empty or pd.isna(found["watermark"].iloc[0]):
+        return None
+    stamp: datetime = pd.Timestamp(found["watermark"].iloc[0]).to_pydatetime()
+    return stamp
+
+
+def daily_since(warehouse: Warehouse) -> datetime | None:
+    """Where a daily run starts: the daily watermark, else the last monthly run's, else nothing (everything).
+
+    A monthly run scores every product, so a first daily run after one needs only what came later; on a
+    warehouse that was never scored, the first daily run is a full backfill, so no product is missed.
+    """
+    return read_watermark(warehouse, "daily") or read_watermark(warehouse, "monthly")
+
+
+def _ensure_tables(warehouse: Warehouse, package_types: Sequence[str]) -> None:
+    cols = ", ".join(f"{n} {t}" for n, t in predictions_columns(package_types))
+    warehouse.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS} ({cols}, PRIMARY KEY (product_id, run_id))")
+    have = set(
+        warehouse.fetch_df(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $name "
+            "AND table_schema = current_schema()",
+            {"name": PREDICTIONS},
+        )["column_name"]
+    )
+    for name, sql_type in predictions_columns(package_types):
+        if name not in have:
+            # a package type added to the configuration; older rows hold NULL for it
+            warehouse.execute(f"ALTER TABLE {PREDICTIONS} ADD COLUMN {name} {sql_type}")
+    runs = ", ".join(f"{n} {t}" for n, t in _RUNS_COLUMNS)
+    warehouse.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTION_RUNS} ({runs}, PRIMARY KEY (run_id))")
+    warehouse.execute(
+        f"CREATE TABLE IF NOT EXISTS {WATERMARKS} (pipeline VARCHAR, mode VARCHAR, watermark TIMESTAMP, "
+        "run_id VARCHAR, updated_at TIMESTAMP, PRIMARY KEY (pipeline, mode))"
+    )
+
+
+def _stage_name(run_id: str) -> str:
+    return f"prediction_stage_{hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
+
+
+def _ledger_row(warehouse: Warehouse, run_id: str) -> dict[str, Any] | None:
+    found = warehouse.fetch_df(f"SELECT * FROM {PREDICTION_RUNS} WHERE run_id = $run_id", {"run_id": run_id})
+    return None if found.empty else _ledger_dict(found.iloc[0])
+
+
+def _ledger_dict(row: pd.Series) -> dict[str, Any]:
+    return {
+        "run_id": str(row["run_id"]),
+        "mode": str(row["mode"]),
+        "n_products": int(row["n_products"]),
+        "since": _iso(row["since"]),
+        "watermark": _iso(row["watermark"]),
+        "models": json.loads(row["models"]),
+        "recommended": json.loads(row["recommended"]),
+        "unseen": json.loads(row["unseen"]),
+        "loaded_at": _iso(row["loaded_at"]),
+    }
+
+
+def previous_run(warehouse: Warehouse, mode: str, before_run_id: str | None = None) -> dict[str, Any] | None:
+    """The latest loaded run of `mode` that scored products, other than `before_run_id`."""
+    if not warehouse.table_exists(PREDICTION_RUNS):
+        return None
+    found = warehouse.fetch_df(
+        f"SELECT * FROM {PREDICTION_RUNS} WHERE mode = $mode AND n_products > 0 AND run_id <> $run_id "
+        "ORDER BY loaded_at DESC, run_id DESC LIMIT 1",
+        {"mode": mode, "run_id": before_run_id or ""},
+    )
+    return None if found.empty else _ledger_dict(found.iloc[0])
+
+
+def _stage_batches(
+    files: Sequence[Path],
+    run_id: str,
+    mode: str,
+    package_types: Sequence[str],
+    versions: Mapping[str, int],
+    batch_rows: int,
+) -> Any:
+    """The scored rows as staging batches: every predictions column but is_current."""
+    for path in files:
+        source = pq.ParquetFile(path, pre_buffer=False)
+        for batch in source.iter_batches(batch_size=batch_rows, use_threads=False):
+            n = batch.num_rows
+            if n == 0:
+                continue
+            arrays: dict[str, pa.Array] = {
+                PRODUCT_ID: batch.column(PRODUCT_ID).cast(pa.string()),
+                "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+                "mode": pa.repeat(pa.scalar(mode, pa.string()), n),
+                RECOMMENDED: batch.column(RECOMMENDED).cast(pa.string()),
+            }
+            for t in package_types:
+                arrays[prob_column(t)] = batch.column(prob_column(t)).cast(pa.float64())
+            for t in package_types:
+                arrays[model_version_column(t)] = pa.repeat(pa.scalar(int(versions[t]), pa.int32()), n)
+            yield pa.table(arrays)
+
+
+def load_predictions(
+    warehouse: Warehouse,
+    files: Sequence[Path],
+    *,
+    run_id: str,
+    mode: str,
+    package_types: Sequence[str],
+    versions: Mapping[str, int],
+    expected_rows: int,
+    since: datetime | None,
+    watermark: datetime | None,
+    recommended: Mapping[str, int],
+    unseen: Mapping[str, int],
+    batch_rows: int = 131_072,
+) -> LoadResult:
+    """Loads a run's scored files exactly once, in one transaction.
+
+    Args:
+        warehouse: An open, writable warehouse.
+        files: The run's scored files (see `packwise.scoring.output_schema`).
+        run_id: The run; a run id already in the ledger is not loaded again.
+        mode: `daily` or `monthly`.
+        package_types: Package types, in configuration order.
+        versions: The model version that scored each package type.
+        expected_rows: Rows the files must hold together (a shortfall is an error, nothing is written).
+        since: The watermark the run's products were selected after (daily), for the ledger.
+        watermark: The largest `added_at` among the run's products; the mode's watermark moves to it
+            (never backwards) when the run scored any product.
+        recommended: Count of each recommended type, for the ledger.
+        unseen: Unseen category counts per column, for the ledger.
+        batch_rows: Rows per staging batch.
+
+    Returns:
+        What was loaded, or that the run had been loaded already.
+
+    Raises:
+        WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
+    """
+    from packwise.faults import maybe_fail
+
+    if mode not in MODES:
+        raise WarehouseError(f"mode {mode!r}: use daily or monthly")
+    with warehouse.transaction():
+        _ensure_tables(warehouse, package_types)
+        done = _ledger_row(warehouse, run_id)
+        if done is not None:
+            wm = _iso(read_watermark(warehouse, done["mode"]))
+            return LoadResult(
+                run_id=run_id,
+                loaded=False,
+                n_products=done["n_products"],
+                superseded=0,
+                watermark_before=wm,
+                watermark_after=wm,
+                previous=previous_run(warehouse, done["mode"], run_id),
+                recommended=done["recommended"],
+            )
+        before = read_watermark(warehouse, mode)
+        previous = previous_run(warehouse, mode, run_id)
+        superseded = 0
+        if expected_rows > 0:
+            stage = _stage_name(run_id)
+            stage_cols = [c for c in predictions_columns(package_types) if c[0] != "is_current"]
+            warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
+            warehouse.execute(f"CREATE TABLE {stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
+            for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
+                warehouse.append(stage, table)
+            counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
+            n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
+            if n != expected_rows or distinct != n:
+                raise WarehouseError(
+                    f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
+                    f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
+                )
+            found = warehouse.fetch_df(
+                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
+                f"AND product_id IN (SELECT product_id FROM {stage})"
+            )
+            superseded = int(found["n"].iloc[0])
+            warehouse.execute(
+                f"UPDATE {PREDICTIONS} SET is_current = FALSE "
+                f"WHERE is_current AND product_id IN (SELECT product_id FROM {stage})"
+            )
+            names = ", ".join(n for n, _ in stage_cols)
+            warehouse.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {stage}")
+            warehouse.execute(f"DROP TABLE {stage}")
+        after = before
+        if expected_rows > 0 and watermark is not None:
+            after = watermark if before is None else max(before, watermark)
+            warehouse.execute(
+                f"INSERT INTO {WATERMARKS} (pipeline, mode, watermark, run_id, updated_at) "
+                "VALUES ($pipeline, $mode, $watermark, $run_id, $now) "
+                "ON CONFLICT (pipeline, mode) DO UPDATE SET watermark = excluded.watermark, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                {"pipeline": PIPELINE, "mode": mode, "watermark": after, "run_id": run_id, "now": _now()},
+            )
+        warehouse.execute(
+            f"INSERT INTO {PREDICTION_RUNS} ({', '.join(n for n, _ in _RUNS_COLUMNS)}) VALUES "
+            "($run_id, $mode, $n, $since, $watermark, $models, $recommended, $unseen, $now)",
+            {
+                "run_id": run_id,
+                "mode": mode,
+                "n": expected_rows,
+                "since": since,
+                "watermark": watermark if expected_rows > 0 else None,
+                "models": json.dumps(dict(versions), sort_keys=True),
+                "recommended": json.dumps(dict(recommended), sort_keys=True),
+                "unseen": json.dumps(dict(unseen), sort_keys=True),
+                "now": _now(),
+            },
+        )
+        # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
+        maybe_fail("load-predictions", "commit")
+    return LoadResult(
+        run_id=run_id,
+        loaded=True,
+        n_products=expected_rows,
+        superseded=superseded,
+        watermark_before=_iso(before),
+        watermark_after=_iso(after),
+        previous=previous,
+        recommended=dict(recommended),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def current_predictions(warehouse: Warehouse) -> pd.DataFrame:
+    """Every current prediction, ordered by product_id (small warehouses, tests and reports)."""
+    return warehouse.fetch_df(f"SELECT * FROM {PREDICTIONS} WHERE is_current ORDER BY product_id")

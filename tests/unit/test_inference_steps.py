@@ -1,0 +1,128 @@
+"""The inference steps as plain functions: extract windows, prepare checks, shard sizes, collect, pins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from packwise.config import InferenceConfig, PackwiseConfig
+from packwise.errors import ConfigError, DataValidationError, PackwiseError
+from packwise.inference import (
+    collect_scores,
+    extract_products,
+    parse_pins,
+    prepare_products,
+    rows_per_shard,
+    shard_products,
+)
+from packwise.synthetic import add_products
+from packwise.warehouse import open_warehouse
+from tests.conftest import make_config, seed
+from tests.unit.test_inference_scoring import models_entry, train_models
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> PackwiseConfig:
+    config = make_config(tmp_path_factory.mktemp("steps") / "state")
+    seed(config, seed=4, n_products=3_000, weeks=2, labels_per_week=100)
+    return config
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return models_entry(train_models(tmp_path_factory.mktemp("models"), n=1_000, rounds=5))
+
+
+def test_extract_is_content_addressed_and_daily_selects_after_the_watermark(cfg: PackwiseConfig) -> None:
+    inference = InferenceConfig()
+    first = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "r1")
+    again = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "r2")
+    assert first["extract_dir"] == again["extract_dir"] and first["n_products"] == 3_000
+    ids = pq.read_table(Path(first["extract_dir"]) / "products.parquet", columns=["product_id"]).column(0).to_pylist()
+    assert ids == sorted(ids)
+    # no watermark at all: the first daily run is a full backfill
+    daily = extract_products(cfg.warehouse, inference, cfg.storage.root, "daily", "r3")
+    assert daily["since"] is None and daily["n_products"] == 3_000
+    assert daily["watermark"] == first["watermark"]
+
+
+def test_extract_names_the_query_to_fix(cfg: PackwiseConfig) -> None:
+    inference = InferenceConfig(inventory_query="SELECT * FROM productz")
+    with pytest.raises(PackwiseError, match=r"^inference.inventory_query failed: .*productz.*fix inference"):
+        extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "bad")
+
+
+def test_config_rejects_a_daily_query_without_since() -> None:
+    with pytest.raises(ValueError, match=r"\$since"):
+        InferenceConfig(new_products_query="SELECT * FROM products")
+
+
+def test_prepare_finds_a_duplicate_across_a_batch_boundary(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+    inference = InferenceConfig(
+        inventory_query="SELECT * FROM products UNION ALL SELECT * FROM products WHERE product_id = 'P0001024'"
+    )
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "dup")
+    # P0001024 is the 1024th id, so its twin opens the second batch of 1024 rows
+    with pytest.raises(DataValidationError, match=r"duplicate product_id rows \(e.g. 'P0001024'\)"):
+        prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
+
+
+def test_prepare_names_the_model_that_reads_a_missing_column(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+    inference = InferenceConfig(new_products_query="SELECT * EXCLUDE (material) FROM products WHERE added_at > $since")
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "daily", "missing")
+    with pytest.raises(DataValidationError) as err:
+        prepare_products(Path(record["extract_dir"]), models, "daily", 1_024)
+    assert str(err.value) == (
+        "inventory: feature column 'material' is missing from products (the own_container v1 model reads it); "
+        "add it to inference.new_products_query"
+    )
+
+
+def test_shards_follow_the_row_and_byte_targets(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+    record = extract_products(cfg.warehouse, InferenceConfig(), cfg.storage.root, "monthly", "shards")
+    plan = prepare_products(Path(record["extract_dir"]), models, "monthly", 65_536)
+    assert "title" not in plan["columns"]  # tabular models: the title is not carried into shards
+    by_rows = shard_products(plan, InferenceConfig(shard_target_rows=700, batch_rows=1_024))
+    sizes = [pq.ParquetFile(s).metadata.num_rows for s in by_rows]
+    assert sizes == [700, 700, 700, 700, 200]
+    assert shard_products(plan, InferenceConfig(shard_target_rows=700, batch_rows=1_024)) == by_rows  # reused
+    per_row = 3_000 * 1024 * 1024 // rows_per_shard(Path(plan["products_path"]), plan["columns"], 10**9, 1024 * 1024)
+    assert 40 < per_row / 3_000 < 200  # about a hundred uncompressed bytes per product
+    by_bytes = shard_products(plan, InferenceConfig(shard_target_bytes=1024 * 1024))
+    assert len(by_bytes) == 1
+
+
+def test_an_empty_extract_gives_one_empty_shard(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+    with open_warehouse(cfg.warehouse) as wh:
+        add_products(wh, 1, seed=1, added_at=datetime(2030, 1, 1))
+    inference = InferenceConfig(inventory_query="SELECT * FROM products WHERE added_at > TIMESTAMP '2031-01-01'")
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "empty")
+    assert record["n_products"] == 0 and record["watermark"] is None
+    plan = prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
+    shards = shard_products(plan, inference)
+    assert len(shards) == 1 and pq.ParquetFile(shards[0]).metadata.num_rows == 0
+
+
+def test_collect_refuses_a_shortfall(tmp_path: Path) -> None:
+    from tests.unit.test_inference_loader import scored_file
+
+    path = scored_file(tmp_path / "s.parquet", ["P1", "P2"], 1)
+    plan = {"package_types": ["own_container", "bag", "mailer", "box"], "n_products": 3,
+            "models": {t: {"version": 1} for t in ["own_container", "bag", "mailer", "box"]}}  # fmt: skip
+    with pytest.raises(PackwiseError, match="2 products scored, 3 prepared"):
+        collect_scores([(path, {"rows": 2})], plan)
+    with pytest.raises(PackwiseError, match="holds 2 rows, its task reported 5"):
+        collect_scores([(path, {"rows": 5})], plan)
+    manifest = collect_scores([(path, {"rows": 2, "recommended": {"box": 2}})], {**plan, "n_products": 2})
+    assert manifest["n_products"] == 2 and manifest["recommended"]["box"] == 2
+
+
+def test_parse_pins() -> None:
+    assert parse_pins(["mailer=3", " box = 2"]) == {"mailer": 3, "box": 2}
+    for bad in ("mailer", "mailer=x", "=3", "mailer=0"):
+        with pytest.raises(ConfigError, match="expected TYPE=VERSION"):
+            parse_pins([bad])
