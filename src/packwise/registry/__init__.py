@@ -144,7 +144,7 @@ class ModelVersion:
 
 @runtime_checkable
 class Registry(Protocol):
-    """What Packwise needs from a model registry: ``mlflow`` (the local default); ``sagemaker`` later."""
+    """What Packwise needs from a model registry: ``mlflow`` (the local default) or ``sagemaker``."""
 
     def register(
         self,
@@ -401,4 +401,22 @@ def open_registry(config: RegistryConfig) -> Registry:
             artifact_root=config.artifact_root,
             model_name_prefix=config.model_name_prefix,
         )
-    raise RegistryError(f"registry.backend {config.backend!r} is not supported; use 'mlflow'")
+    if config.backend == "sagemaker":
+        from packwise.registry.sagemaker_backend import open_sagemaker_registry
+
+        if config.sagemaker is None:
+            raise RegistryError(
+                "registry.backend is sagemaker but the registry section carries no SageMaker settings; "
+                "call PackwiseConfig.resolved() before opening the registry"
+            )
+        mirror = None
+        if config.mirror == "mlflow":
+            from packwise.registry.mlflow_backend import MlflowRegistry
+
+            mirror = MlflowRegistry(
+                tracking_uri=config.tracking_uri,
+                artifact_root=config.artifact_root,
+                model_name_prefix=config.model_name_prefix,
+            )
+        return open_sagemaker_registry(config.sagemaker, config.model_name_prefix, mirror)
+    raise RegistryError(f"registry.backend {config.backend!r} is not supported; use 'mlflow' or 'sagemaker'")

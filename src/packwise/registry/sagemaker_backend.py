@@ -1,0 +1,534 @@
+"""SageMaker Model Registry backend, and the MLflow mirror that follows it.
+
+Layout in SageMaker:
+
+- one model package group per package type, ``{prefix}-{package type}`` (underscores become hyphens: group
+  names allow letters, digits and hyphens only);
+- one versioned model package per registered candidate: its ``ModelPackageVersion`` is our version
+  number, its ``ModelApprovalStatus`` our status (the source of truth of the champion, which is the newest
+  Approved version), its inference specification the XGBoost 3.0-5 container with the ``model.tar.gz``
+  (so SageMaker can deploy or batch-transform it as it is), its model quality statistics the validation
+  metrics as JSON in S3; identity, metrics and label statistics also ride in ``CustomerMetadataProperties``;
+- per version, a record in S3 (``<prefix>/registry/<group>/<candidate key>/record.json``) with the gate
+  report and the audit trail (who, when, from, to, why for every status change), which SageMaker does not
+  keep (it holds only the latest ``ApprovalDescription``). A status changed outside Packwise (SageMaker
+  Studio) still counts: it shows in the trail as an event of ``LastModifiedBy``.
+
+``MirroredRegistry`` writes SageMaker first, then MLflow: every version registered in MLflow with the same
+identity, metrics, gate report and status (the ``packwise.status`` tag; the ``champion`` alias follows it),
+so the MLflow UI compares versions. Reads come from SageMaker. A mirror write that fails leaves SageMaker
+as written and raises; running the step again, or ``MirroredRegistry.sync()``, catches the mirror up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
+from packwise.errors import RegistryError
+from packwise.registry import (
+    AuditEvent,
+    ModelVersion,
+    RegistryBackend,
+    Status,
+    not_found,
+    require_reason,
+    utc_now,
+)
+from packwise.sagemaker.container import xgboost_image_uri
+from packwise.sagemaker.errors import SageMakerError
+from packwise.sagemaker.session import (
+    Clients,
+    S3Uri,
+    base_uri,
+    download_file,
+    error_code,
+    get_text,
+    one_line,
+    put_text,
+    upload_model_file,
+)
+
+if TYPE_CHECKING:
+    from packwise.registry.mlflow_backend import MlflowRegistry
+
+MODEL_FILE_NAME = "model.tar.gz"
+MAX_PROPERTY = 256
+MAX_DESCRIPTION = 1024
+_READ_THREADS = 8
+
+P_PACKAGE_TYPE = "packwise.package_type"
+P_CANDIDATE_KEY = "packwise.candidate_key"
+P_FINGERPRINT = "packwise.data_fingerprint"
+P_MODEL_TYPE = "packwise.model_type"
+P_RUN_ID = "packwise.run_id"
+P_CREATED_AT = "packwise.created_at"
+P_METRICS = "packwise.metrics"
+P_LABEL_STATS = "packwise.label_stats"
+P_RECORD = "packwise.record"
+
+
+def _validate_package_type(package_type: str) -> None:
+    if not PACKAGE_TYPE_NAME.match(package_type):
+        raise RegistryError(
+            f"package type {package_type!r} is not lower_snake_case; use a name from package_types in the config"
+        )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _compact(data: Mapping[str, Any]) -> str:
+    return json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in data.items()}, sort_keys=True)
+
+
+class SageMakerRegistry(RegistryBackend):
+    """The ``Registry`` on SageMaker Model Registry (model package groups) and S3.
+
+    Args:
+        clients: SageMaker and S3 clients (``packwise.sagemaker.session.open_clients``).
+        config: The ``sagemaker`` section: bucket, prefix, container image, tags.
+        model_name_prefix: Groups are named ``{prefix}-{package type}``.
+    """
+
+    def __init__(self, clients: Clients, config: SageMakerConfig, model_name_prefix: str = "packwise") -> None:
+        self.clients = clients
+        self.config = config
+        self.model_name_prefix = model_name_prefix
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def group_name(self, package_type: str) -> str:
+        """The model package group of a package type."""
+        return f"{self.model_name_prefix}-{package_type}".replace("_", "-")
+
+    def _record_uri(self, package_type: str, candidate_key: str) -> S3Uri:
+        return base_uri(self.config, "registry", self.group_name(package_type), candidate_key, "record.json")
+
+    def _call(self, what: str, fn: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn()
+        except SageMakerError as err:
+            raise RegistryError(str(err)) from err
+        except (ClientError, BotoCoreError) as err:
+            raise RegistryError(
+                f"cannot {what} in the SageMaker Model Registry ({one_line(err)}); check sagemaker.region, "
+                "the credentials and their IAM permissions"
+            ) from err
+
+    def _summaries(self, package_type: str) -> list[dict[str, Any]]:
+        """Every versioned package of the type's group (empty when the group does not exist yet)."""
+        from botocore.exceptions import ClientError
+
+        group = self.group_name(package_type)
+        paginator = self.clients.sagemaker.get_paginator("list_model_packages")
+        try:
+            pages = list(paginator.paginate(ModelPackageGroupName=group, ModelPackageType="Versioned"))
+        except ClientError as err:
+            if "does not exist" in str(err).lower() or error_code(err) == "ResourceNotFound":
+                return []
+            raise
+        return [s for page in pages for s in page.get("ModelPackageSummaryList", [])]
+
+    def _groups(self) -> list[str]:
+        paginator = self.clients.sagemaker.get_paginator("list_model_package_groups")
+        pages = paginator.paginate(NameContains=f"{self.model_name_prefix}-")
+        return [g["ModelPackageGroupName"] for page in pages for g in page.get("ModelPackageGroupSummaryList", [])]
+
+    def _to_version(self, described: Mapping[str, Any]) -> ModelVersion | None:
+        props: dict[str, str] = dict(described.get("CustomerMetadataProperties") or {})
+        if P_PACKAGE_TYPE not in props or P_CANDIDATE_KEY not in props:
+            return None  # not registered by Packwise
+        record = self._read_record(props.get(P_RECORD, ""))
+        status = Status(described["ModelApprovalStatus"])
+        audit = [AuditEvent.from_dict(e) for e in record.get("audit", [])]
+        if audit and audit[-1].to_status != status:  # changed outside Packwise (e.g. SageMaker Studio)
+            who = (described.get("LastModifiedBy") or {}).get("UserProfileName") or "SageMaker (outside Packwise)"
+            modified: Any = described.get("LastModifiedTime") or ""
+            audit.append(
+                AuditEvent(
+                    at=modified.isoformat() if hasattr(modified, "isoformat") else str(modified),
+                    who=str(who),
+                    from_status=audit[-1].to_status,
+                    to_status=status,
+                    reason=str(described.get("ApprovalDescription") or "changed outside Packwise"),
+                )
+            )
+        containers = (described.get("InferenceSpecification") or {}).get("Containers") or [{}]
+        return ModelVersion(
+            package_type=props[P_PACKAGE_TYPE],
+            version=int(described["ModelPackageVersion"]),
+            status=status,
+            created_at=props.get(P_CREATED_AT, ""),
+            run_id=record.get("run_id", props.get(P_RUN_ID, "")),
+            candidate_key=props[P_CANDIDATE_KEY],
+            data_fingerprint=props.get(P_FINGERPRINT, ""),
+            model_type=props.get(P_MODEL_TYPE, ""),
+            metrics={k: float(v) for k, v in record.get("metrics", json.loads(props.get(P_METRICS, "{}"))).items()},
+            label_stats=dict(record.get("label_stats", json.loads(props.get(P_LABEL_STATS, "{}")))),
+            gate_report=str(record.get("gate_report", "")),
+            audit=audit,
+            artifact_uri=str(containers[0].get("ModelDataUrl", "")),
+        )
+
+    def _read_record(self, uri: str) -> dict[str, Any]:
+        if not uri:
+            return {}
+        try:
+            data: dict[str, Any] = json.loads(get_text(self.clients, S3Uri.parse(uri)))
+        except SageMakerError as err:
+            raise RegistryError(f"cannot read the Packwise record {uri} ({err}); check S3 read access") from err
+        return data
+
+    def _describe(self, arn: str) -> dict[str, Any]:
+        described: dict[str, Any] = self.clients.sagemaker.describe_model_package(ModelPackageName=arn)
+        return described
+
+    def _arn(self, package_type: str, version: int) -> str:
+        for summary in self._summaries(package_type):
+            if int(summary.get("ModelPackageVersion", 0)) == version:
+                return str(summary["ModelPackageArn"])
+        raise not_found(package_type, version)
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get(self, package_type: str, version: int) -> ModelVersion:
+        """One version of a package type.
+
+        Raises:
+            ModelNotFoundError: It does not exist (or was not registered by Packwise).
+        """
+        _validate_package_type(package_type)
+        arn = self._call(f"find {package_type} v{version}", lambda: self._arn(package_type, version))
+        found = self._to_version(self._call(f"describe {package_type} v{version}", lambda: self._describe(arn)))
+        if found is None:
+            raise not_found(package_type, version)
+        return found
+
+    def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
+        """Versions of one package type (newest first) or of all (by creation, newest first)."""
+        if package_type is not None:
+            _validate_package_type(package_type)
+            arns = [s["ModelPackageArn"] for s in self._call("list versions", lambda: self._summaries(package_type))]
+        else:
+            groups = self._call("list model package groups", self._groups)
+            arns = []
+            for group in groups:
+                pages = self.clients.sagemaker.get_paginator("list_model_packages").paginate(
+                    ModelPackageGroupName=group, ModelPackageType="Versioned"
+                )
+                arns += [s["ModelPackageArn"] for p in pages for s in p.get("ModelPackageSummaryList", [])]
+
+        def read(arn: str) -> ModelVersion | None:
+            return self._to_version(self._describe(arn))
+
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            found = self._call("describe versions", lambda: list(pool.map(read, arns)))
+        out = [v for v in found if v is not None]
+        out.sort(key=lambda v: (v.created_at, v.package_type, v.version), reverse=True)
+        if package_type is not None:
+            out.sort(key=lambda v: v.version, reverse=True)
+        return out
+
+    def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
+        """Copies a version's ``model.tar.gz`` from S3 to ``dest_dir/model.tar.gz``."""
+        found = self.get(package_type, version)
+        dest_dir = Path(dest_dir)
+        target = dest_dir / MODEL_FILE_NAME
+        self._call(
+            f"download {package_type} v{version}",
+            lambda: download_file(self.clients, S3Uri.parse(found.artifact_uri), target),
+        )
+        return target
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def _ensure_group(self, package_type: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.clients.sagemaker.create_model_package_group(
+                ModelPackageGroupName=self.group_name(package_type),
+                ModelPackageGroupDescription=f"Packwise suitability classifier for package type {package_type}.",
+                Tags=[{"Key": "packwise:package-type", "Value": package_type}],
+            )
+        except ClientError as err:
+            if "already exists" not in str(err).lower() and error_code(err) != "ResourceInUse":
+                raise
+
+    def register(
+        self,
+        *,
+        package_type: str,
+        model_file: Path,
+        status: Status,
+        candidate_key: str,
+        data_fingerprint: str,
+        model_type: str,
+        metrics: Mapping[str, float],
+        label_stats: Mapping[str, float],
+        gate_report: str,
+        reason: str,
+        who: str,
+        run_id: str,
+    ) -> ModelVersion:
+        """Registers a candidate as a new model package version, or returns the version of ``candidate_key``.
+
+        The record (gate report, audit) and the model file go to S3 first, then the model package is created
+        with ``ClientToken`` = the candidate key, so a retried call cannot create a twin. If creation fails
+        nothing is registered (an orphan record is harmless: only a package points at it).
+
+        Raises:
+            RegistryError: Invalid input, or SageMaker/S3 refused (nothing was registered).
+        """
+        _validate_package_type(package_type)
+        status = Status(status)
+        text = require_reason(reason)
+        if not candidate_key.strip():
+            raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
+        existing = self.find_by_candidate_key(package_type, candidate_key)
+        if existing is not None:
+            return existing
+        model_file = Path(model_file)
+        if not model_file.is_file():
+            raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
+
+        created_at = utc_now()
+        creation = AuditEvent(at=created_at, who=who or "unknown", from_status=None, to_status=status, reason=text)
+        metric_values = {str(k): float(v) for k, v in metrics.items()}
+        stats = {str(k): v for k, v in label_stats.items()}
+        record_uri = self._record_uri(package_type, candidate_key)
+        record = {
+            "package_type": package_type,
+            "candidate_key": candidate_key,
+            "run_id": run_id,
+            "metrics": metric_values,
+            "label_stats": stats,
+            "gate_report": gate_report,
+            "audit": [creation.to_dict()],
+        }
+        metrics_uri = S3Uri(record_uri.bucket, record_uri.key.rsplit("/", 1)[0] + "/metrics.json")
+        report_uri = S3Uri(record_uri.bucket, record_uri.key.rsplit("/", 1)[0] + "/gate_report.md")
+        props = {
+            P_PACKAGE_TYPE: package_type,
+            P_CANDIDATE_KEY: candidate_key,
+            P_FINGERPRINT: _clip(data_fingerprint, MAX_PROPERTY),
+            P_MODEL_TYPE: _clip(model_type, MAX_PROPERTY),
+            P_RUN_ID: _clip(run_id, MAX_PROPERTY),
+            P_CREATED_AT: created_at,
+            P_LABEL_STATS: _clip(_compact(stats), MAX_PROPERTY),
+            P_METRICS: _clip(_compact(metric_values), MAX_PROPERTY),
+            P_RECORD: str(record_uri),
+        }
+        if len(props[P_METRICS]) >= MAX_PROPERTY:
+            props[P_METRICS] = "{}"  # the record holds them all
+        image = xgboost_image_uri(self.clients.region, self.config.xgboost_image_uri)
+
+        def write() -> str:
+            self._ensure_group(package_type)
+            model_data = upload_model_file(self.clients, self.config, model_file)
+            put_text(self.clients, metrics_uri, json.dumps(metric_values, sort_keys=True), "application/json")
+            put_text(self.clients, report_uri, gate_report, "text/markdown")
+            put_text(self.clients, record_uri, json.dumps(record, sort_keys=True), "application/json")
+            response = self.clients.sagemaker.create_model_package(
+                ModelPackageGroupName=self.group_name(package_type),
+                ModelPackageDescription=_clip(text, MAX_DESCRIPTION),
+                ModelApprovalStatus=str(status),
+                ClientToken=candidate_key[:36],
+                InferenceSpecification={
+                    "Containers": [{"Image": image, "ModelDataUrl": str(model_data)}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                    "SupportedTransformInstanceTypes": [self.config.transform_instance_type],
+                },
+                ModelMetrics={
+                    "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": str(metrics_uri)}}
+                },
+                CustomerMetadataProperties=props,
+                Tags=[{"Key": k, "Value": v} for k, v in sorted(self.config.tags.items())],
+            )
+            return str(response["ModelPackageArn"])
+
+        try:
+            arn = write()
+        except (SageMakerError, RegistryError) as err:
+            raise RegistryError(
+                f"registering {package_type} candidate {candidate_key} failed ({err}); nothing was registered "
+                "and the champion is unchanged; fix the cause and re-run"
+            ) from err
+        except Exception as err:
+            raise RegistryError(
+                f"registering {package_type} candidate {candidate_key} failed ({one_line(err)}); nothing was "
+                "registered and the champion is unchanged; check the IAM permissions and re-run"
+            ) from err
+
+        # Two tasks racing on one candidate both passed the check above: the oldest version wins.
+        winner = self.find_by_candidate_key(package_type, candidate_key)
+        mine = self._to_version(self._describe(arn))
+        if winner is not None and mine is not None and winner.version != mine.version:
+            with contextlib.suppress(Exception):
+                self.clients.sagemaker.delete_model_package(ModelPackageName=arn)
+            return winner
+        if mine is None:  # pragma: no cover - we just wrote its properties
+            raise RegistryError(f"{package_type}: the new model package {arn} has no Packwise properties")
+        return mine
+
+    def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
+        """Appends the event to the S3 record, then sets ``ModelApprovalStatus``; restores the record on failure."""
+        arn = self._call("find the version", lambda: self._arn(current.package_type, current.version))
+        described = self._call("describe the version", lambda: self._describe(arn))
+        props = dict(described.get("CustomerMetadataProperties") or {})
+        record_uri = S3Uri.parse(props[P_RECORD])
+        before = self._read_record(str(record_uri))
+        after = {**before, "audit": [*before.get("audit", []), event.to_dict()]}
+        what = f"change {current.package_type} v{current.version} to {event.to_status}"
+        self._call(what, lambda: put_text(self.clients, record_uri, json.dumps(after, sort_keys=True)))
+        try:
+            self.clients.sagemaker.update_model_package(
+                ModelPackageArn=arn,
+                ModelApprovalStatus=str(event.to_status),
+                ApprovalDescription=_clip(f"{event.who}: {event.reason}", MAX_DESCRIPTION),
+                # sent whole: some implementations replace the map instead of merging it
+                CustomerMetadataProperties=props,
+            )
+        except Exception as err:
+            with contextlib.suppress(Exception):
+                put_text(self.clients, record_uri, json.dumps(before, sort_keys=True))
+            raise RegistryError(f"failed to {what} ({one_line(err)}); the status is unchanged, retry") from err
+
+
+class MirroredRegistry(RegistryBackend):
+    """A primary registry (SageMaker) whose every version and status change is copied to MLflow.
+
+    Reads, champion and the transition rules come from the primary. Each write goes to the primary first,
+    then the same version (found by candidate key) is brought level in the mirror: registered if missing,
+    its status set if it differs. The MLflow version carries the tag ``packwise.sagemaker_version``.
+    """
+
+    def __init__(self, primary: RegistryBackend, mirror: MlflowRegistry) -> None:
+        self.primary = primary
+        self.mirror = mirror
+
+    def get(self, package_type: str, version: int) -> ModelVersion:
+        return self.primary.get(package_type, version)
+
+    def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
+        return self.primary.list_versions(package_type)
+
+    def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
+        return self.primary.download_model(package_type, version, dest_dir)
+
+    def register(
+        self,
+        *,
+        package_type: str,
+        model_file: Path,
+        status: Status,
+        candidate_key: str,
+        data_fingerprint: str,
+        model_type: str,
+        metrics: Mapping[str, float],
+        label_stats: Mapping[str, float],
+        gate_report: str,
+        reason: str,
+        who: str,
+        run_id: str,
+    ) -> ModelVersion:
+        """Registers in the primary (idempotent), then mirrors that version."""
+        version = self.primary.register(
+            package_type=package_type,
+            model_file=model_file,
+            status=status,
+            candidate_key=candidate_key,
+            data_fingerprint=data_fingerprint,
+            model_type=model_type,
+            metrics=metrics,
+            label_stats=label_stats,
+            gate_report=gate_report,
+            reason=reason,
+            who=who,
+            run_id=run_id,
+        )
+        self._mirror_version(version, model_file)
+        return version
+
+    def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
+        self.primary._write_status(current, event)
+        self._mirror_version(self.primary.get(current.package_type, current.version), None, event)
+
+    def _mirror_version(self, version: ModelVersion, model_file: Path | None, event: AuditEvent | None = None) -> None:
+        import tempfile
+
+        try:
+            mirrored = self.mirror.find_by_candidate_key(version.package_type, version.candidate_key)
+            if mirrored is None:
+                with tempfile.TemporaryDirectory(prefix="packwise-mirror-") as tmp:
+                    if model_file is None:
+                        model_file = self.primary.download_model(version.package_type, version.version, Path(tmp))
+                    first = version.audit[0] if version.audit else None
+                    mirrored = self.mirror.register(
+                        package_type=version.package_type,
+                        model_file=model_file,
+                        status=first.to_status if first else version.status,
+                        candidate_key=version.candidate_key,
+                        data_fingerprint=version.data_fingerprint,
+                        model_type=version.model_type,
+                        metrics=version.metrics,
+                        label_stats=version.label_stats,
+                        gate_report=version.gate_report,
+                        reason=first.reason if first else "mirrored from SageMaker",
+                        who=first.who if first else "packwise-mirror",
+                        run_id=version.run_id,
+                    )
+                self.mirror.client.set_model_version_tag(
+                    self.mirror.model_name(version.package_type),
+                    str(mirrored.version),
+                    "packwise.sagemaker_version",
+                    str(version.version),
+                )
+            if mirrored.status != version.status:
+                change = event or AuditEvent(
+                    at=utc_now(),
+                    who="packwise-mirror",
+                    from_status=mirrored.status,
+                    to_status=version.status,
+                    reason=f"mirrored from SageMaker v{version.version}: {version.reason}",
+                )
+                self.mirror._write_status(mirrored, change)
+        except RegistryError as err:
+            raise RegistryError(
+                f"{version.package_type} v{version.version} is {version.status} in SageMaker, but the MLflow "
+                f"mirror failed ({err}); re-run the step (or MirroredRegistry.sync()) to catch the mirror up"
+            ) from err
+
+    def sync(self, package_type: str | None = None) -> int:
+        """Brings every primary version level in the mirror; returns how many versions were checked."""
+        versions = self.primary.list_versions(package_type)
+        for version in sorted(versions, key=lambda v: (v.package_type, v.version)):
+            self._mirror_version(version, None)
+        return len(versions)
+
+
+def open_sagemaker_registry(
+    config: SageMakerConfig,
+    model_name_prefix: str,
+    mirror: MlflowRegistry | None = None,
+    clients: Clients | None = None,
+) -> RegistryBackend:
+    """The SageMaker registry on ``config``, wrapped by the MLflow mirror when one is given."""
+    from packwise.sagemaker.session import open_clients
+
+    try:
+        primary = SageMakerRegistry(clients or open_clients(config), config, model_name_prefix)
+    except SageMakerError as err:
+        raise RegistryError(str(err)) from err
+    return primary if mirror is None else MirroredRegistry(primary, mirror)
+

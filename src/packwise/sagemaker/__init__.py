@@ -1,0 +1,14 @@
+"""Amazon SageMaker as a compute and registry backend: training jobs, batch transform, S3 staging.
+
+Plain functions over injected boto3 clients, like the rest of ``packwise``; the KFP components in
+``components/sagemaker.py`` only unpack artifact paths and call ``packwise.sagemaker.steps``.
+
+- ``session``: clients from the standard AWS credential chain, S3 locations and transfers, one-line errors;
+- ``naming``: job names derived from what a job computes, so a retried step finds its job;
+- ``container``: the XGBoost 3.0-5 container image of a region;
+- ``jobs``: create-or-attach, wait with interval and timeout, stop on cancel;
+- ``training``: stage CSV channels and run a training job; ``transform``: batch transform of product rows;
+- ``steps``: the train, evaluate and score steps the components call.
+
+Nothing here is imported by the local path; boto3 loads only when a SageMaker function runs.
+"""

@@ -1,0 +1,254 @@
+"""Batch transform: product rows scored by SageMaker's XGBoost container, read back as probabilities.
+
+One SageMaker Model per model file (content-addressed, created once) and one transform job per model and
+input set. Inputs are CSV files of ``product_id,features...`` under one S3 folder; the job runs with
+``SplitType: Line``, ``BatchStrategy: MultiRecord`` and ``AssembleWith: Line``, drops the id before the
+container (``InputFilter: $[1:]``), joins the container's output to the input line (``JoinSource: Input``)
+and keeps only the id and the probability (``OutputFilter: $[0,-1]``). Each input file ``x.csv`` comes
+back as ``x.csv.out`` with lines ``product_id,probability``.
+
+Used for the evaluation of a candidate and its champion on the validation split and for inference shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from packwise.config import SageMakerConfig
+from packwise.errors import DataValidationError
+from packwise.features import FeatureSpec, build_features
+from packwise.sagemaker.container import xgboost_image_uri
+from packwise.sagemaker.csv_format import row_ranges, write_scoring_csv
+from packwise.sagemaker.errors import SageMakerError
+from packwise.sagemaker.jobs import TRANSFORM, JobHandle, start_or_attach, stop_on_cancel, wait_for_jobs
+from packwise.sagemaker.naming import job_name, model_name
+from packwise.sagemaker.session import (
+    Clients,
+    S3Uri,
+    aws_call,
+    base_uri,
+    delete_keys,
+    exists,
+    get_text,
+    list_keys,
+    put_text,
+    sha256_file,
+    upload_file,
+    upload_model_file,
+)
+from packwise.sagemaker.training import tags
+
+CSV = "text/csv"
+INPUT_FILTER = "$[1:]"
+OUTPUT_FILTER = "$[0,-1]"
+PRODUCT_ID = "product_id"
+
+
+@dataclass(frozen=True)
+class TransformModel:
+    """A model file to score with, and the recipe of its input rows; ``key`` names its output column."""
+
+    key: str
+    package_type: str
+    model_file: Path
+    spec: FeatureSpec
+
+
+def ensure_model(clients: Clients, config: SageMakerConfig, package_type: str, model_file: Path) -> str:
+    """The SageMaker Model serving ``model_file`` (uploaded and created once, by content digest)."""
+    from botocore.exceptions import ClientError
+
+    digest = sha256_file(model_file)
+    name = model_name(package_type, digest)
+    try:
+        clients.sagemaker.describe_model(ModelName=name)
+        return name
+    except ClientError:
+        pass
+    if not config.role_arn:
+        raise SageMakerError("sagemaker.role_arn is not set; name the IAM role SageMaker transform jobs run as")
+    model_data = upload_model_file(clients, config, model_file)
+    request = {
+        "ModelName": name,
+        "ExecutionRoleArn": config.role_arn,
+        "PrimaryContainer": {
+            "Image": xgboost_image_uri(clients.region, config.xgboost_image_uri),
+            "ModelDataUrl": str(model_data),
+        },
+        "Tags": tags(config, {"packwise:package-type": package_type, "packwise:model-sha256": digest}),
+    }
+    try:
+        clients.sagemaker.create_model(**request)
+    except ClientError as err:
+        if "already exists" not in str(err).lower():
+            raise SageMakerError(f"cannot create SageMaker model {name}: {err}") from err
+    return name
+
+
+def transform_request(config: SageMakerConfig, model: str, input_uri: S3Uri, output_uri: S3Uri) -> dict[str, Any]:
+    """The CreateTransformJob request (without the name)."""
+    return {
+        "ModelName": model,
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": config.transform_max_payload_mb,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(input_uri) + "/"}},
+            "ContentType": CSV,
+            "CompressionType": "None",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": str(output_uri) + "/", "Accept": CSV, "AssembleWith": "Line"},
+        "TransformResources": {
+            "InstanceType": config.transform_instance_type,
+            "InstanceCount": config.transform_instance_count,
+        },
+        "DataProcessing": {"InputFilter": INPUT_FILTER, "JoinSource": "Input", "OutputFilter": OUTPUT_FILTER},
+        "Tags": tags(config, {"packwise:job": "batch-transform"}),
+    }
+
+
+def stage_inputs(
+    clients: Clients, products: pd.DataFrame, spec: FeatureSpec, input_uri: S3Uri, rows_per_file: int, scratch: Path
+) -> None:
+    """Writes the products' feature rows as CSV files under ``input_uri``, once.
+
+    The folder is content-addressed; a marker beside it (not inside: the job reads the whole folder) says
+    it is complete, so a retried step never rewrites files a running job is reading.
+    """
+    from packwise.features import FeatureRows
+
+    marker = S3Uri(input_uri.bucket, input_uri.key + ".staged")
+    if exists(clients, marker):
+        return
+    delete_keys(clients, input_uri)  # parts of an interrupted earlier staging
+    ids = products[PRODUCT_ID].astype(str).to_numpy()
+    rows = build_features(products, spec)
+    count = 0
+    for index, (start, stop) in enumerate(row_ranges(len(products), rows_per_file)):
+        path = scratch / f"part-{index:05d}.csv"
+        write_scoring_csv(ids[start:stop], FeatureRows(dense=rows.dense[start:stop]), path)
+        upload_file(clients, path, input_uri.child(path.name))
+        count += 1
+    put_text(clients, marker, f"{count} files\n")
+
+
+def job_locations(described: dict[str, Any]) -> tuple[S3Uri, S3Uri]:
+    """Input folder and output folder of a transform job, from its description."""
+    source = described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    output = described["TransformOutput"]["S3OutputPath"]
+    return S3Uri.parse(source.rstrip("/")), S3Uri.parse(output.rstrip("/"))
+
+
+def read_outputs(clients: Clients, input_uri: S3Uri, output_uri: S3Uri) -> pd.DataFrame:
+    """The ``product_id, probability`` lines of every ``.out`` file of a finished job, in input order."""
+    inputs = sorted(k.removeprefix(input_uri.key.rstrip("/") + "/") for k in list_keys(clients, input_uri))
+    frames = []
+    for name in inputs:
+        text = get_text(clients, output_uri.child(f"{name}.out"))
+        frame = pd.read_csv(
+            io.StringIO(text), header=None, names=[PRODUCT_ID, "probability"], dtype={PRODUCT_ID: str}
+        )
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame({PRODUCT_ID: pd.Series(dtype=str), "probability": pd.Series(dtype=np.float64)})
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class TransformRun:
+    """One transform job of a scoring call."""
+
+    key: str
+    job: JobHandle
+    described: dict[str, Any]
+
+
+def score_with_transform(
+    clients: Clients,
+    config: SageMakerConfig,
+    products: pd.DataFrame,
+    models: Sequence[TransformModel],
+    kind: str,
+    fingerprint: str,
+    identity: Sequence[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[dict[str, np.ndarray], list[TransformRun]]:
+    """Scores ``products`` with every model in parallel transform jobs; probabilities in ``products`` order.
+
+    Args:
+        clients: AWS clients.
+        config: The ``sagemaker`` section.
+        products: Products with ``product_id`` (unique) and the models' input columns.
+        models: The models (one job each; models sharing a recipe share the staged input).
+        kind: ``eval`` or ``score``, part of the job names.
+        fingerprint: Fingerprint of the product data, part of the job and input names.
+        identity: More of what decides the inputs (e.g. the shard), part of the names.
+        sleep: Sleep function (tests pass a fake).
+        clock: Monotonic clock (tests pass a fake).
+
+    Returns:
+        Probabilities per model key (float32, aligned with ``products``) and the jobs that produced them.
+
+    Raises:
+        DataValidationError: Duplicate product ids.
+        SageMakerError: An output does not match the input ids.
+        JobFailedError, JobTimeoutError: A job failed or took too long.
+    """
+    ids = products[PRODUCT_ID].astype(str)
+    if ids.duplicated().any():
+        raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
+    jobs: list[JobHandle] = []
+    planned: list[tuple[str, JobHandle]] = []
+    with stop_on_cancel(clients.sagemaker, jobs), tempfile.TemporaryDirectory(prefix="packwise-transform-") as tmp:
+        for index, model in enumerate(models):
+            sm_model = ensure_model(clients, config, model.package_type, model.model_file)
+            recipe = hashlib.sha256("\0".join((model.spec.to_json(), fingerprint, *identity)).encode()).hexdigest()
+            input_uri = base_uri(config, "transform", "input", fingerprint[:16] or "data", recipe[:16])
+            base = job_name(kind, model.package_type, fingerprint, sm_model, *identity)
+            output_uri = base_uri(config, "transform", "output", base)
+            scratch = Path(tmp) / f"in-{index}"
+
+            def stage(_: str, uri: S3Uri = input_uri, spec: FeatureSpec = model.spec, folder: Path = scratch) -> None:
+                folder.mkdir()
+                stage_inputs(clients, products, spec, uri, config.transform_rows_per_file, folder)
+
+            request = transform_request(config, sm_model, input_uri, output_uri)
+            job = start_or_attach(
+                clients.sagemaker, TRANSFORM, base, lambda _, r=request: r, stage, sleep, config.poll_interval_s
+            )
+            jobs.append(job)
+            planned.append((model.key, job))
+        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s, sleep, clock)
+    probabilities: dict[str, np.ndarray] = {}
+    runs = []
+    for key, job in planned:
+        input_uri, output_uri = job_locations(described[job.name])
+        out = read_outputs(clients, input_uri, output_uri)
+        by_id = out.set_index(PRODUCT_ID)["probability"]
+        if len(out) != len(ids) or not by_id.index.is_unique or not ids.isin(by_id.index).all():
+            raise SageMakerError(
+                f"{key}: transform job {job.name} returned {len(out)} rows for {len(ids)} products "
+                f"(or other ids); check its output under {output_uri}"
+            )
+        probabilities[key] = by_id.reindex(ids.to_numpy()).to_numpy(dtype=np.float32)
+        runs.append(TransformRun(key, job, described[job.name]))
+    return probabilities, runs
+
+
+def aws_list_transform_jobs(clients: Clients, name_contains: str) -> list[str]:
+    """Names of transform jobs containing ``name_contains`` (diagnostics and tests)."""
+    response = aws_call(
+        "list transform jobs", lambda: clients.sagemaker.list_transform_jobs(NameContains=name_contains, MaxResults=100)
+    )
+    return [str(j["TransformJobName"]) for j in response.get("TransformJobSummaries", [])]

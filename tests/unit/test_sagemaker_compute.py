@@ -1,0 +1,403 @@
+"""Training and batch transform against moto's server, with the XGBoost container emulated.
+
+Asserts the requests Packwise sends (job definitions, channels, content types, transform settings), the
+data it stages (CSV, label or id first, no header), the resume behaviour (no second job), that SageMaker
+scoring equals local scoring, and that model files move both ways between SageMaker and Packwise.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from packwise.config import PackwiseConfig, SageMakerConfig
+from packwise.errors import InjectedFault
+from packwise.sagemaker.session import Clients, open_clients
+from tests.conftest import make_config, seed
+from tests.sagemaker_emulator import (
+    FAKE_CREDENTIALS,
+    REGION,
+    ROLE_ARN,
+    SageMakerEmulator,
+    sagemaker_emulator,
+    sagemaker_section,
+)
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[SageMakerEmulator]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in FAKE_CREDENTIALS.items():
+            mp.setenv(key, value)
+        with sagemaker_emulator() as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory, emulator: SageMakerEmulator) -> PackwiseConfig:
+    config = make_config(
+        tmp_path_factory.mktemp("sm-compute") / "state",
+        sagemaker=sagemaker_section(emulator),
+        model={"num_boost_round": 30},
+    )
+    seed(config, seed=5, n_products=2_500, weeks=1, labels_per_week=1_200)
+    return config
+
+
+@pytest.fixture(scope="module")
+def splits(cfg: PackwiseConfig) -> dict[str, Any]:
+    from packwise.training import extract_labels, split_labels
+
+    record = extract_labels(cfg.warehouse, cfg.storage.root, 1, "sm-unit")
+    out = cfg.storage.root / "splits"
+    train, validation = out / "train.parquet", out / "validation.parquet"
+    split_labels(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
+    return {"train": train, "validation": validation, "fingerprint": record["fingerprint"]}
+
+
+@pytest.fixture(scope="module")
+def clients(cfg: PackwiseConfig) -> Clients:
+    return open_clients(cfg.sagemaker)
+
+
+def _s3_text(emulator: SageMakerEmulator, uri: str) -> str:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return str(emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+
+
+def _s3_bytes(emulator: SageMakerEmulator, uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bytes(emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _s3_objects(emulator: SageMakerEmulator, uri: str) -> list[str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    listed = emulator.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [f"s3://{bucket}/{o['Key']}" for o in listed.get("Contents", [])]
+
+
+def _train(cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, package_type: str, out: Path) -> Any:
+    from packwise.lineage import candidate_key
+    from packwise.sagemaker.steps import train_candidate_sagemaker
+
+    key = candidate_key(
+        splits["fingerprint"],
+        package_type,
+        cfg.section_json("features"),
+        cfg.section_json("split"),
+        cfg.section_json("model"),
+    )
+    return train_candidate_sagemaker(
+        splits["train"],
+        splits["validation"],
+        package_type,
+        cfg.features,
+        cfg.model,
+        cfg.sagemaker,
+        out,
+        key,
+        splits["fingerprint"],
+        clients,
+    )
+
+
+def test_training_job_request_channels_and_staged_csv(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    from packwise.artifact import load_model_artifact
+    from packwise.split import read_split
+
+    before = len(emulator.bodies("CreateTrainingJob"))
+    result = _train(cfg, splits, clients, "mailer", tmp_path / "model.tar.gz")
+    requests = emulator.bodies("CreateTrainingJob")[before:]
+    assert len(requests) == 1 and result.job_created
+    request = requests[0]
+    assert request["TrainingJobName"] == result.job_name
+    assert result.job_name.startswith(f"pw-train-mailer-{splits['fingerprint'][:12]}-")
+    assert request["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    assert request["RoleArn"] == ROLE_ARN
+    assert request["HyperParameters"]["objective"] == "binary:logistic"
+    assert request["HyperParameters"]["eval_metric"] == "logloss"
+    assert request["HyperParameters"]["num_round"] == "30"
+    assert request["HyperParameters"]["max_depth"] == "4"
+    assert request["ResourceConfig"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://packwise-test-bucket/packwise-test/training/output"
+    assert {"Key": "packwise:package-type", "Value": "mailer"} in request["Tags"]
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert set(channels) == {"train", "validation"}
+    for name, channel in channels.items():
+        assert channel["ContentType"] == "text/csv"
+        assert channel["CompressionType"] == "None"
+        source = channel["DataSource"]["S3DataSource"]
+        assert source["S3DataType"] == "S3Prefix" and source["S3DataDistributionType"] == "FullyReplicated"
+        assert source["S3Uri"].endswith(f"/{name}/")
+        files = _s3_objects(emulator, source["S3Uri"])
+        assert len(files) == 1
+        frame = pd.read_csv(io.StringIO(_s3_text(emulator, files[0])), header=None)
+        _, labels = read_split(splits[name], "mailer")
+        # no header (the first line is data), label first and exactly the split's labels
+        assert len(frame) == len(labels)
+        assert frame[0].tolist() == labels.astype(int).tolist()
+        assert frame.dtypes.map(lambda d: d.kind in "if").all(), "every column is a number"
+        assert frame.shape[1] == 1 + result.summary.n_features
+
+    # the model comes back from SageMaker's layout, stamped with the recipe, trees unchanged
+    model = load_model_artifact(tmp_path / "model.tar.gz")
+    assert model.package_type == "mailer" and len(model.spec.names) == result.summary.n_features
+    raw_uri = result.model_data
+    assert raw_uri == f"s3://packwise-test-bucket/packwise-test/training/output/{result.job_name}/output/model.tar.gz"
+    raw = tmp_path / "raw.tar.gz"
+    raw.write_bytes(_s3_bytes(emulator, raw_uri))
+    sm_model = load_model_artifact(raw, spec=model.spec)
+    products, _ = read_split(splits["validation"], "mailer")
+    from packwise.models.base import predict
+
+    ours, _ = predict(model.booster, model.spec, products)
+    theirs, _ = predict(sm_model.booster, sm_model.spec, products)
+    assert np.array_equal(ours, theirs)
+
+
+def test_a_step_interrupted_after_creating_its_job_attaches_when_run_again(
+    cfg: PackwiseConfig,
+    splits: dict[str, Any],
+    clients: Clients,
+    emulator: SageMakerEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = len(emulator.bodies("CreateTrainingJob"))
+    monkeypatch.setenv("PACKWISE_FAIL_TASK", "sagemaker-job-created/bag")
+    with pytest.raises(InjectedFault):
+        _train(cfg, splits, clients, "bag", tmp_path / "first.tar.gz")
+    assert len(emulator.bodies("CreateTrainingJob")) == before + 1, "the job was created before the interruption"
+    monkeypatch.delenv("PACKWISE_FAIL_TASK")
+    again = _train(cfg, splits, clients, "bag", tmp_path / "again.tar.gz")
+    assert not again.job_created
+    assert len(emulator.bodies("CreateTrainingJob")) == before + 1, "no second training job"
+    assert again.job_name == emulator.bodies("CreateTrainingJob")[-1]["TrainingJobName"]
+    assert (tmp_path / "again.tar.gz").is_file()
+
+
+def test_sagemaker_evaluation_equals_local_evaluation_and_sends_transform_settings(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    from packwise.artifact import load_model_artifact
+    from packwise.lineage import candidate_key
+    from packwise.sagemaker.steps import evaluate_candidate_sagemaker
+    from packwise.training import evaluate_candidate, train_candidate
+
+    key = candidate_key(splits["fingerprint"], "box", "f", "s", "m")
+    summary = train_candidate(
+        splits["train"], "box", cfg.features, cfg.model, tmp_path / "box.tar.gz", key, splits["fingerprint"]
+    )
+    assert summary.n_features > 0
+    local = evaluate_candidate(tmp_path / "box.tar.gz", splits["validation"], "box", 0.5, cfg.registry, tmp_path / "a")
+    before = len(emulator.bodies("CreateTransformJob"))
+    remote, jobs = evaluate_candidate_sagemaker(
+        tmp_path / "box.tar.gz",
+        splits["validation"],
+        "box",
+        0.5,
+        cfg.registry,
+        cfg.sagemaker,
+        splits["fingerprint"],
+        tmp_path / "b",
+        clients,
+    )
+    assert remote.candidate == local.candidate, "same probabilities, same metrics, whichever compute scored them"
+    assert remote.champion is None and local.champion is None
+
+    requests = emulator.bodies("CreateTransformJob")[before:]
+    assert [r["TransformJobName"] for r in requests] == jobs
+    request = requests[0]
+    assert request["BatchStrategy"] == "MultiRecord"
+    assert request["MaxPayloadInMB"] == 6
+    assert request["TransformInput"]["SplitType"] == "Line"
+    assert request["TransformInput"]["ContentType"] == "text/csv"
+    assert request["TransformOutput"]["AssembleWith"] == "Line"
+    assert request["TransformOutput"]["Accept"] == "text/csv"
+    assert request["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
+    assert request["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
+    model_request = next(m for m in emulator.bodies("CreateModel") if m["ModelName"] == request["ModelName"])
+    assert model_request["PrimaryContainer"]["Image"] == IMAGE
+    assert model_request["ExecutionRoleArn"] == ROLE_ARN
+    staged = _s3_objects(emulator, request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+    first_line = _s3_text(emulator, staged[0]).split("\n", 1)[0].split(",")
+    assert first_line[0].startswith("P"), "the product id leads each input line (no header)"
+    assert len(first_line) == 1 + len(load_model_artifact(tmp_path / "box.tar.gz").spec.names)
+
+    # the same step again attaches to its finished job: no second transform job, same result
+    again, jobs_again = evaluate_candidate_sagemaker(
+        tmp_path / "box.tar.gz",
+        splits["validation"],
+        "box",
+        0.5,
+        cfg.registry,
+        cfg.sagemaker,
+        splits["fingerprint"],
+        tmp_path / "c",
+        clients,
+    )
+    assert jobs_again == jobs and len(emulator.bodies("CreateTransformJob")) == before + 1
+    assert again.candidate == remote.candidate
+
+
+def test_transform_keeps_product_ids_through_several_files(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    from packwise.artifact import load_model_artifact
+    from packwise.models.base import predict
+    from packwise.sagemaker.transform import TransformModel, score_with_transform
+    from packwise.split import read_split
+    from packwise.training import train_candidate
+
+    train_candidate(splits["train"], "own_container", cfg.features, cfg.model, tmp_path / "m.tar.gz", "k", "fp")
+    model = load_model_artifact(tmp_path / "m.tar.gz")
+    products, _ = read_split(splits["validation"], "own_container")
+    shuffled = products.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    small_files = cfg.sagemaker.model_copy(update={"transform_rows_per_file": 100})
+    prob, runs = score_with_transform(
+        clients,
+        small_files,
+        shuffled,
+        [TransformModel("p", "own_container", tmp_path / "m.tar.gz", model.spec)],
+        "score",
+        "fp-shuffled",
+    )
+    local, _ = predict(model.booster, model.spec, shuffled)
+    assert np.array_equal(prob["p"], local.astype(np.float32))
+    source = runs[0].described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert len(_s3_objects(emulator, source)) >= 2, "several input files, ids still matched"
+
+
+FOREIGN_TRAINER = r"""
+import io, sys, tarfile
+import numpy as np, pandas as pd, xgboost as xgb
+data = pd.read_csv(sys.argv[1], header=None).to_numpy(dtype=np.float32)
+booster = xgb.train({"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(data[:, 1:], label=data[:, 0]), 25)
+booster.save_model(sys.argv[2] + "/xgboost-model.ubj")
+with open(sys.argv[2] + "/xgboost-model.ubj", "rb") as fh:
+    raw = fh.read()
+with tarfile.open(sys.argv[2] + "/model.tar.gz", "w:gz") as tar:
+    info = tarfile.TarInfo("xgboost-model"); info.size = len(raw); tar.addfile(info, io.BytesIO(raw))
+np.save(sys.argv[2] + "/predictions.npy", booster.predict(xgb.DMatrix(data[:, 1:])))
+"""
+
+
+def test_a_model_made_by_another_process_in_sagemaker_layout_scores_locally_identically(
+    cfg: PackwiseConfig, splits: dict[str, Any], tmp_path: Path
+) -> None:
+    from packwise.artifact import load_model_artifact
+    from packwise.features import build_features, fit_feature_spec
+    from packwise.models.base import predict
+    from packwise.sagemaker.csv_format import write_training_csv
+    from packwise.split import read_split
+
+    products, labels = read_split(splits["train"], "box")
+    spec = fit_feature_spec(products, cfg.features)
+    write_training_csv(build_features(products, spec), labels, tmp_path / "train.csv")
+    script = tmp_path / "trainer.py"
+    script.write_text(FOREIGN_TRAINER)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "train.csv"), str(tmp_path)], check=True)
+
+    loaded = load_model_artifact(tmp_path / "model.tar.gz", spec=spec)  # no Packwise attributes inside
+    assert loaded.package_type is None
+    local, _ = predict(loaded.booster, loaded.spec, products)
+    theirs = np.load(tmp_path / "predictions.npy")
+    assert np.array_equal(local.astype(np.float32), theirs)
+
+    from packwise.scoring import Scorer, ScoringModel
+
+    scorer = Scorer([ScoringModel("box", 1, loaded.booster, loaded.spec, 0.5)], threads=1)
+    prob, _ = scorer.predict(scorer.features(products))
+    assert np.array_equal(prob[:, 0], theirs)
+
+
+def test_text_model_types_are_refused_before_anything_is_written(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    from packwise.errors import ConfigError
+    from packwise.sagemaker.steps import train_candidate_sagemaker
+
+    before = len(emulator.requests)
+    text_model = cfg.model.model_copy(update={"type": "xgboost_text"})
+    with pytest.raises(ConfigError, match=r"compute\.training to local"):
+        train_candidate_sagemaker(
+            splits["train"],
+            splits["validation"],
+            "box",
+            cfg.features,
+            text_model,
+            cfg.sagemaker,
+            tmp_path / "m.tar.gz",
+            "k",
+            "fp",
+            clients,
+        )
+    assert len(emulator.requests) == before
+
+
+def test_missing_credentials_say_where_they_come_from(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from packwise.sagemaker.errors import SageMakerError
+    from packwise.sagemaker.session import upload_model_file
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    config = SageMakerConfig(region=REGION, bucket="b-x", endpoint_url="http://127.0.0.1:9")
+    (tmp_path / "m").write_bytes(b"x")
+    with pytest.raises(SageMakerError, match="no AWS credentials found"):
+        upload_model_file(open_clients(config), config, tmp_path / "m")
+
+
+def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    from packwise.inference import load_scoring_models
+    from packwise.sagemaker.steps import score_shard_sagemaker
+    from packwise.scoring import Scorer
+    from packwise.training import train_candidate
+
+    plan: dict[str, Any] = {"package_types": ["own_container", "box"], "models": {}}
+    for version, package_type in enumerate(plan["package_types"], start=1):
+        path = tmp_path / f"{package_type}.tar.gz"
+        train_candidate(splits["train"], package_type, cfg.features, cfg.model, path, package_type, "fp")
+        plan["models"][package_type] = {"path": str(path), "version": version, "threshold": 0.5}
+    shard = tmp_path / "shard-00003.parquet"
+    shard.write_bytes(splits["validation"].read_bytes())
+
+    local_stats = Scorer(load_scoring_models(plan), threads=1).score_file(shard, tmp_path / "local.parquet")
+    before = len(emulator.bodies("CreateTransformJob"))
+    stats = score_shard_sagemaker(shard, plan, cfg.sagemaker, tmp_path / "remote.parquet", clients)
+
+    local = pq.read_table(tmp_path / "local.parquet")
+    remote = pq.read_table(tmp_path / "remote.parquet")
+    assert remote.schema == local.schema
+    assert remote.to_pydict() == local.to_pydict(), "same ids, probabilities and recommendations"
+    assert stats["shard"] == "shard-00003" and stats["rows"] == local_stats.rows == local.num_rows
+    assert stats["recommended"] == local_stats.recommended and stats["unseen"] == local_stats.unseen
+
+    requests = emulator.bodies("CreateTransformJob")[before:]
+    assert sorted(r["TransformJobName"].split("-")[2] for r in requests) == ["box", "own"]
+    sources = {r["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] for r in requests}
+    recipes = {m.spec.to_json() for m in load_scoring_models(plan)}
+    assert len(sources) == len(recipes), "one staged input per distinct feature recipe"
+
+    again = score_shard_sagemaker(shard, plan, cfg.sagemaker, tmp_path / "again.parquet", clients)
+    assert len(emulator.bodies("CreateTransformJob")) == before + 2, "a retried shard attaches to its jobs"
+    assert again["recommended"] == stats["recommended"]
