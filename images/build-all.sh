@@ -29,9 +29,14 @@ fi
 mapfile -t MAPPED < <("$PY" - <<'PY'
 import ast, pathlib
 tree = ast.parse(pathlib.Path("components/images.py").read_text())
+names = set()
 for node in ast.walk(tree):
-    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "COMPONENT_IMAGES":
-        print("\n".join(sorted(set(ast.literal_eval(node.value).values()))))
+    target = getattr(getattr(node, "target", None), "id", "")
+    if isinstance(node, ast.AnnAssign) and target == "COMPONENT_IMAGES":
+        names |= set(ast.literal_eval(node.value).values())
+    if isinstance(node, ast.AnnAssign) and target == "SERVICE_IMAGES":
+        names |= set(ast.literal_eval(node.value))
+print("\n".join(sorted(names)))
 PY
 )
 FOLDERS=()

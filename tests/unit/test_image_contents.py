@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from packwise_components.images import COMPONENT_IMAGES
+from packwise_components.images import COMPONENT_IMAGES, SERVICE_IMAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = ROOT / "images"
@@ -57,11 +57,17 @@ def image_extras(dockerfile: Path) -> list[str]:
 
 
 def all_image_extras() -> dict[str, list[str]]:
+    """Every image folder (component and service images) -> its extras."""
     return {
         d.name: image_extras(d / "Dockerfile")
         for d in sorted(IMAGES_DIR.iterdir())
         if d.is_dir() and d.name != "base" and (d / "Dockerfile").exists()
     }
+
+
+def component_image_extras() -> dict[str, list[str]]:
+    """The images pipeline components run in (service images such as the watcher are checked apart)."""
+    return {name: extras for name, extras in all_image_extras().items() if name not in SERVICE_IMAGES}
 
 
 @cache
@@ -385,11 +391,11 @@ def missing_packages(mapping: Mapping[str, str], extras_by_image: Mapping[str, l
 
 def test_every_component_has_a_function_and_an_image_folder() -> None:
     assert set(component_functions()) == set(COMPONENT_IMAGES), "a component in images.py has no definition"
-    assert set(COMPONENT_IMAGES.values()) == set(all_image_extras()), "images.py and images/ disagree"
+    assert set(COMPONENT_IMAGES.values()) == set(component_image_extras()), "images.py and images/ disagree"
 
 
 def test_every_extra_in_an_image_is_imported_by_one_of_its_components() -> None:
-    assert unused_extras(COMPONENT_IMAGES, all_image_extras()) == []
+    assert unused_extras(COMPONENT_IMAGES, component_image_extras()) == []
 
 
 def test_every_core_dependency_is_imported_by_some_component() -> None:
@@ -397,7 +403,7 @@ def test_every_core_dependency_is_imported_by_some_component() -> None:
 
 
 def test_every_component_import_is_installed_in_its_image() -> None:
-    assert missing_packages(COMPONENT_IMAGES, all_image_extras()) == []
+    assert missing_packages(COMPONENT_IMAGES, component_image_extras()) == []
 
 
 def test_the_walk_sees_the_heavy_imports() -> None:
@@ -414,14 +420,14 @@ def test_the_walk_sees_the_heavy_imports() -> None:
     [("data", ["train"]), ("gate", ["registry"]), ("warehouse", ["warehouse", "registry"])],
 )
 def test_an_extra_nobody_imports_is_caught(image: str, extras: list[str]) -> None:
-    wrong = {**all_image_extras(), image: extras}
+    wrong = {**component_image_extras(), image: extras}
     assert unused_extras(COMPONENT_IMAGES, wrong)
 
 
 @pytest.mark.parametrize(("component", "image"), [("train", "data"), ("register", "gate"), ("extract", "train")])
 def test_a_component_on_the_wrong_image_is_caught(component: str, image: str) -> None:
     wrong = {**COMPONENT_IMAGES, component: image}
-    assert missing_packages(wrong, all_image_extras())
+    assert missing_packages(wrong, component_image_extras())
 
 
 def test_skaffold_builds_every_image_on_the_base() -> None:
@@ -440,3 +446,20 @@ def test_skaffold_builds_every_image_on_the_base() -> None:
         assert re.search(r"^ARG PACKWISE_BASE=\S+\nFROM \$\{PACKWISE_BASE\}$", dockerfile, flags=re.M), name
         assert "COPY" not in dockerfile, f"images/{name} copies files: the code comes from the base only"
     assert {p["name"] for p in config["profiles"]} >= {"kind", "eks"}
+
+
+def test_service_images_hold_what_their_module_imports_and_nothing_more() -> None:
+    """The watcher image: every extra it adds is imported by its module, and everything it imports is there."""
+    for image, module in SERVICE_IMAGES.items():
+        walker = ImportWalker()
+        walker.module(module)
+        for name, node in load(module).defs.items():
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                walker.definition(module, name)
+        imported = {d for ds in distributions_of(walker.external).values() for d in ds}
+        extras = all_image_extras()[image]
+        for extra in extras:
+            assert direct_requirements(extra) & imported, f"image {image!r} adds [{extra}] but {module} never uses it"
+        installed = image_distributions(extras) | {"packwise"}  # packwise_pipelines ships in packwise
+        for mod, dists in distributions_of(walker.external).items():
+            assert dists & installed, f"{module} imports {mod} but image {image!r} lacks it"

@@ -1,0 +1,95 @@
+"""Cluster settings of every task, applied in one place: the last statement of each pipeline function.
+
+`configure_tasks(config)` walks the tasks of the pipeline being defined (kfp's pipeline context) and gives
+each one, from `config.cluster`:
+
+- CPU and memory requests and limits (`cluster.resources`, per component name, `default` for the rest);
+- the shared storage PVC mounted at `storage.root` (snapshots, run records and the DuckDB warehouse live
+  there; every task of a run must see the same files);
+- the `cluster.env_config_map` keys and the `cluster.secret` keys as environment variables, through
+  kfp-kubernetes (references only: values never enter the IR);
+- the retry policy (`cluster.retries`), except for the components whose failures are verdicts on the data.
+
+Retries only go into IR built for a cluster (`building_for_cluster()`): kfp.local honours them too, and a
+local fault drill or a validation error should fail at once, not after minutes of backoff. Everything else
+has no effect on the local runners, so it is applied always and a local run exercises the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from pathlib import Path
+
+from kfp.dsl import pipeline_context
+from kfp.dsl.pipeline_task import PipelineTask
+
+from packwise.config import ClusterConfig, PackwiseConfig
+from packwise.errors import PackwiseError
+from packwise_components.images import ImageSet
+
+_FOR_CLUSTER: contextvars.ContextVar[bool] = contextvars.ContextVar("packwise_for_cluster", default=False)
+
+
+@contextlib.contextmanager
+def building_for_cluster() -> Iterator[None]:
+    """Pipelines defined inside this block carry the cluster-only settings (retries)."""
+    token = _FOR_CLUSTER.set(True)
+    try:
+        yield
+    finally:
+        _FOR_CLUSTER.reset(token)
+
+
+def component_name(task: PipelineTask) -> str:
+    """The component's name (`extract`, `score-shard`, ...), the key of cluster.resources and images."""
+    return str(task.component_spec.name)
+
+
+def configure_tasks(config: PackwiseConfig) -> None:
+    """Applies `config.cluster`'s pod settings to every task of the pipeline being defined.
+
+    Call it as the last statement of a `@dsl.pipeline` function body, after every task exists.
+    """
+    pipeline = pipeline_context.Pipeline.get_default_pipeline()
+    if pipeline is None:
+        raise PackwiseError("configure_tasks() must be called inside a @dsl.pipeline function body")
+    for task in pipeline.tasks.values():
+        configure_task(task, config.cluster, config.storage.root, retries=_FOR_CLUSTER.get())
+
+
+def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Path, retries: bool = True) -> None:
+    """One task's resources, env references, storage mount and (for a cluster) retry policy."""
+    from kfp import kubernetes  # kfp-kubernetes: the [cluster] extra, needed only where pipelines are built
+
+    name = component_name(task)
+    res = cluster.resources_for(name)
+    task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+    task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
+    if cluster.env_config_map and cluster.env_keys:
+        kubernetes.use_config_map_as_env(
+            task, cluster.env_config_map, {key: key for key in cluster.env_keys}, optional=True
+        )
+    if cluster.secret and cluster.secret_keys:
+        kubernetes.use_secret_as_env(task, cluster.secret, {key: key for key in cluster.secret_keys}, optional=True)
+    if cluster.storage_pvc:
+        kubernetes.mount_pvc(task, pvc_name=cluster.storage_pvc, mount_path=str(storage_root))
+    # Tagged images are immutable here (skaffold's digest tags, the release version): never re-pull.
+    kubernetes.set_image_pull_policy(task, "IfNotPresent")
+    policy = cluster.retries
+    if retries and policy.num_retries > 0 and name not in policy.exempt:
+        task.set_retry(
+            num_retries=policy.num_retries,
+            backoff_duration=policy.backoff_duration,
+            backoff_factor=policy.backoff_factor,
+            backoff_max_duration=policy.backoff_max_duration,
+        )
+
+
+def compile_for_cluster(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
+    """`packwise compile`'s output with the cluster-only settings: what `kfp run create -f` submits."""
+    from packwise_pipelines.compile import compile_all
+
+    with building_for_cluster():
+        return compile_all(config, out_dir, images)

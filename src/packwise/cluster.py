@@ -1,0 +1,343 @@
+"""Packwise on a Kubeflow Pipelines cluster: submit runs, keep the schedules, retry failed runs.
+
+A thin layer over `kfp.Client` (or anything with the same methods: the tests use a recording client).
+Every run gets its parameters from the configuration: the pipeline's `*_json` parameters are the config
+sections, so a run is self-describing and a trigger file's overrides reach exactly the tasks they change.
+
+- `submit`: compiles the pipeline for the cluster (images, resources, env references, retries) and
+  creates a run in the configured experiment, as the configured service account.
+- `apply_schedules`: makes the recurring runs match `cluster.schedules`. Each managed recurring run
+  carries a fingerprint of its spec in its description; applying the same config twice creates nothing,
+  a changed schedule is replaced (KFP cannot edit one), a schedule removed from the config is deleted.
+- `retry`: KFP's RetryRun (`POST /apis/v2beta1/runs/{id}:retry`), which the SDK client does not wrap:
+  a failed run resumes from its failed tasks, the succeeded ones are kept.
+
+kfp is imported only inside the functions that need it (src/packwise never imports it at module level).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from packwise.config import PackwiseConfig
+from packwise.errors import ConfigError, PackwiseError
+
+if TYPE_CHECKING:
+    from packwise_components.images import ImageSet
+
+PipelineKind = Literal["training", "inference"]
+PIPELINES: tuple[PipelineKind, ...] = ("training", "inference")
+SCHEDULE_MARK = "packwise schedule"  # description prefix of the recurring runs `apply_schedules` owns
+RETRYABLE_STATES = {"FAILED", "CANCELED"}
+
+
+class ClusterError(PackwiseError):
+    """The cluster refused or does not have what was asked for."""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field("", description="Run id; empty uses the KFP job id.")
+
+
+class TrainingParams(_Params):
+    """Run parameters of the training pipeline that are not configuration."""
+
+    week: int = Field(ge=1, description="Label snapshot week (labels observed up to it).")
+
+
+class InferenceParams(_Params):
+    """Run parameters of the inference pipeline that are not configuration."""
+
+    mode: Literal["daily", "monthly"] = "daily"
+    pinned_models: dict[str, int] = Field(default_factory=dict)
+
+
+_PARAM_MODELS: dict[str, type[_Params]] = {"training": TrainingParams, "inference": InferenceParams}
+
+
+def validate_params(pipeline: str, params: dict[str, Any], source: str = "params") -> dict[str, Any]:
+    """The run parameters checked against the pipeline's; one-line ConfigError naming the bad key."""
+    if pipeline not in _PARAM_MODELS:
+        raise ConfigError(f"{source}: unknown pipeline {pipeline!r}; use training or inference")
+    model = _PARAM_MODELS[pipeline]
+    try:
+        return model.model_validate(params).model_dump(exclude_defaults=False)
+    except ValidationError as err:
+        errors = err.errors()
+        # a misspelt name explains a missing one: report it first
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        loc = ".".join(str(p) for p in first["loc"]) or "params"
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(model.model_fields)
+            raise ConfigError(f"{source}: {pipeline} has no parameter {loc!r}; its parameters: {known}") from None
+        if first["type"] == "missing":
+            raise ConfigError(f"{source}: {pipeline} needs the parameter {loc!r}") from None
+        raise ConfigError(f"{source}: {loc}: {first['msg']}") from None
+
+
+def pipeline_inputs(package: Path) -> list[str]:
+    """Names of the parameters a compiled pipeline takes."""
+    doc = next(iter(yaml.safe_load_all(package.read_text())))
+    return list(doc.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
+
+
+def run_arguments(package: Path, config: PackwiseConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of the compiled pipeline: the run's own params plus the config sections."""
+    args: dict[str, Any] = {}
+    for name in pipeline_inputs(package):
+        if name in params:
+            args[name] = params[name]
+        elif name.endswith("_json") and name[: -len("_json")] in type(config).model_fields:
+            args[name] = config.section_json(name[: -len("_json")])
+        elif name == "storage_root":
+            args[name] = str(config.storage.root)
+        elif name == "package_types":
+            args[name] = config.package_type_names
+        elif name == "thresholds":
+            args[name] = {p.name: p.threshold for p in config.package_types}
+    return args
+
+
+def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> Path:
+    """Compiles one pipeline for the cluster into `out_dir/<pipeline>.yaml`."""
+    from kfp import compiler
+
+    from packwise_components.images import resolve_images
+    from packwise_pipelines.platform import building_for_cluster
+
+    images = images or resolve_images()
+    with building_for_cluster():
+        if pipeline == "training":
+            from packwise_pipelines.training import build_training_pipeline
+
+            built = build_training_pipeline(images, config)
+        elif pipeline == "inference":
+            from packwise_pipelines.inference import build_inference_pipeline
+
+            built = build_inference_pipeline(images, config)
+        else:
+            raise ConfigError(f"unknown pipeline {pipeline!r}; use training or inference")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{pipeline}.yaml"
+    compiler.Compiler().compile(built, str(path))
+    return path
+
+
+@contextlib.contextmanager
+def api_errors(what: str) -> Iterator[None]:
+    """KFP API and connection failures as one-line ClusterErrors (the CLI prints them without a traceback)."""
+    try:
+        yield
+    except PackwiseError:
+        raise
+    except Exception as err:
+        from kfp_server_api.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        if isinstance(err, ApiException):
+            body = re.sub(r"\s+", " ", str(err.body or ""))[:200]
+            detail = f"HTTP {err.status} {err.reason}: {body}"
+        elif isinstance(err, HTTPError | OSError):
+            detail = re.sub(r"\s+", " ", str(err))[:200]
+        else:
+            raise
+        raise ClusterError(f"Kubeflow Pipelines refused to {what} ({detail}); check cluster.host") from None
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def default_run_name(pipeline: str, params: dict[str, Any]) -> str:
+    detail = f"week-{params['week']}" if pipeline == "training" and "week" in params else params.get("mode", "")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return "-".join(p for p in (f"packwise-{pipeline}", str(detail), stamp) if p)
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    run_id: str
+    run_name: str
+    pipeline: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScheduleChange:
+    name: str
+    action: Literal["created", "unchanged", "replaced", "deleted", "disabled"]
+    recurring_run_id: str | None = None
+
+
+@dataclass
+class Cluster:
+    """Packwise's operations on one KFP deployment, through `client` (kfp.Client or a stand-in)."""
+
+    client: Any
+    config: PackwiseConfig
+    images: ImageSet | None = None
+    _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
+    _packages: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
+
+    # ---- pipelines -----------------------------------------------------------------------------------
+    def package(self, pipeline: str, config: PackwiseConfig | None = None) -> Path:
+        """The compiled pipeline for `config` (default: the cluster's), compiled once per distinct config."""
+        config = config or self.config
+        key = f"{pipeline}-{_fingerprint(config.model_dump(mode='json'))}"
+        if key not in self._packages:
+            if self._workdir is None:
+                self._workdir = tempfile.TemporaryDirectory(prefix="packwise-kfp-")
+            self._packages[key] = compile_pipeline(pipeline, config, Path(self._workdir.name) / key, self.images)
+        return self._packages[key]
+
+    def experiment_id(self) -> str:
+        with api_errors(f"create or find the experiment {self.config.cluster.experiment!r}"):
+            experiment = self.client.create_experiment(name=self.config.cluster.experiment)  # gets it if it exists
+        return str(experiment.experiment_id)
+
+    # ---- runs ----------------------------------------------------------------------------------------
+    def submit(
+        self,
+        pipeline: str,
+        params: dict[str, Any],
+        config: PackwiseConfig | None = None,
+        run_name: str | None = None,
+    ) -> SubmittedRun:
+        """Starts one run of `pipeline` with `params`; every other parameter comes from `config`."""
+        config = config or self.config
+        checked = validate_params(pipeline, params)
+        package = self.package(pipeline, config)
+        arguments = run_arguments(package, config, checked)
+        name = run_name or default_run_name(pipeline, checked)
+        with api_errors(f"start a {pipeline} run"):
+            result = self.client.create_run_from_pipeline_package(
+                pipeline_file=str(package),
+                arguments=arguments,
+                run_name=name,
+                experiment_name=config.cluster.experiment,
+                pipeline_root=config.cluster.pipeline_root,
+                service_account=config.cluster.service_account,
+            )
+        return SubmittedRun(run_id=str(result.run_id), run_name=name, pipeline=pipeline, arguments=arguments)
+
+    def find_run(self, run_name: str) -> str | None:
+        """The id of the run named `run_name` in the experiment, if one exists."""
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": run_name}]})
+        response = self.client.list_runs(experiment_id=self.experiment_id(), page_size=10, filter=flt)
+        for run in getattr(response, "runs", None) or []:
+            if run.display_name == run_name:
+                return str(run.run_id)
+        return None
+
+    def retry(self, run_id: str) -> str:
+        """Resumes a failed run from its failed tasks (KFP RetryRun); returns the state it had."""
+        with api_errors(f"find run {run_id}"):
+            run = self.client.get_run(run_id=run_id)
+        state = str(getattr(run, "state", "") or "")
+        if state not in RETRYABLE_STATES:
+            raise ClusterError(
+                f"run {run_id} is {state or 'in an unknown state'}; only a FAILED or CANCELED run can be retried"
+            )
+        # kfp.Client has no retry_run; its generated RunServiceApi does (POST /apis/v2beta1/runs/{id}:retry).
+        with api_errors(f"retry run {run_id}"):
+            self.client._run_api.run_service_retry_run(run_id=run_id)
+        return state
+
+    # ---- schedules -----------------------------------------------------------------------------------
+    def list_schedules(self) -> list[Any]:
+        """Every recurring run of the experiment (managed or not)."""
+        experiment_id = self.experiment_id()
+        found: list[Any] = []
+        token = ""
+        while True:
+            page = self.client.list_recurring_runs(experiment_id=experiment_id, page_size=100, page_token=token)
+            found += getattr(page, "recurring_runs", None) or []
+            token = getattr(page, "next_page_token", None) or ""
+            if not token:
+                return found
+
+    def _desired(self, name: str) -> tuple[dict[str, Any], str, Path]:
+        schedule = self.config.cluster.schedules[name]
+        checked = validate_params(schedule.pipeline, schedule.params, f"cluster.schedules.{name}.params")
+        package = self.package(schedule.pipeline)
+        arguments = run_arguments(package, self.config, checked)
+        spec = {
+            "pipeline": schedule.pipeline,
+            "cron": schedule.cron,
+            "enabled": schedule.enabled,
+            "arguments": arguments,
+            "service_account": self.config.cluster.service_account,
+            "pipeline_root": self.config.cluster.pipeline_root,
+            "pipeline_spec": _fingerprint(list(yaml.safe_load_all(package.read_text()))),
+        }
+        return arguments, f"{SCHEDULE_MARK} {name}; spec {_fingerprint(spec)}", package
+
+    def apply_schedules(self) -> list[ScheduleChange]:
+        """Makes the experiment's recurring runs match `cluster.schedules` (idempotent)."""
+        experiment_id = self.experiment_id()
+        existing: dict[str, list[Any]] = {}
+        for run in self.list_schedules():
+            if (run.description or "").startswith(SCHEDULE_MARK):
+                existing.setdefault(run.display_name, []).append(run)
+        changes: list[ScheduleChange] = []
+        for name, schedule in self.config.cluster.schedules.items():
+            arguments, description, package = self._desired(name)
+            current = existing.pop(name, [])
+            keep = next((r for r in current if r.description == description), None)
+            for stale in current:
+                if stale is not keep:
+                    self.client.delete_recurring_run(recurring_run_id=stale.recurring_run_id)
+            if keep is not None:
+                changes.append(ScheduleChange(name, "unchanged", str(keep.recurring_run_id)))
+                continue
+            created = self.client.create_recurring_run(
+                experiment_id=experiment_id,
+                job_name=name,
+                description=description,
+                cron_expression=schedule.cron,
+                max_concurrency=1,
+                no_catchup=True,  # a missed week is trained by the next run on every label so far
+                params=arguments,
+                pipeline_package_path=str(package),
+                enabled=schedule.enabled,
+                pipeline_root=self.config.cluster.pipeline_root,
+                service_account=self.config.cluster.service_account,
+            )
+            action: Literal["replaced", "created"] = "replaced" if current else "created"
+            changes.append(ScheduleChange(name, action, str(created.recurring_run_id)))
+        for name, runs in existing.items():  # managed before, no longer configured
+            for run in runs:
+                self.client.delete_recurring_run(recurring_run_id=run.recurring_run_id)
+            changes.append(ScheduleChange(name, "deleted", None))
+        return changes
+
+
+def connect(config: PackwiseConfig, images: ImageSet | None = None) -> Cluster:
+    """A Cluster on the KFP API at `cluster.host` (or the KF_PIPELINES_ENDPOINT kfp reads)."""
+    import warnings
+
+    import kfp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "this client only works with KFP v2.0.0-beta.2 and later"
+        try:
+            client = kfp.Client(host=config.cluster.host, namespace=config.cluster.namespace)
+        except Exception as err:  # kfp raises plain exceptions for unreachable hosts and bad kube contexts
+            where = config.cluster.host or "the default endpoint"
+            first = re.sub(r"\s+", " ", str(err)).strip()[:200]
+            raise ClusterError(f"cannot reach Kubeflow Pipelines at {where} ({first}); set cluster.host") from None
+    return Cluster(client=client, config=config, images=images)

@@ -1,0 +1,173 @@
+"""`packwise submit`, `packwise schedule apply|list`, `packwise retry`, `packwise watch`: the cluster commands.
+
+`register(app)` adds them to the main `packwise` app; `cluster_app` is the same commands as their own app.
+The KFP endpoint is `cluster.host` (`--set cluster.host=http://localhost:8888` after a port-forward).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from packwise.config import PackwiseConfig, load_config
+from packwise.errors import ConfigError, PackwiseError
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file; the embedded defaults when omitted.")
+SetOpt = typer.Option(None, "--set", help="Override one key, e.g. --set cluster.host=http://localhost:8888.")
+
+cluster_app = typer.Typer(help="Run Packwise on a Kubeflow Pipelines cluster.", no_args_is_help=True)
+schedule_app = typer.Typer(
+    help="Weekly training, daily and monthly inference as KFP recurring runs.", no_args_is_help=True
+)
+
+
+def _fail(err: Exception) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
+    return load_config(config, overrides or [])
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r}: expected name=value, e.g. --param week=3")
+        name, raw = item.split("=", 1)
+        params[name.strip()] = yaml.safe_load(raw)
+    return params
+
+
+def _parse_models(pairs: list[str] | None) -> dict[str, int]:
+    pinned: dict[str, int] = {}
+    for item in pairs or []:
+        name, _, version = item.partition("=")
+        if not name or not version.isdigit():
+            raise ConfigError(f"--model {item!r}: expected TYPE=VERSION, e.g. --model bag=3")
+        pinned[name] = int(version)
+    return pinned
+
+
+def submit(
+    pipeline: str = typer.Argument(..., help="training or inference"),
+    week: int | None = typer.Option(None, "--week", "-w", help="training: label snapshot week."),
+    mode: str | None = typer.Option(None, "--mode", help="inference: daily or monthly."),
+    model: list[str] | None = typer.Option(None, "--model", help="inference: pin TYPE=VERSION (repeatable)."),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="Any run parameter name=value (repeatable)."),
+    run_name: str | None = typer.Option(None, "--run-name", help="Run name shown in the KFP UI."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Compile PIPELINE for the cluster and start one run; parameters come from the configuration."""
+    try:
+        cfg = _load(config, overrides)
+        params = _parse_params(param)
+        if week is not None:
+            params["week"] = week
+        if mode is not None:
+            params["mode"] = mode
+        if model:
+            params["pinned_models"] = _parse_models(model)
+        from packwise.cluster import connect, validate_params
+
+        validate_params(pipeline, params, "submit")  # before connecting: a typo fails fast
+        run = connect(cfg).submit(pipeline, params, run_name=run_name)
+    except PackwiseError as err:
+        _fail(err)
+    console.print(f"started {run.pipeline} run {run.run_id} ({run.run_name})", highlight=False)
+
+
+def retry(
+    run_id: str = typer.Argument(..., help="Id of a failed run (KFP UI or `kfp run list`)."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Resume a failed cluster run from its failed tasks (KFP RetryRun); finished tasks are kept."""
+    try:
+        from packwise.cluster import connect
+
+        state = connect(_load(config, overrides)).retry(run_id)
+    except PackwiseError as err:
+        _fail(err)
+    console.print(f"retrying run {run_id} (was {state})", highlight=False)
+
+
+def watch(
+    once: bool = typer.Option(False, "--once", help="Handle the files present now and exit."),
+    heartbeat: Path | None = typer.Option(None, "--heartbeat", help="File touched after every poll (liveness)."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Start one run per trigger file dropped under cluster.trigger.prefix (the in-cluster watcher)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = _load(config, overrides)
+        from packwise.trigger import watcher_for
+
+        watcher = watcher_for(cfg)
+        if not watcher.conditional_writes_honoured():
+            logging.getLogger("packwise.trigger").warning(
+                "s3://%s ignores conditional writes: run a single watcher replica", watcher.bucket
+            )
+        if once:
+            for result in watcher.poll_once():
+                console.print(f"{result.key}: {result.outcome} {result.run_id or result.reason or ''}", highlight=False)
+            return
+        console.print(f"watching s3://{watcher.bucket}/{watcher.prefix} every {cfg.cluster.trigger.poll_interval_s}s")
+        watcher.run_forever(cfg.cluster.trigger.poll_interval_s, heartbeat)
+    except PackwiseError as err:
+        _fail(err)
+
+
+@schedule_app.command("apply")
+def schedule_apply(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
+    """Make the recurring runs match cluster.schedules (applying twice creates nothing new)."""
+    try:
+        from packwise.cluster import connect
+
+        changes = connect(_load(config, overrides)).apply_schedules()
+    except PackwiseError as err:
+        _fail(err)
+    for change in changes:
+        console.print(f"{change.name}: {change.action} {change.recurring_run_id or ''}", highlight=False)
+
+
+@schedule_app.command("list")
+def schedule_list(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
+    """List the recurring runs of the Packwise experiment."""
+    try:
+        from packwise.cluster import SCHEDULE_MARK, connect
+
+        runs = connect(_load(config, overrides)).list_schedules()
+    except PackwiseError as err:
+        _fail(err)
+    table = Table(title="recurring runs")
+    for col in ("name", "cron", "mode", "managed", "id"):
+        table.add_column(col)
+    for run in runs:
+        cron = getattr(getattr(getattr(run, "trigger", None), "cron_schedule", None), "cron", None) or "-"
+        managed = "yes" if (run.description or "").startswith(SCHEDULE_MARK) else "no"
+        table.add_row(run.display_name, cron, str(getattr(run, "mode", "-")), managed, str(run.recurring_run_id))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the cluster commands to `app` (the main `packwise` CLI)."""
+    app.command("submit")(submit)
+    app.command("retry")(retry)
+    app.command("watch")(watch)
+    app.add_typer(schedule_app, name="schedule")
+
+
+register(cluster_app)

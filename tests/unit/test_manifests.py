@@ -1,0 +1,193 @@
+"""The kustomize overlays: they render, every object is sound, and they agree with the configuration.
+
+Rendering uses the kubectl that scripts/check-manifests.sh installs (build/tools/venv, pinned), else a
+kubectl on PATH. Schema validation and checkov run here too when check-manifests.sh installed them (CI
+runs that script first); every other check needs only the rendering tool.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from packwise import __version__
+from packwise.config import PackwiseConfig, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / "build" / "tools" / "venv" / "bin"
+OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir() if p.is_dir())
+SECRETISH = ("KEY", "SECRET", "PASSWORD", "TOKEN")
+
+
+def _kubectl() -> str | None:
+    pinned = TOOLS / "kubectl"
+    if pinned.exists():
+        return str(pinned)
+    return shutil.which("kubectl")
+
+
+@cache
+def render(overlay: str) -> list[dict[str, Any]]:
+    kubectl = _kubectl()
+    if kubectl is None:
+        pytest.skip("no kubectl to run kustomize: run scripts/check-manifests.sh (installs a pinned one)")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def objects(overlay: str, kind: str) -> list[dict[str, Any]]:
+    return [o for o in render(overlay) if o["kind"] == kind]
+
+
+def one(overlay: str, kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects(overlay, kind) if o["metadata"]["name"].startswith(name)]
+    assert len(found) == 1, f"{overlay}: expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def config_of(overlay: str) -> PackwiseConfig:
+    cm = one(overlay, "ConfigMap", "packwise-config")
+    return parse_config(yaml.safe_load(cm["data"]["packwise.yaml"]), f"{overlay} packwise-config")
+
+
+def pod_specs(overlay: str) -> list[tuple[str, dict[str, Any]]]:
+    specs = []
+    for obj in render(overlay):
+        if obj["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}:
+            specs.append((f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]))
+    return specs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_every_object_has_a_namespace(overlay: str) -> None:
+    docs = render(overlay)
+    assert len(docs) >= 12
+    for obj in docs:
+        if obj["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+            assert obj["metadata"].get("namespace") in {"packwise", "kubeflow"}, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_and_limits(overlay: str) -> None:
+    for name, spec in pod_specs(overlay):
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            res = container.get("resources", {})
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res.get(part, {})), f"{overlay} {name}: {part}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_credentials_are_only_secret_references(overlay: str) -> None:
+    assert objects(overlay, "Secret") == [], "no Secret values in the manifests"
+    for name, spec in pod_specs(overlay):
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                if any(word in env["name"] for word in SECRETISH):
+                    assert "secretKeyRef" in env.get("valueFrom", {}), f"{overlay} {name}: {env['name']}"
+    for cm in objects(overlay, "ConfigMap"):
+        text = yaml.safe_dump(cm.get("data", {}))
+        assert "AWS_SECRET_ACCESS_KEY" not in text and "password" not in text.lower()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_configuration_matches_the_objects(overlay: str) -> None:
+    config = config_of(overlay)  # a valid PackwiseConfig: unknown keys would fail here
+    cluster = config.cluster
+    ns = cluster.namespace
+    sa = one(overlay, "ServiceAccount", cluster.service_account)
+    assert sa["metadata"]["namespace"] == ns
+    binding = one(overlay, "RoleBinding", cluster.service_account)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": cluster.service_account, "namespace": ns}]
+    assert cluster.storage_pvc is not None
+    assert one(overlay, "PersistentVolumeClaim", cluster.storage_pvc)["metadata"]["namespace"] == ns
+    env_cm = one(overlay, "ConfigMap", "packwise-env")
+    assert env_cm["metadata"]["name"] == cluster.env_config_map  # no hash suffix: compiled into the pipelines
+    assert env_cm["metadata"]["namespace"] == ns
+    assert set(env_cm["data"]) <= set(cluster.env_keys)
+    assert str(config.storage.root) == "/mnt/packwise" and config.warehouse.path.is_relative_to(config.storage.root)
+    watcher = one(overlay, "Deployment", "packwise-watcher")
+    volumes = watcher["spec"]["template"]["spec"]["volumes"]
+    assert any(v.get("configMap", {}).get("name", "").startswith("packwise-config") for v in volumes)
+    assert cluster.trigger.bucket, "the watcher needs a trigger bucket"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rbac_is_least_privilege(overlay: str) -> None:
+    for role in objects(overlay, "Role") + objects(overlay, "ClusterRole"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], role["metadata"]["name"]
+            assert not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"])
+            if "secrets" in rule["resources"]:
+                assert rule.get("resourceNames") and rule["verbs"] == ["get"]
+    assert objects(overlay, "ClusterRole") == [] and objects(overlay, "ClusterRoleBinding") == []
+    for name, spec in pod_specs(overlay):
+        assert spec.get("automountServiceAccountToken") is False, name
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        for container in spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False and ctx["readOnlyRootFilesystem"] is True, name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_carry_the_release_tag(overlay: str) -> None:
+    for name, spec in pod_specs(overlay):
+        for container in spec["containers"]:
+            assert container["image"].endswith(f":{__version__}"), name
+
+
+def test_kind_uses_kfps_minio_and_runs_mlflow() -> None:
+    config = config_of("kind")
+    assert config.cluster.trigger.endpoint_url == "http://minio-service.kubeflow.svc.cluster.local:9000"
+    assert config.cluster.trigger.bucket == "mlpipeline"
+    assert config.cluster.pipeline_root is None  # KFP's default: minio://mlpipeline
+    assert config.registry.tracking_uri == "http://mlflow.packwise.svc.cluster.local:5000"
+    one("kind", "Deployment", "mlflow")
+    one("kind", "PersistentVolumeClaim", "mlflow-store")
+    one("kind", "Job", "packwise-seed")
+
+
+def test_eks_has_irsa_s3_pipeline_root_and_sagemaker() -> None:
+    config = config_of("eks")
+    for name in ("packwise-runner", "packwise-watcher"):
+        sa = one("eks", "ServiceAccount", name)
+        assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert config.cluster.pipeline_root and config.cluster.pipeline_root.startswith("s3://")
+    launcher = one("eks", "ConfigMap", "kfp-launcher")
+    assert launcher["data"]["defaultPipelineRoot"] == config.cluster.pipeline_root
+    assert "fromEnv: true" in launcher["data"]["providers"]
+    assert config.cluster.secret is None  # IRSA: no key material for the tasks
+    assert config.cluster.trigger.endpoint_url is None
+    dump = config.model_dump(mode="json")
+    assert dump["sagemaker"]["role_arn"].startswith("arn:aws:iam::")
+    assert one("eks", "PersistentVolumeClaim", "packwise-storage")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert one("eks", "ConfigMap", "packwise-env")["data"]["AWS_REGION"] == dump["sagemaker"]["region"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_the_kubernetes_schemas(overlay: str, tmp_path: Path) -> None:
+    validate = TOOLS / "kubernetes-validate"
+    if not validate.exists():
+        pytest.skip("kubernetes-validate not installed: scripts/check-manifests.sh installs it (CI runs it first)")
+    rendered = tmp_path / f"{overlay}.yaml"
+    rendered.write_text(yaml.safe_dump_all(render(overlay)))
+    result = subprocess.run([str(validate), "--strict", "--quiet", str(rendered)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # and it does catch a misspelt field
+    broken = render(overlay)[:]
+    deployment = next(o for o in broken if o["kind"] == "Deployment")
+    bad = yaml.safe_load(yaml.safe_dump(deployment))
+    bad["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = subprocess.run([str(validate), "--strict", "--quiet", str(tmp_path / "bad.yaml")], capture_output=True)
+    assert result.returncode != 0
