@@ -26,6 +26,25 @@ COMPONENT_IMAGES: dict[str, str] = {
     "compare": "gate",
     "register": "registry",
     "notify": "notify",
+    # inference
+    "extract-products": "warehouse",
+    "resolve-models": "evaluate",  # registry download, and xgboost to read each model's feature recipe
+    "prepare-products": "data",
+    "shard-products": "data",
+    "score-shard": "train",  # xgboost and scikit-learn (hashed titles)
+    "collect-scores": "data",
+    "load-predictions": "warehouse",
+    "notify-inference": "notify",
+    # SageMaker compute (compute.* = sagemaker): boto3, xgboost to read and stamp model files, the registry
+    "train-sagemaker": "sagemaker",
+    "evaluate-sagemaker": "sagemaker",
+    "score-shard-sagemaker": "sagemaker",
+}
+
+
+# Images that are not pipeline components (Deployments in manifests/); built and checked like the others.
+SERVICE_IMAGES: dict[str, str] = {
+    "watcher": "packwise.trigger",  # image name -> the module it runs
 }
 
 

@@ -4,6 +4,10 @@ extract -> validate -> split -> for each package type (in parallel): train -> ev
 re-scored champion on this run's validation split) -> compare (the gate) -> If approve: register as the
 new champion; Else: register as Rejected or PendingManualApproval -> exit handler: notify the decision of
 every type. One type failing its gate or its training never blocks the others.
+
+Where train and evaluate run is chosen when the pipeline is built, from `compute.training` and
+`compute.evaluation`: the local components or their SageMaker twins (same inputs, same outputs), so the
+rest of the DAG is wired once. With everything local the pipeline is exactly the local one.
 """
 
 from kfp import dsl
@@ -11,7 +15,9 @@ from kfp.dsl.base_component import BaseComponent
 
 from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet
+from packwise_components.sagemaker import build_sagemaker_components
 from packwise_components.training import build_training_components
+from packwise_pipelines.platform import configure_tasks
 
 PIPELINE_NAME = "packwise-training"
 
@@ -19,6 +25,9 @@ PIPELINE_NAME = "packwise-training"
 def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseComponent:
     """The training pipeline on `images`, its parameters defaulting to `defaults` (already resolved)."""
     c = build_training_components(images)
+    sm = build_sagemaker_components(images) if defaults.compute.uses_sagemaker else None
+    # Build-time constant like the compute choice itself; absent from the all-local pipeline.
+    sagemaker_json = defaults.section_json("sagemaker")
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Weekly training of one suitability classifier per package type.")
     def training(
@@ -82,20 +91,41 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                 snapshot_dir=snapshot_dir, split_json=split_json, package_types=package_types
             ).after(validate_task)
             with dsl.ParallelFor(package_types, name="per-package-type") as package_type:
-                train_task = c.train(
-                    train_split=split_task.outputs["train_split"],
-                    package_type=package_type,
-                    features_json=features_json,
-                    split_json=split_json,
-                    model_json=model_json,
-                )
-                evaluate_task = c.evaluate(
-                    model=train_task.outputs["model"],
-                    validation_split=split_task.outputs["validation_split"],
-                    package_type=package_type,
-                    thresholds=thresholds,
-                    registry_json=registry_json,
-                )
+                if sm is not None and defaults.compute.training == "sagemaker":
+                    train_task = sm.train(
+                        train_split=split_task.outputs["train_split"],
+                        validation_split=split_task.outputs["validation_split"],
+                        package_type=package_type,
+                        features_json=features_json,
+                        split_json=split_json,
+                        model_json=model_json,
+                        sagemaker_json=sagemaker_json,
+                    )
+                else:
+                    train_task = c.train(
+                        train_split=split_task.outputs["train_split"],
+                        package_type=package_type,
+                        features_json=features_json,
+                        split_json=split_json,
+                        model_json=model_json,
+                    )
+                if sm is not None and defaults.compute.evaluation == "sagemaker":
+                    evaluate_task = sm.evaluate(
+                        model=train_task.outputs["model"],
+                        validation_split=split_task.outputs["validation_split"],
+                        package_type=package_type,
+                        thresholds=thresholds,
+                        registry_json=registry_json,
+                        sagemaker_json=sagemaker_json,
+                    )
+                else:
+                    evaluate_task = c.evaluate(
+                        model=train_task.outputs["model"],
+                        validation_split=split_task.outputs["validation_split"],
+                        package_type=package_type,
+                        thresholds=thresholds,
+                        registry_json=registry_json,
+                    )
                 compare_task = c.compare(
                     train_summary=train_task.outputs["Output"],
                     evaluation=evaluate_task.outputs["Output"],
@@ -119,5 +149,6 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                         promote=False,
                         registry_json=registry_json,
                     ).set_display_name("register-rejected")
+        configure_tasks(defaults)
 
     return training

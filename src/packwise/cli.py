@@ -58,6 +58,15 @@ def _mount_registry() -> None:
 _mount_registry()
 
 
+def _mount_cluster() -> None:
+    from packwise.cluster_cli import register
+
+    register(app)
+
+
+_mount_cluster()
+
+
 @config_app.command("show")
 def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """Print the effective configuration (file + overrides over the embedded defaults)."""
@@ -330,9 +339,9 @@ def compile_pipelines(
     """Write the compiled IR YAML of the pipelines (submit with `kfp run create`)."""
     try:
         cfg = _load(config, overrides)
-        from packwise_pipelines.compile import compile_all
+        from packwise_pipelines.platform import compile_for_cluster
 
-        written = compile_all(cfg, out_dir)
+        written = compile_for_cluster(cfg, out_dir)
     except PackwiseError as err:
         _fail(err)
     for path in written:

@@ -254,13 +254,111 @@ class NotifyConfig(_Strict):
         return self
 
 
+ComputeTarget = Literal["local", "sagemaker"]
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class ComputeConfig(_Strict):
+    """Where the heavy work runs. The DAGs are the same; only the components chosen at build time differ."""
+
+    training: ComputeTarget = Field("local", description="Where candidates train: local (the train task) or sagemaker.")
+    evaluation: ComputeTarget = Field(
+        "local", description="Where the validation split is scored: local or sagemaker (batch transform)."
+    )
+    inference: ComputeTarget = Field(
+        "local", description="Where inference shards are scored: local or sagemaker (batch transform)."
+    )
+
+    @property
+    def uses_sagemaker(self) -> bool:
+        return "sagemaker" in (self.training, self.evaluation, self.inference)
+
+
+class SageMakerConfig(_Strict):
+    """Amazon SageMaker: training jobs, batch transform, model registry. Credentials come from the standard AWS
+    chain (IRSA on EKS, environment, profile), never from this file."""
+
+    region: str | None = Field(None, description="AWS region of the jobs, the bucket and the model registry.")
+    role_arn: str | None = Field(
+        None, description="IAM role SageMaker jobs run as (reads and writes the bucket)."
+    )
+    bucket: str | None = Field(None, description="S3 bucket for staged data, model files and job outputs.")
+    prefix: str = Field("packwise", description="Key prefix of everything Packwise writes to the bucket.")
+    xgboost_image_uri: str | None = Field(
+        None, description="Override of the XGBoost 3.0-5 container image (e.g. a private ECR mirror)."
+    )
+    training_instance_type: str = Field("ml.m5.xlarge", description="Instance type of training jobs.")
+    training_instance_count: int = Field(1, ge=1, le=100, description="Instances per training job.")
+    training_volume_gb: int = Field(30, ge=1, le=16384, description="EBS volume per training instance, GB.")
+    training_max_runtime_s: int = Field(
+        86_400, ge=60, le=2_419_200, description="SageMaker stops a training job running longer than this."
+    )
+    transform_instance_type: str = Field("ml.m5.xlarge", description="Instance type of batch transform jobs.")
+    transform_instance_count: int = Field(1, ge=1, le=100, description="Instances per batch transform job.")
+    transform_max_payload_mb: int = Field(6, ge=1, le=100, description="Largest mini-batch sent to the container, MB.")
+    transform_rows_per_file: int = Field(
+        250_000, ge=1_000, description="Rows per staged CSV file (files are spread over the transform instances)."
+    )
+    poll_interval_s: float = Field(30.0, gt=0, le=600, description="Seconds between job status checks.")
+    timeout_s: float = Field(
+        21_600.0, gt=0, description="A step waits this long for its job, then stops the job and fails."
+    )
+    endpoint_url: str | None = Field(
+        None, description="Custom AWS endpoint for tests and LocalStack/moto only; unset in production."
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every job, model and package.")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _AWS_REGION.match(value):
+            raise ValueError(f"{value!r} is not an AWS region name, e.g. eu-west-1")
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.match(value):
+            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("s3://") or not _BUCKET.match(value)):
+            raise ValueError(f"{value!r} is not a bucket name; give the name only, without s3:// or a key")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
 class RegistryConfig(_Strict):
     """Model registry. MLflow with a local sqlite store is the embedded default: no server."""
 
-    backend: Literal["mlflow"] = Field("mlflow", description="Registry backend.")
+    backend: Literal["mlflow", "sagemaker"] = Field(
+        "mlflow", description="Registry backend: mlflow, or sagemaker (SageMaker Model Registry)."
+    )
+    mirror: Literal["mlflow"] | None = Field(
+        None, description="With backend sagemaker: mirror every version and status change to MLflow (tracking_uri)."
+    )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under storage.root.")
     artifact_root: str | None = Field(None, description="Where model files are stored; default under storage.root.")
     model_name_prefix: str = Field("packwise", description="Registered model name = <prefix>-<package type>.")
+    sagemaker: SageMakerConfig | None = Field(
+        None, description="Copied from the `sagemaker` section when the backend is sagemaker; leave unset."
+    )
+
+    @model_validator(mode="after")
+    def _mirror(self) -> RegistryConfig:
+        if self.mirror is not None and self.backend != "sagemaker":
+            raise ValueError("registry.mirror needs registry.backend sagemaker (MLflow cannot mirror itself)")
+        return self
 
 
 class InferenceConfig(_Strict):
@@ -298,6 +396,152 @@ class InferenceConfig(_Strict):
         return value
 
 
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_DURATION = re.compile(r"^[0-9]+(s|m|h)$")
+
+
+class TaskResources(_Strict):
+    """CPU and memory of one component's pods (Kubernetes quantities, e.g. 500m, 2, 512Mi, 4Gi)."""
+
+    cpu_request: str = Field("250m", description="CPU request.")
+    cpu_limit: str = Field("1", description="CPU limit.")
+    memory_request: str = Field("512Mi", description="Memory request.")
+    memory_limit: str = Field("2Gi", description="Memory limit.")
+
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not _QUANTITY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 4Gi)")
+        return value
+
+    def __str__(self) -> str:  # the configuration reference's compact form
+        return f"cpu {self.cpu_request}-{self.cpu_limit}, mem {self.memory_request}-{self.memory_limit}"
+
+
+def _default_resources() -> dict[str, TaskResources]:
+    big = TaskResources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="6Gi")
+    extract = TaskResources(memory_request="1Gi", memory_limit="4Gi")
+    return {
+        "default": TaskResources(),
+        "train": big,
+        "evaluate": big,
+        "score-shard": big,
+        "extract": extract,
+        "extract-products": extract,
+    }
+
+
+class RetryConfig(_Strict):
+    """KFP retry policy of every task (pod evictions, node loss, registry or warehouse hiccups)."""
+
+    num_retries: int = Field(2, ge=0, le=10, description="Retries of a failed task before the run fails.")
+    backoff_duration: str = Field("30s", description="Wait before the first retry (e.g. 30s, 2m).")
+    backoff_factor: float = Field(2.0, ge=1.0, le=10.0, description="Multiplier of the wait per retry.")
+    backoff_max_duration: str = Field("10m", description="Longest wait between retries.")
+    exempt: list[str] = Field(
+        default_factory=lambda: ["validate", "compare", "prepare-products"],
+        description="Components never retried: their failures are verdicts on the data, not transient.",
+    )
+
+    @field_validator("backoff_duration", "backoff_max_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError(f"{value!r} is not a duration like 30s, 5m or 1h")
+        return value
+
+
+class ScheduleConfig(_Strict):
+    """One KFP recurring run."""
+
+    pipeline: Literal["training", "inference"] = Field(description="Which pipeline it runs.")
+    cron: str = Field(description="KFP cron: 6 fields, seconds first, e.g. '0 0 3 * * 1'.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Run parameters (week, mode, ...).")
+    enabled: bool = Field(True, description="Whether the schedule starts runs.")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError(f"cron {value!r} needs 6 fields: seconds minutes hours day-of-month month day-of-week")
+        return value
+
+    def __str__(self) -> str:  # the configuration reference's compact form
+        return f"{self.pipeline} {self.cron}"
+
+
+def _default_schedules() -> dict[str, ScheduleConfig]:
+    return {
+        # week 9999 = every label observed so far (warehouse.labels_query filters on week <= $week)
+        "weekly-training": ScheduleConfig(pipeline="training", cron="0 0 3 * * 1", params={"week": 9999}),
+        "daily-inference": ScheduleConfig(pipeline="inference", cron="0 0 5 * * *", params={"mode": "daily"}),
+        "monthly-inference": ScheduleConfig(pipeline="inference", cron="0 0 6 1 * *", params={"mode": "monthly"}),
+    }
+
+
+class TriggerConfig(_Strict):
+    """Trigger files: an object dropped under s3://bucket/prefix starts exactly one run."""
+
+    bucket: str | None = Field(None, description="Bucket watched for trigger files; none disables watching.")
+    prefix: str = Field("triggers/", description="Key prefix of trigger files (.yaml, .yml or .json).")
+    endpoint_url: str | None = Field(None, description="S3 endpoint (KFP's MinIO on kind); none for AWS S3.")
+    region: str | None = Field(None, description="AWS region of the bucket.")
+    poll_interval_s: float = Field(30.0, gt=0, le=3600, description="Seconds between two listings of the prefix.")
+
+
+class ClusterConfig(_Strict):
+    """Running on a Kubeflow Pipelines cluster: where, as whom, with which pod settings and schedules."""
+
+    host: str | None = Field(None, description="KFP API endpoint, e.g. http://localhost:8888; none reads it from kfp.")
+    namespace: str = Field("kubeflow", description="Namespace the runs' pods run in (KFP's, or a profile's).")
+    experiment: str = Field("packwise", description="KFP experiment of every Packwise run.")
+    service_account: str = Field("packwise-runner", description="Service account of the runs' pods.")
+    pipeline_root: str | None = Field(None, description="Artifact root, e.g. s3://bucket/kfp; none = KFP's default.")
+    storage_pvc: str | None = Field(
+        "packwise-storage", description="PVC mounted at storage.root in every task; none mounts nothing."
+    )
+    env_config_map: str | None = Field("packwise-env", description="ConfigMap whose keys become task env vars.")
+    env_keys: list[str] = Field(
+        default_factory=lambda: [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT",
+            "PACKWISE_FAIL_TASK",
+        ],
+        description="Keys of env_config_map set as task env vars (a missing key is skipped).",
+    )
+    secret: str | None = Field("packwise-credentials", description="Secret whose keys become task env vars.")
+    secret_keys: list[str] = Field(
+        default_factory=lambda: [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+        ],
+        description="Keys of `secret` set as task env vars (a missing key is skipped).",
+    )
+    resources: dict[str, TaskResources] = Field(
+        default_factory=_default_resources, description="Pod resources per component; `default` covers the rest."
+    )
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    schedules: dict[str, ScheduleConfig] = Field(
+        default_factory=_default_schedules, description="Recurring runs by name (`packwise schedule apply`)."
+    )
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+
+    @field_validator("resources")
+    @classmethod
+    def _has_default(cls, value: dict[str, TaskResources]) -> dict[str, TaskResources]:
+        if "default" not in value:
+            raise ValueError("cluster.resources needs a `default` entry for the components not listed")
+        return value
+
+    def resources_for(self, component: str) -> TaskResources:
+        """The resources of `component`, or the default ones."""
+        return self.resources.get(component, self.resources["default"])
+
+
 class PackwiseConfig(_Strict):
     """Everything Packwise reads. See the README's configuration reference."""
 
@@ -320,6 +564,22 @@ class PackwiseConfig(_Strict):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig)
+
+    @model_validator(mode="after")
+    def _sagemaker_settings(self) -> PackwiseConfig:
+        needed: list[str] = []
+        if self.compute.uses_sagemaker:
+            needed = ["region", "bucket", "role_arn"]
+        elif self.registry.backend == "sagemaker":
+            needed = ["region", "bucket"]
+        for key in needed:
+            if getattr(self.sagemaker, key) is None:
+                user = "compute" if self.compute.uses_sagemaker else "registry.backend"
+                raise ValueError(f"sagemaker.{key} is required when {user} uses sagemaker; set it in the config file")
+        return self
 
     @field_validator("package_types")
     @classmethod
@@ -345,6 +605,9 @@ class PackwiseConfig(_Strict):
             registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{storage.root / 'mlflow.db'}"})
         if registry.artifact_root is None:
             registry = registry.model_copy(update={"artifact_root": (storage.root / "mlartifacts").as_uri()})
+        if registry.backend == "sagemaker":
+            # Tasks receive only the registry section; it carries the SageMaker location it needs.
+            registry = registry.model_copy(update={"sagemaker": self.sagemaker})
         return self.model_copy(
             update={
                 "storage": storage,

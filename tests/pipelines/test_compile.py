@@ -27,7 +27,7 @@ def test_training_ir_loads_back_with_kfps_loader(tmp_path: Path) -> None:
 
 
 def test_every_task_runs_in_its_components_image_with_the_right_cache_setting(tmp_path: Path) -> None:
-    ir = yaml.safe_load(_compile(tmp_path).read_text())
+    ir = next(yaml.safe_load_all(_compile(tmp_path).read_text()))
     images = resolve_images()
     executors = ir["deploymentSpec"]["executors"]
     seen = set()
