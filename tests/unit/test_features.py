@@ -1,0 +1,55 @@
+"""The feature recipe: one-hot against the training vocabulary, unseen values counted, not fatal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from packwise.config import FeatureConfig
+from packwise.errors import DataValidationError
+from packwise.features import FeatureSpec, build_features, fit_feature_spec
+
+FEATURES = FeatureConfig(numeric=["weight_kg"], boolean=["is_liquid"], categorical=["category"], derived=[])
+
+
+def _products(categories: list[str | None]) -> pd.DataFrame:
+    n = len(categories)
+    return pd.DataFrame(
+        {
+            "product_id": [f"P{i}" for i in range(n)],
+            "weight_kg": np.linspace(0.1, 2.0, n),
+            "is_liquid": [i % 2 == 0 for i in range(n)],
+            "category": pd.array(categories, dtype="string"),
+        }
+    )
+
+
+def test_vocabulary_is_most_frequent_first_and_travels_as_json() -> None:
+    spec = fit_feature_spec(_products(["books", "toys", "books", "apparel", "toys", "books"]), FEATURES)
+    assert spec.categorical == {"category": ("books", "toys", "apparel")}
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+    assert spec.names == ["weight_kg", "is_liquid", "category=books", "category=toys", "category=apparel"]
+
+
+def test_unseen_and_missing_categories_score_as_zeros_and_unseen_are_counted() -> None:
+    spec = fit_feature_spec(_products(["books", "toys"]), FEATURES)
+    rows = build_features(_products(["toys", "garden", None, "books", "garden"]), spec)
+    onehot = rows.dense[:, 2:]
+    assert onehot.tolist() == [[0, 1], [0, 0], [0, 0], [1, 0], [0, 0]]
+    assert rows.unseen == {"category": 2}  # the null is missing, not unseen
+
+
+def test_derived_features_follow_the_dimensions() -> None:
+    features = FeatureConfig(
+        numeric=["weight_kg"], boolean=[], categorical=[], derived=["volume_cm3", "density_kg_per_l"]
+    )
+    products = pd.DataFrame({"weight_kg": [2.0], "length_cm": [10.0], "width_cm": [10.0], "height_cm": [10.0]})
+    rows = build_features(products, fit_feature_spec(products, features))
+    assert rows.dense[0].tolist() == pytest.approx([2.0, 1000.0, 2.0])
+
+
+def test_a_missing_column_is_a_one_line_error() -> None:
+    spec = fit_feature_spec(_products(["books"]), FEATURES)
+    with pytest.raises(DataValidationError, match="'weight_kg' is missing"):
+        build_features(_products(["books"]).drop(columns=["weight_kg"]), spec)
