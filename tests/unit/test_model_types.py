@@ -1,0 +1,69 @@
+"""Both shipped model types train, save in the SageMaker layout, load back and score the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from packwise.artifact import load_model_artifact
+from packwise.config import FeatureConfig, ModelConfig
+from packwise.errors import ConfigError
+from packwise.evaluation import score_metrics
+from packwise.models import get_model_type, known_model_types
+from packwise.models.base import predict
+from packwise.split import read_split, split_snapshot
+from packwise.synthetic import SeedSpec, generate_labels, generate_products
+from packwise.training import train_candidate
+
+SPEC = SeedSpec(seed=4, n_products=4_000, weeks=1, labels_per_week=3_000)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    snap = tmp_path_factory.mktemp("snap")
+    products = generate_products(SPEC.n_products, SPEC.seed, weeks=SPEC.weeks)
+    labels = generate_labels(SPEC, products)
+    latest = labels.sort_values(["week", "observed_at"]).drop_duplicates(["product_id", "package_type"], keep="last")
+    pq.write_table(pa.Table.from_pandas(products, preserve_index=False), snap / "products.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(latest[["product_id", "package_type", "label"]], preserve_index=False),
+        snap / "labels.parquet",
+    )
+    train, val = snap / "train.parquet", snap / "val.parquet"
+    split_snapshot(snap, train, val, 0.8, 1, list(SPEC.package_types))
+    return train, val
+
+
+@pytest.mark.parametrize("model_type", ["xgboost", "xgboost_text"])
+def test_model_type_trains_saves_loads_and_scores(splits: tuple[Path, Path], tmp_path: Path, model_type: str) -> None:
+    train, val = splits
+    model = ModelConfig(type=model_type, num_boost_round=60, text_hash_features=256)
+    out = tmp_path / "model.tar.gz"
+    summary = train_candidate(train, "mailer", FeatureConfig(), model, out, "key", "fingerprint")
+    assert summary.model_type == model_type and summary.label_count > 1_000
+    loaded = load_model_artifact(out)
+    assert loaded.model_type == model_type
+    assert (loaded.spec.text_column == "title") is (model_type == "xgboost_text")
+    products, labels = read_split(val, "mailer")
+    prob, rows = predict(loaded.booster, loaded.spec, products)
+    assert rows.matrix().shape[1] == len(loaded.spec.names)
+    assert score_metrics(labels, prob, 0.5).auc > 0.85
+
+
+def test_unknown_model_type_names_the_known_ones() -> None:
+    assert {"xgboost", "xgboost_text"} <= set(known_model_types())
+    with pytest.raises(ConfigError, match=r"known: .*xgboost_text"):
+        get_model_type("lightgbm")
+
+
+def test_same_booster_same_bytes(splits: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = splits
+    model = ModelConfig(num_boost_round=20)
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    train_candidate(train, "bag", FeatureConfig(), model, a, "k", "f")
+    train_candidate(train, "bag", FeatureConfig(), model, b, "k", "f")
+    assert a.read_bytes() == b.read_bytes()
