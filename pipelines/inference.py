@@ -5,11 +5,15 @@ pinned version of every type) side by side -> prepare (check the products agains
 read) -> shard -> ParallelFor over shards: score -> collect (every product scored once) -> load into the
 warehouse exactly once (moves the watermark) -> exit handler: notify with counts, shares and models.
 
-Only pipeline parameters and the `plan` artifact enter the loop body: kfp.local replaces a task output
-parameter used inside a ParallelFor with the loop item. Extract, resolve and load look at live state
-(warehouse, registry, load ledger) and never come from the cache; everything between them is keyed on
-content (the extract directory is named by its fingerprint, the plan carries the model versions), so a
-re-run after a failure resumes where it stopped.
+Where shards are scored is chosen when the pipeline is built, from `compute.inference`: the local score
+component or its SageMaker twin (batch transform; same output), so the rest of the DAG is wired once. With
+`compute.inference: local` the pipeline is exactly the local one.
+
+Only pipeline parameters, build-time constants (the `sagemaker` section) and the `plan` artifact enter
+the loop body: kfp.local replaces a task output parameter used inside a ParallelFor with the loop item.
+Extract, resolve and load look at live state (warehouse, registry, load ledger) and never come from the
+cache; everything between them is keyed on content (the extract directory is named by its fingerprint,
+the plan carries the model versions), so a re-run after a failure resumes where it stopped.
 """
 
 from kfp import dsl
@@ -18,6 +22,7 @@ from kfp.dsl.base_component import BaseComponent
 from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet
 from packwise_components.inference import build_inference_components
+from packwise_components.sagemaker import build_sagemaker_components
 from packwise_pipelines.platform import configure_tasks
 
 PIPELINE_NAME = "packwise-inference"
@@ -26,6 +31,9 @@ PIPELINE_NAME = "packwise-inference"
 def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseComponent:
     """The inference pipeline on `images`, its parameters defaulting to `defaults` (already resolved)."""
     c = build_inference_components(images)
+    sm = build_sagemaker_components(images) if defaults.compute.inference == "sagemaker" else None
+    # Build-time constant like the compute choice itself (never a task output: see the module docstring).
+    sagemaker_json = defaults.section_json("sagemaker")
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -93,7 +101,12 @@ def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> Base
             with dsl.ParallelFor(
                 shard_task.output, parallelism=defaults.inference.local_parallelism, name="per-shard"
             ) as shard:
-                score_task = c.score(shard=shard, plan=prepare_task.outputs["plan"], inference_json=inference_json)
+                if sm is not None:
+                    score_task = sm.score_shard(
+                        shard=shard, plan=prepare_task.outputs["plan"], sagemaker_json=sagemaker_json
+                    )
+                else:
+                    score_task = c.score(shard=shard, plan=prepare_task.outputs["plan"], inference_json=inference_json)
             collect_task = c.collect(
                 scored=dsl.Collected(score_task.outputs["scored"]), plan=prepare_task.outputs["plan"]
             )
