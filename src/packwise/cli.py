@@ -216,8 +216,11 @@ def train(
 
 def _print_training_table(summary: dict[str, Any]) -> None:
     table = Table(title=f"week {summary.get('week')} decisions (data {str(summary.get('fingerprint'))[:12]})")
-    for col in ("package type", "candidate AUC", "champion AUC", "cand PR-AUC", "champ PR-AUC", "decision", "version"):
-        table.add_column(col)
+    table.add_column("package type", no_wrap=True)
+    for col in ("cand AUC", "champ AUC", "cand PR-AUC", "champ PR-AUC"):
+        table.add_column(col, justify="right")
+    table.add_column("decision", no_wrap=True)
+    table.add_column("version", no_wrap=True)
     colors = {"Approved": "green", "Rejected": "red", "PendingManualApproval": "yellow", "failed": "red"}
     for row in summary["package_types"]:
         cand = row.get("candidate") or {}
