@@ -11,6 +11,9 @@
 #                         resolver and proxy; set to "default" for the daemon's bridge network)
 #   PIP_INDEX_URL         package index used inside the build (default https://pypi.org/simple)
 #   IMAGES                space-separated subset of component images to build (base is always built)
+#
+# The base is labelled io.packwise.source=<hash of the code, pyproject.toml, constraints.txt>
+# (images/source_hash.py); component images inherit the label, so tests can tell stale images apart.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,6 +60,7 @@ for p in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
 done
 net=()
 [[ "${DOCKER_BUILD_NETWORK:-host}" != default ]] && net=(--network "${DOCKER_BUILD_NETWORK:-host}")
+SOURCE_HASH="$("$PY" images/source_hash.py "$ROOT")"
 
 declare -A SECONDS_TAKEN
 timed_build() {  # name, then docker build arguments
@@ -79,7 +83,8 @@ context="$(mktemp /tmp/packwise-base-context.XXXXXX.tar)"
 trap 'rm -f "$context"' EXIT
 tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' -f "$context" \
     pyproject.toml constraints.txt "${readme[@]}" src components pipelines images/base/Dockerfile
-timed_build base "${build_args[@]}" -f images/base/Dockerfile -t "$BASE_REF" - <"$context"
+timed_build base "${build_args[@]}" --label "io.packwise.source=$SOURCE_HASH" \
+  -f images/base/Dockerfile -t "$BASE_REF" - <"$context"
 
 for name in "${SELECTED[@]}"; do
   timed_build "$name" --build-arg "PACKWISE_BASE=$BASE_REF" -t "$PREFIX$name:$TAG" "images/$name"
@@ -93,4 +98,4 @@ for name in "${SELECTED[@]}"; do
   ref="$PREFIX$name:$TAG"; size=$(mb "$ref")
   printf '%-32s %10s %12s %8s\n' "$ref" "$size" "$(( size - base_mb ))" "${SECONDS_TAKEN[$name]}"
 done
-echo "(base built FROM $BASE_IMAGE)"
+echo "(base built FROM $BASE_IMAGE; source $SOURCE_HASH)"

@@ -167,6 +167,11 @@ class LocalRun:
     failed_tasks: list[str]
 
 
+# Label on every task container of the docker runner: the storage root it works on. Finds a run's containers
+# (`docker ps --filter label=io.packwise.storage-root=/path`) and lets tests follow exactly theirs.
+CONTAINER_LABEL = "io.packwise.storage-root"
+
+
 def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
     """`docker run` arguments that let a task in its image see what a subprocess task sees.
 
@@ -174,6 +179,7 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
     bind-mounted at the same path. Tasks run as the caller's uid:gid so their files stay the caller's (the
     images default to a non-root user; a cluster runs them as that). Host networking lets a webhook on the
     host's localhost be reached. PACKWISE_FAIL_TASK is passed on so resume drills work in containers too.
+    Each container carries CONTAINER_LABEL with the storage root.
     """
     import os
     from urllib.parse import unquote, urlparse
@@ -198,6 +204,7 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
         "mounts": [Mount(target=str(m), source=str(m), type="bind") for m in mounts],
         "user": f"{os.getuid()}:{os.getgid()}",
         "network_mode": "host",
+        "labels": {CONTAINER_LABEL: str(root)},
     }
     if os.environ.get("PACKWISE_FAIL_TASK"):
         args["environment"] = {"PACKWISE_FAIL_TASK": os.environ["PACKWISE_FAIL_TASK"]}
