@@ -7,6 +7,7 @@ by the data fingerprint, so new data never hits a stale entry and the same data 
 therefore resumes from the failed task when run again.
 """
 
+import builtins
 import contextlib
 import io
 import logging
@@ -68,7 +69,7 @@ class ProgressLog:
         self._fh.close()
 
     def feed_line(self, raw: str) -> None:
-        line = _ANSI.sub("", raw)
+        line = _ANSI.sub("", raw).rstrip()
         with self._lock:
             if self._fh.closed:  # a straggler after the run ended
                 return
@@ -142,6 +143,10 @@ def captured(progress: ProgressLog) -> Iterator[None]:
     # kfp.local swaps the root handlers per task without a lock; two loop iterations at once can leave
     # one of its stdout handlers behind. Put back exactly what was there before.
     old_handlers = root.handlers[:]
+    # Likewise kfp.local's indented_print() wraps builtins.print per task and, with two loop iterations
+    # at once, can restore the wrong one: every later task then prints one more level of indentation
+    # (seen growing to 65,000 spaces a line over a long test session). Put print back too.
+    old_print = builtins.print
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     stream = _LineStream(progress)
@@ -155,6 +160,7 @@ def captured(progress: ProgressLog) -> Iterator[None]:
         stream.write("\n")
         root.handlers[:] = old_handlers
         root.setLevel(old_level)
+        builtins.print = old_print
 
 
 @dataclass
