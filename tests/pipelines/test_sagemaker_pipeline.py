@@ -224,7 +224,11 @@ def test_monthly_inference_scores_every_shard_in_batch_transform_like_local_scor
     # one SageMaker Model per champion file (they were trained locally: a local model serves a transform job)
     registry = open_registry(cfg.registry)
     created_models = [b for op, b in sent if op == "CreateModel"]
-    assert sorted(m["ModelName"].split("-")[2] for m in created_models) == sorted(t.split("_")[0] for t in TYPES)
+    # Two shard tasks run at once and may both try to create the same model; SageMaker refuses the second
+    # ("already exists") and the step takes that as done. What matters is one model per champion file.
+    model_names = {m["ModelName"] for m in created_models}
+    assert sorted(n.split("-")[2] for n in model_names) == sorted(t.split("_")[0] for t in TYPES)
+    assert len(created_models) <= 2 * len(model_names)
     for request in created_models:
         assert request["ExecutionRoleArn"] == ROLE_ARN
         assert request["PrimaryContainer"]["Image"] == IMAGE
