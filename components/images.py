@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packwise import __version__
 
@@ -83,3 +84,14 @@ def resolve_images(env: Mapping[str, str] | None = None) -> ImageSet:
         tag=env.get("PACKWISE_IMAGE_TAG", __version__),
         built=built,
     )
+
+
+def lightweight_component(func: Any, component: str, images: ImageSet) -> Any:
+    """`func` as a lightweight KFP component on `component`'s image, with nothing installed at start.
+
+    The images already carry kfp and packwise (`install_kfp_package=False`), so a task starts straight
+    away; the subprocess runner uses the current environment instead.
+    """
+    from kfp import dsl
+
+    return dsl.component(func=func, base_image=images.for_component(component), install_kfp_package=False)

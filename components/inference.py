@@ -13,7 +13,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 from kfp.dsl.base_component import BaseComponent
 
-from packwise_components.images import ImageSet
+from packwise_components.images import ImageSet, lightweight_component
 
 
 def extract_products(
@@ -305,16 +305,13 @@ class InferenceComponents:
 def build_inference_components(images: ImageSet) -> InferenceComponents:
     """Each inference function as a lightweight component on its own image."""
 
-    def make(func: object, name: str) -> BaseComponent:
-        return dsl.component(func=func, base_image=images.for_component(name), install_kfp_package=False)
-
     return InferenceComponents(
-        extract=make(extract_products, "extract-products"),
-        resolve=make(resolve_models, "resolve-models"),
-        prepare=make(prepare_products, "prepare-products"),
-        shard=make(shard_products, "shard-products"),
-        score=make(score_shard, "score-shard"),
-        collect=make(collect_scores, "collect-scores"),
-        load=make(load_predictions, "load-predictions"),
-        notify=make(notify_inference, "notify-inference"),
+        extract=lightweight_component(extract_products, "extract-products", images),
+        resolve=lightweight_component(resolve_models, "resolve-models", images),
+        prepare=lightweight_component(prepare_products, "prepare-products", images),
+        shard=lightweight_component(shard_products, "shard-products", images),
+        score=lightweight_component(score_shard, "score-shard", images),
+        collect=lightweight_component(collect_scores, "collect-scores", images),
+        load=lightweight_component(load_predictions, "load-predictions", images),
+        notify=lightweight_component(notify_inference, "notify-inference", images),
     )

@@ -9,11 +9,10 @@ made at build time too). AWS credentials come from the pod's environment (IRSA o
 
 from dataclasses import dataclass
 
-from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
 
-from packwise_components.images import ImageSet
+from packwise_components.images import ImageSet, lightweight_component
 
 
 def train_sagemaker(
@@ -170,11 +169,8 @@ class SageMakerComponents:
 def build_sagemaker_components(images: ImageSet) -> SageMakerComponents:
     """Each SageMaker step as a lightweight component on the `sagemaker` image."""
 
-    def make(func: object, name: str) -> BaseComponent:
-        return dsl.component(func=func, base_image=images.for_component(name), install_kfp_package=False)
-
     return SageMakerComponents(
-        train=make(train_sagemaker, "train-sagemaker"),
-        evaluate=make(evaluate_sagemaker, "evaluate-sagemaker"),
-        score_shard=make(score_shard_sagemaker, "score-shard-sagemaker"),
+        train=lightweight_component(train_sagemaker, "train-sagemaker", images),
+        evaluate=lightweight_component(evaluate_sagemaker, "evaluate-sagemaker", images),
+        score_shard=lightweight_component(score_shard_sagemaker, "score-shard-sagemaker", images),
     )

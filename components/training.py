@@ -13,7 +13,7 @@ from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
 
-from packwise_components.images import ImageSet
+from packwise_components.images import ImageSet, lightweight_component
 
 
 def extract(
@@ -340,16 +340,13 @@ class TrainingComponents:
 def build_training_components(images: ImageSet) -> TrainingComponents:
     """Each training function as a lightweight component on its own image."""
 
-    def make(func: object, name: str) -> BaseComponent:
-        return dsl.component(func=func, base_image=images.for_component(name), install_kfp_package=False)
-
     return TrainingComponents(
-        extract=make(extract, "extract"),
-        validate=make(validate, "validate"),
-        split=make(split, "split"),
-        train=make(train, "train"),
-        evaluate=make(evaluate, "evaluate"),
-        compare=make(compare, "compare"),
-        register=make(register, "register"),
-        notify=make(notify, "notify"),
+        extract=lightweight_component(extract, "extract", images),
+        validate=lightweight_component(validate, "validate", images),
+        split=lightweight_component(split, "split", images),
+        train=lightweight_component(train, "train", images),
+        evaluate=lightweight_component(evaluate, "evaluate", images),
+        compare=lightweight_component(compare, "compare", images),
+        register=lightweight_component(register, "register", images),
+        notify=lightweight_component(notify, "notify", images),
     )
