@@ -160,12 +160,11 @@ def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
     _require(products, spec.input_columns)
     n = len(products)
     n_dense = len(spec.dense_names)
-    dense = np.empty((n, n_dense), dtype=np.float32)
+    # Column-major: every column below is one contiguous write (row-major made each a strided pass over
+    # the whole block, most of this function's time). XGBoost reads either layout at the same speed.
+    dense = np.empty((n, n_dense), dtype=np.float32, order="F")
     j = 0
-    for col in spec.numeric:
-        dense[:, j] = _float(products, col)
-        j += 1
-    for col in spec.boolean:
+    for col in (*spec.numeric, *spec.boolean):
         dense[:, j] = _float(products, col)
         j += 1
     if spec.derived:
@@ -185,10 +184,8 @@ def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
     unseen: dict[str, int] = {}
     for col, vocab in spec.categorical.items():
         codes, n_unseen = _vocabulary_codes(products[col], vocab)
-        block = dense[:, j : j + len(vocab)]
-        block[:] = 0.0
-        known = codes >= 0
-        block[np.nonzero(known)[0], codes[known]] = 1.0
+        for k in range(len(vocab)):
+            np.equal(codes, k, out=dense[:, j + k], casting="unsafe")  # 1.0 / 0.0; unseen (-1) is all zeros
         unseen[col] = n_unseen
         j += len(vocab)
     text = None
@@ -206,11 +203,12 @@ def _vocabulary_codes(values: pd.Series, vocab: tuple[str, ...]) -> tuple[np.nda
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    vocab_array = pa.array(vocab, type=pa.large_string())
     try:
         array = pa.array(values, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         array = pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True)
-    index = pc.index_in(array, value_set=pa.array(vocab, type=pa.large_string()))
+    index = pc.index_in(array, value_set=vocab_array)
     codes = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     n_unseen = int(index.null_count - array.null_count)
     return codes, n_unseen

@@ -40,6 +40,18 @@ def test_unseen_and_missing_categories_score_as_zeros_and_unseen_are_counted() -
     assert rows.unseen == {"category": 2}  # the null is missing, not unseen
 
 
+def test_dictionary_encoded_categories_give_the_same_rows_and_counts() -> None:
+    # A caller's frame may hold categorical columns as pandas Categorical instead of strings: same rows,
+    # same unseen counts.
+    spec = fit_feature_spec(_products(["books", "toys"]), FEATURES)
+    values = ["toys", "garden", None, "books", "garden", "toys"]
+    as_strings = build_features(_products(values), spec)
+    categorical = _products(values).assign(category=lambda f: f["category"].astype("category"))
+    as_dictionary = build_features(categorical, spec)
+    np.testing.assert_array_equal(as_dictionary.dense, as_strings.dense)
+    assert as_dictionary.unseen == as_strings.unseen == {"category": 2}
+
+
 def test_derived_features_follow_the_dimensions() -> None:
     features = FeatureConfig(
         numeric=["weight_kg"], boolean=[], categorical=[], derived=["volume_cm3", "density_kg_per_l"]
