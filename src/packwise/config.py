@@ -143,8 +143,7 @@ _DEFAULT_PARAMS: dict[str, float | int | str] = {
     "colsample_bytree": 0.8,
     "min_child_weight": 5,
     "tree_method": "hist",
-    "nthread": 2,
-}
+}  # no nthread: a task uses the threads its runner gives it (OMP_NUM_THREADS, else every core)
 
 
 class ModelConfig(_Strict):
@@ -379,7 +378,12 @@ class InferenceConfig(_Strict):
     local_parallelism: int = Field(
         2, ge=1, le=64, description="Shards scored at once (kfp.local caps it at 2; a cluster honours it)."
     )
-    score_threads: int = Field(0, ge=0, le=512, description="XGBoost threads per scoring task; 0 uses every core.")
+    score_threads: int = Field(
+        0,
+        ge=0,
+        le=512,
+        description="XGBoost threads per scoring task; 0 uses the task's share (OMP_NUM_THREADS, else every core).",
+    )
 
     @field_validator("watermark_column")
     @classmethod

@@ -50,6 +50,16 @@ _WRITE_OPTIONS: dict[str, Any] = {
 }
 
 
+def task_threads() -> int:
+    """Threads this task may use: OMP_NUM_THREADS when its runner set it (the local runner gives each of
+    its concurrent tasks a share of the cores), else every core this process may run on."""
+    try:
+        given = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        given = 0
+    return given if given > 0 else len(os.sched_getaffinity(0))
+
+
 def prob_column(package_type: str) -> str:
     """Name of the suitability probability column of a package type."""
     return f"{PROB_PREFIX}{package_type}"
@@ -138,13 +148,13 @@ class Scorer:
         self.models = list(models)
         # Overlapping reads and features with prediction pays only with a core to spare: XGBoost already
         # uses every core, and on two cores the prefetch thread slowed prediction more than it hid.
-        self.prefetch = (os.cpu_count() or 1) >= 4 if prefetch is None else prefetch
+        nthread = threads or task_threads()
+        self.prefetch = nthread >= 4 if prefetch is None else prefetch
         self.package_types = [m.package_type for m in self.models]
         self.thresholds = [m.threshold for m in self.models]
         # Models sharing a recipe share one feature build per batch.
         self._spec_keys = [m.spec.to_json() for m in self.models]
         self._specs = {k: m.spec for k, m in zip(self._spec_keys, self.models, strict=True)}
-        nthread = threads or os.cpu_count() or 1
         for m in self.models:
             # The training run's nthread travels inside the model file; scoring decides its own.
             m.booster.set_param({"nthread": nthread})
