@@ -7,7 +7,7 @@
    (target: under 60 s), and of the same week again, which must be cache hits after the extract
    (target: at most a fifth of the first run).
 
-Usage: python bench/bench_training.py [--labels-per-type 25000] [--repeats 3]
+Usage: python bench/bench_training.py [--labels-per-type 25000] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def bench_dag(cfg: PackwiseConfig) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels-per-type", type=int, default=25_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-dag", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="packwise-bench-") as tmp:

@@ -7,6 +7,7 @@ here imports xgboost: the table names modules, which load only when a type is us
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ _BUILTIN: dict[str, str] = {
 }
 
 
+@functools.cache  # scanning every installed distribution's entry points took 10 ms a call
 def _table() -> dict[str, str]:
     table = dict(_BUILTIN)
     for ep in entry_points(group="packwise.model_types"):
