@@ -160,11 +160,14 @@ def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
     _require(products, spec.input_columns)
     n = len(products)
     n_dense = len(spec.dense_names)
-    # Column-major: every column below is one contiguous write (row-major made each a strided pass over
-    # the whole block, most of this function's time). XGBoost reads either layout at the same speed.
-    dense = np.empty((n, n_dense), dtype=np.float32, order="F")
+    # Row-major: XGBoost predicts 3-4% slower from column-major rows, which this function builds twice
+    # as fast; transposing them afterwards costs what it saves. Zeroed pages come free (calloc).
+    dense = np.zeros((n, n_dense), dtype=np.float32)
     j = 0
-    for col in (*spec.numeric, *spec.boolean):
+    for col in spec.numeric:
+        dense[:, j] = _float(products, col)
+        j += 1
+    for col in spec.boolean:
         dense[:, j] = _float(products, col)
         j += 1
     if spec.derived:
@@ -184,8 +187,9 @@ def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
     unseen: dict[str, int] = {}
     for col, vocab in spec.categorical.items():
         codes, n_unseen = _vocabulary_codes(products[col], vocab)
-        for k in range(len(vocab)):
-            np.equal(codes, k, out=dense[:, j + k], casting="unsafe")  # 1.0 / 0.0; unseen (-1) is all zeros
+        block = dense[:, j : j + len(vocab)]
+        known = codes >= 0
+        block[np.nonzero(known)[0], codes[known]] = 1.0
         unseen[col] = n_unseen
         j += len(vocab)
     text = None
