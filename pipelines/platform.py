@@ -56,11 +56,22 @@ def configure_tasks(config: PackwiseConfig) -> None:
     if pipeline is None:
         raise PackwiseError("configure_tasks() must be called inside a @dsl.pipeline function body")
     for task in pipeline.tasks.values():
-        configure_task(task, config.cluster, config.storage.root, retries=_FOR_CLUSTER.get())
+        configure_task(task, config.cluster, config.storage.root, for_cluster=_FOR_CLUSTER.get())
 
 
-def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Path, retries: bool = True) -> None:
-    """One task's resources, env references, storage mount and (for a cluster) retry policy."""
+def threads_for(cpu_limit: str) -> int:
+    """Whole cores a CPU limit allows ("2" -> 2, "1500m" -> 1, "500m" -> 1): the task's thread count."""
+    cores = int(cpu_limit[:-1]) / 1000 if cpu_limit.endswith("m") else float(cpu_limit)
+    return max(1, int(cores))
+
+
+def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Path, for_cluster: bool = True) -> None:
+    """One task's resources, env references, storage mount and, for a cluster, retry policy and threads.
+
+    On a cluster, OMP_NUM_THREADS (XGBoost's default thread count) follows the CPU limit: a container
+    sees every core of its node, and XGBoost reads only the cgroup v1 quota. kfp.local applies a task's
+    env too, so local builds leave it to the local runner's share of the machine.
+    """
     from kfp import kubernetes  # kfp-kubernetes: the [cluster] extra, needed only where pipelines are built
 
     name = component_name(task)
@@ -77,8 +88,10 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Pat
         kubernetes.mount_pvc(task, pvc_name=cluster.storage_pvc, mount_path=str(storage_root))
     # Tagged images are immutable here (skaffold's digest tags, the release version): never re-pull.
     kubernetes.set_image_pull_policy(task, "IfNotPresent")
+    if for_cluster:
+        task.set_env_variable("OMP_NUM_THREADS", str(threads_for(res.cpu_limit)))
     policy = cluster.retries
-    if retries and policy.num_retries > 0 and name not in policy.exempt:
+    if for_cluster and policy.num_retries > 0 and name not in policy.exempt:
         task.set_retry(
             num_retries=policy.num_retries,
             backoff_duration=policy.backoff_duration,

@@ -104,6 +104,8 @@ def test_every_task_has_its_image_resources_caching_and_retries(
         assert container["resources"]["resourceCpuLimit"] == res.cpu_limit, name
         assert container["resources"]["resourceMemoryRequest"] == res.memory_request, name
         assert container["resources"]["resourceMemoryLimit"] == res.memory_limit, name
+        threads = {"1": "1", "2": "2", "3": "3", "4": "4"}[res.cpu_limit]  # whole cores of the limit
+        assert {"name": "OMP_NUM_THREADS", "value": threads} in container.get("env", []), name
         assert task["cachingOptions"].get("enableCache", False) is (component not in NEVER_CACHED), name
         if component in config.cluster.retries.exempt:
             assert "retryPolicy" not in task, f"{name}: a verdict on the data is not retried"
@@ -141,6 +143,15 @@ def test_local_builds_carry_no_retries(tmp_path: Path) -> None:
     compiler.Compiler().compile(build_training_pipeline(IMAGES, cluster_config()), str(path))
     spec = next(iter(yaml.safe_load_all(path.read_text())))
     assert all("retryPolicy" not in task for _, task in tasks(spec))
+    # and no thread count: kfp.local would apply it over the local runner's share of the machine
+    assert all("env" not in executor(spec, task)[1] for _, task in tasks(spec))
+
+
+@pytest.mark.parametrize(("limit", "threads"), [("2", 2), ("1", 1), ("1500m", 1), ("500m", 1), ("4.5", 4)])
+def test_thread_count_follows_the_cpu_limit(limit: str, threads: int) -> None:
+    from packwise_pipelines.platform import threads_for
+
+    assert threads_for(limit) == threads
 
 
 def test_configure_tasks_outside_a_pipeline_is_an_error() -> None:
