@@ -212,7 +212,7 @@ def register_candidate(
     with task_report("register", json.loads(train_json)["package_type"]):
         maybe_fail("register", json.loads(train_json)["package_type"])
         from packwise.gate import GateDecision
-        from packwise.registry import Status, open_registry
+        from packwise.registry import Candidate, Status, open_registry
 
         summary = TrainSummary.from_json(train_json)
         ev = EvaluationResult.from_json(evaluation_json)
@@ -238,18 +238,20 @@ def register_candidate(
                     "comparison; approve with `packwise registry approve` if still wanted"
                 )
         version = registry.register(
-            package_type=summary.package_type,
-            model_file=model_path,
-            status=status,
-            candidate_key=summary.candidate_key,
-            data_fingerprint=summary.data_fingerprint,
-            model_type=summary.model_type,
-            metrics=_version_metrics(ev),
-            label_stats={"count": summary.label_count, "positive_rate": summary.positive_rate},
-            gate_report=decision.report_markdown(),
-            reason=reason,
-            who=who,
-            run_id=summary.candidate_key,
+            Candidate(
+                package_type=summary.package_type,
+                model_file=model_path,
+                status=status,
+                candidate_key=summary.candidate_key,
+                data_fingerprint=summary.data_fingerprint,
+                model_type=summary.model_type,
+                metrics=_version_metrics(ev),
+                label_stats={"count": summary.label_count, "positive_rate": summary.positive_rate},
+                gate_report=decision.report_markdown(),
+                reason=reason,
+                who=who,
+                run_id=summary.candidate_key,
+            )
         )
         return {"version": version.version, "status": str(version.status), "reused": False}
 

@@ -18,7 +18,7 @@ import pytest
 
 from packwise.config import PackwiseConfig
 from packwise.predictions import PREDICTION_RUNS, PREDICTIONS, read_watermark
-from packwise.registry import Status, open_registry
+from packwise.registry import Candidate, Status, open_registry
 from packwise.run_summary import read_summary
 from packwise.synthetic import add_products
 from packwise.warehouse import open_warehouse
@@ -233,11 +233,11 @@ def test_pinned_versions(trained: PackwiseConfig) -> None:
     champion = registry.champion("mailer")
     assert champion is not None
     model_file = registry.download_model("mailer", champion.version, cfg.storage.root / "scratch")
-    rejected = registry.register(
+    rejected = registry.register(Candidate(
         package_type="mailer", model_file=model_file, status=Status.REJECTED, candidate_key="test-rejected",
         data_fingerprint="f", model_type="xgboost", metrics={}, label_stats={}, gate_report="", reason="test",
         who="test", run_id="test",
-    )  # fmt: skip
+    ))  # fmt: skip
     before = _table(cfg)
 
     run, _ = _run(cfg, "daily", "pin-missing", pinned_models={"mailer": 99})

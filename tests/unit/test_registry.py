@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from packwise.config import PackwiseConfig, RegistryConfig
 from packwise.errors import ModelNotFoundError, RegistryError
-from packwise.registry import ModelVersion, Registry, Status, open_registry
+from packwise.registry import Candidate, ModelVersion, Registry, Status, open_registry
 from packwise.registry.mlflow_backend import (
     CHAMPION_ALIAS,
     GATE_REPORT_FILE,
@@ -68,7 +68,7 @@ def _register(
         "run_id": f"run-{key}",
     }
     args.update(overrides)
-    return registry.register(**args)
+    return registry.register(Candidate(**args))
 
 
 def _client(registry: MlflowRegistry) -> MlflowClient:
@@ -454,11 +454,11 @@ def test_open_registry_needs_a_resolved_config_and_writes_nothing_to_cwd(
     assert not (tmp_path / "state").exists()  # opening writes nothing
 
     (tmp_path / "m.tar.gz").write_bytes(b"x")
-    registry.register(
+    registry.register(Candidate(
         package_type="bag", model_file=tmp_path / "m.tar.gz", status=Status.APPROVED, candidate_key="k",
         data_fingerprint="fp", model_type="xgboost", metrics={"auc": 0.9}, label_stats={"count": 3},
         gate_report="ok", reason="first", who="me", run_id="r",
-    )  # fmt: skip
+    ))  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tar.gz", "state"]
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["mlartifacts", "mlflow.db", "mlflow.db.lock"]
 
@@ -466,17 +466,17 @@ def test_open_registry_needs_a_resolved_config_and_writes_nothing_to_cwd(
 _CONCURRENT_TASK = """
 import sys
 from pathlib import Path
-from packwise.registry import Status
+from packwise.registry import Candidate, Status
 from packwise.registry.mlflow_backend import MlflowRegistry
 
 root, package_type = Path(sys.argv[1]), sys.argv[2]
 registry = MlflowRegistry(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=(root / "art").as_uri())
 model = root.parent / f"{package_type}.tar.gz"
 model.write_bytes(package_type.encode())
-registry.register(
+registry.register(Candidate(
     package_type=package_type, model_file=model, status=Status.APPROVED, candidate_key="k", data_fingerprint="f",
     model_type="xgboost", metrics={}, label_stats={}, gate_report="", reason="ok", who="task", run_id="r",
-)
+))
 """
 
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from packwise.config import load_config
-from packwise.registry import Registry, Status, open_registry
+from packwise.registry import Candidate, Registry, Status, open_registry
 from packwise.registry_cli import registry_app
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
@@ -40,18 +40,20 @@ def _seed(registry: Registry, package_type: str, tmp_path: Path, statuses: list[
         model_file = tmp_path / f"m{i}.tar.gz"
         model_file.write_bytes(b"model %d" % i)
         registry.register(
-            package_type=package_type,
-            model_file=model_file,
-            status=status,
-            candidate_key=f"cand-{i}",
-            data_fingerprint=f"{i:02d}fingerprint0123456789",
-            model_type="xgboost",
-            metrics={"auc": 0.9 + i / 100, "pr_auc": 0.7, "log_loss": 0.3},
-            label_stats={"count": 100 * i, "positive_rate": 0.4},
-            gate_report=f"# Gate for v{i}\n\n- **auc** above the floor\n- label shift small",
-            reason=f"gate said v{i}",
-            who="pipeline",
-            run_id=f"run-{i}",
+            Candidate(
+                package_type=package_type,
+                model_file=model_file,
+                status=status,
+                candidate_key=f"cand-{i}",
+                data_fingerprint=f"{i:02d}fingerprint0123456789",
+                model_type="xgboost",
+                metrics={"auc": 0.9 + i / 100, "pr_auc": 0.7, "log_loss": 0.3},
+                label_stats={"count": 100 * i, "positive_rate": 0.4},
+                gate_report=f"# Gate for v{i}\n\n- **auc** above the floor\n- label shift small",
+                reason=f"gate said v{i}",
+                who="pipeline",
+                run_id=f"run-{i}",
+            )
         )
 
 

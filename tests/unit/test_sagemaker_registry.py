@@ -17,7 +17,7 @@ import pytest
 
 from packwise.config import PackwiseConfig, RegistryConfig
 from packwise.errors import ModelNotFoundError, RegistryError
-from packwise.registry import ModelVersion, Registry, Status, open_registry
+from packwise.registry import Candidate, ModelVersion, Registry, Status, open_registry
 from packwise.registry.mlflow_backend import CHAMPION_ALIAS, TAG_STATUS, MlflowRegistry
 from packwise.registry.sagemaker_backend import MirroredRegistry, SageMakerRegistry
 from tests.conftest import make_config, seed
@@ -53,18 +53,20 @@ def _register(registry: Registry, package_type: str, tmp_path: Path, key: str, s
     model_file = tmp_path / f"{key}.tar.gz"
     model_file.write_bytes(f"model bytes of {key}".encode() * 50)
     return registry.register(
-        package_type=package_type,
-        model_file=model_file,
-        status=status,
-        candidate_key=key,
-        data_fingerprint=f"fp-{key}",
-        model_type="xgboost",
-        metrics=METRICS,
-        label_stats=LABEL_STATS,
-        gate_report=f"# Gate report\n\nkey {key}\n" + "| row |\n" * 400,
-        reason=f"gate decision for {key}",
-        who="pipeline",
-        run_id=f"run-{key}",
+        Candidate(
+            package_type=package_type,
+            model_file=model_file,
+            status=status,
+            candidate_key=key,
+            data_fingerprint=f"fp-{key}",
+            model_type="xgboost",
+            metrics=METRICS,
+            label_stats=LABEL_STATS,
+            gate_report=f"# Gate report\n\nkey {key}\n" + "| row |\n" * 400,
+            reason=f"gate decision for {key}",
+            who="pipeline",
+            run_id=f"run-{key}",
+        )
     )
 
 

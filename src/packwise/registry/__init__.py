@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditEvent",
+    "Candidate",
     "ModelVersion",
     "Registry",
     "RegistryBackend",
@@ -142,26 +143,29 @@ class ModelVersion:
         return data
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A trained model to register, with everything its version records."""
+
+    package_type: str
+    model_file: Path  # the packaged model (a model.tar.gz; stored under that name whatever its name)
+    status: Status  # initial status, from the gate decision
+    candidate_key: str  # the candidate's identity: registering it again returns the first version
+    data_fingerprint: str  # fingerprint of the label snapshot it was trained on
+    model_type: str  # model type plugin name
+    metrics: Mapping[str, float]  # validation metrics (auc, pr_auc, log_loss, ...)
+    label_stats: Mapping[str, float]  # count and positive_rate of the training labels
+    gate_report: str  # Markdown report of the gate
+    reason: str  # the gate decision's one-line reason (version description, first audit event)
+    who: str  # who registers: a pipeline or a person
+    run_id: str  # lineage handle of the producing run
+
+
 @runtime_checkable
 class Registry(Protocol):
     """What Packwise needs from a model registry: ``mlflow`` (the local default) or ``sagemaker``."""
 
-    def register(
-        self,
-        *,
-        package_type: str,
-        model_file: Path,
-        status: Status,
-        candidate_key: str,
-        data_fingerprint: str,
-        model_type: str,
-        metrics: Mapping[str, float],
-        label_stats: Mapping[str, float],
-        gate_report: str,
-        reason: str,
-        who: str,
-        run_id: str,
-    ) -> ModelVersion:
+    def register(self, candidate: Candidate) -> ModelVersion:
         """Registers a candidate; returns the existing version if ``candidate_key`` is already registered."""
         ...
 
@@ -227,22 +231,7 @@ class RegistryBackend(abc.ABC):
     """
 
     @abc.abstractmethod
-    def register(
-        self,
-        *,
-        package_type: str,
-        model_file: Path,
-        status: Status,
-        candidate_key: str,
-        data_fingerprint: str,
-        model_type: str,
-        metrics: Mapping[str, float],
-        label_stats: Mapping[str, float],
-        gate_report: str,
-        reason: str,
-        who: str,
-        run_id: str,
-    ) -> ModelVersion:
+    def register(self, candidate: Candidate) -> ModelVersion:
         """See ``Registry.register``."""
 
     @abc.abstractmethod

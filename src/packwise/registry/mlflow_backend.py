@@ -35,6 +35,7 @@ from packwise.config import PACKAGE_TYPE_NAME
 from packwise.errors import RegistryError
 from packwise.registry import (
     AuditEvent,
+    Candidate,
     ModelVersion,
     RegistryBackend,
     Status,
@@ -344,40 +345,15 @@ class MlflowRegistry(RegistryBackend):
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    def register(
-        self,
-        *,
-        package_type: str,
-        model_file: Path,
-        status: Status,
-        candidate_key: str,
-        data_fingerprint: str,
-        model_type: str,
-        metrics: Mapping[str, float],
-        label_stats: Mapping[str, float],
-        gate_report: str,
-        reason: str,
-        who: str,
-        run_id: str,
-    ) -> ModelVersion:
+    def register(self, candidate: Candidate) -> ModelVersion:
         """Registers a candidate model as a new version, or returns the version of ``candidate_key``.
 
         All or nothing: if any step fails, the created model version and run are deleted, the champion
         is untouched, and RegistryError is raised.
 
         Args:
-            package_type: Package type of the classifier.
-            model_file: The packaged model (a ``model.tar.gz``; stored under that name whatever its name).
-            status: Initial status, from the gate decision.
-            candidate_key: Identity of the candidate; a second registration with it returns the first.
-            data_fingerprint: Fingerprint of the label snapshot.
-            model_type: Model type plugin name.
-            metrics: Validation metrics (``auc``, ``pr_auc``, ``log_loss``, ...).
-            label_stats: ``count`` and ``positive_rate`` of the training labels.
-            gate_report: Markdown report of the gate.
-            reason: The gate decision's one-line reason (the version description and first audit event).
-            who: Who registers (a pipeline or a person).
-            run_id: The pipeline run that produced the model.
+            candidate: The model and what its version records; a second registration of its
+                ``candidate_key`` returns the first version.
 
         Returns:
             The registered (or already registered) version.
@@ -385,15 +361,18 @@ class MlflowRegistry(RegistryBackend):
         Raises:
             RegistryError: Invalid input, or the store failed (nothing was registered).
         """
+        c = candidate
+        package_type, candidate_key, run_id, who = c.package_type, c.candidate_key, c.run_id, c.who
+        data_fingerprint, model_type, gate_report = c.data_fingerprint, c.model_type, c.gate_report
         _validate_package_type(package_type)
-        status = Status(status)
-        text = _clip(require_reason(reason), MAX_REASON)
+        status = Status(c.status)
+        text = _clip(require_reason(c.reason), MAX_REASON)
         if not candidate_key.strip():
             raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
         existing = self.find_by_candidate_key(package_type, candidate_key)
         if existing is not None:
             return existing
-        model_file = Path(model_file)
+        model_file = Path(c.model_file)
         if not model_file.is_file():
             raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
         identity = {
@@ -405,8 +384,8 @@ class MlflowRegistry(RegistryBackend):
         for field_name, value in identity.items():
             if len(value) > MAX_IDENTITY:
                 raise RegistryError(f"{field_name} is {len(value)} characters; keep it under {MAX_IDENTITY}")
-        metric_values = {str(k): float(v) for k, v in metrics.items()}
-        stats = {str(k): v for k, v in label_stats.items()}
+        metric_values = {str(k): float(v) for k, v in c.metrics.items()}
+        stats = {str(k): v for k, v in c.label_stats.items()}
 
         name = self.model_name(package_type)
         created_at = utc_now()

@@ -33,6 +33,7 @@ from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
 from packwise.errors import RegistryError
 from packwise.registry import (
     AuditEvent,
+    Candidate,
     ModelVersion,
     RegistryBackend,
     Status,
@@ -264,22 +265,7 @@ class SageMakerRegistry(RegistryBackend):
             if "already exists" not in str(err).lower() and error_code(err) != "ResourceInUse":
                 raise
 
-    def register(
-        self,
-        *,
-        package_type: str,
-        model_file: Path,
-        status: Status,
-        candidate_key: str,
-        data_fingerprint: str,
-        model_type: str,
-        metrics: Mapping[str, float],
-        label_stats: Mapping[str, float],
-        gate_report: str,
-        reason: str,
-        who: str,
-        run_id: str,
-    ) -> ModelVersion:
+    def register(self, candidate: Candidate) -> ModelVersion:
         """Registers a candidate as a new model package version, or returns the version of ``candidate_key``.
 
         The record (gate report, audit) and the model file go to S3 first, then the model package is created
@@ -289,22 +275,25 @@ class SageMakerRegistry(RegistryBackend):
         Raises:
             RegistryError: Invalid input, or SageMaker/S3 refused (nothing was registered).
         """
+        c = candidate
+        package_type, candidate_key, run_id, who = c.package_type, c.candidate_key, c.run_id, c.who
+        data_fingerprint, model_type, gate_report = c.data_fingerprint, c.model_type, c.gate_report
         _validate_package_type(package_type)
-        status = Status(status)
-        text = require_reason(reason)
+        status = Status(c.status)
+        text = require_reason(c.reason)
         if not candidate_key.strip():
             raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
         existing = self.find_by_candidate_key(package_type, candidate_key)
         if existing is not None:
             return existing
-        model_file = Path(model_file)
+        model_file = Path(c.model_file)
         if not model_file.is_file():
             raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
 
         created_at = utc_now()
         creation = AuditEvent(at=created_at, who=who or "unknown", from_status=None, to_status=status, reason=text)
-        metric_values = {str(k): float(v) for k, v in metrics.items()}
-        stats = {str(k): v for k, v in label_stats.items()}
+        metric_values = {str(k): float(v) for k, v in c.metrics.items()}
+        stats = {str(k): v for k, v in c.label_stats.items()}
         record_uri = self._record_uri(package_type, candidate_key)
         record = {
             "package_type": package_type,
@@ -426,38 +415,10 @@ class MirroredRegistry(RegistryBackend):
     def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
         return self.primary.download_model(package_type, version, dest_dir)
 
-    def register(
-        self,
-        *,
-        package_type: str,
-        model_file: Path,
-        status: Status,
-        candidate_key: str,
-        data_fingerprint: str,
-        model_type: str,
-        metrics: Mapping[str, float],
-        label_stats: Mapping[str, float],
-        gate_report: str,
-        reason: str,
-        who: str,
-        run_id: str,
-    ) -> ModelVersion:
+    def register(self, candidate: Candidate) -> ModelVersion:
         """Registers in the primary (idempotent), then mirrors that version."""
-        version = self.primary.register(
-            package_type=package_type,
-            model_file=model_file,
-            status=status,
-            candidate_key=candidate_key,
-            data_fingerprint=data_fingerprint,
-            model_type=model_type,
-            metrics=metrics,
-            label_stats=label_stats,
-            gate_report=gate_report,
-            reason=reason,
-            who=who,
-            run_id=run_id,
-        )
-        self._mirror_version(version, model_file)
+        version = self.primary.register(candidate)
+        self._mirror_version(version, candidate.model_file)
         return version
 
     def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
@@ -475,18 +436,20 @@ class MirroredRegistry(RegistryBackend):
                         model_file = self.primary.download_model(version.package_type, version.version, Path(tmp))
                     first = version.audit[0] if version.audit else None
                     mirrored = self.mirror.register(
-                        package_type=version.package_type,
-                        model_file=model_file,
-                        status=first.to_status if first else version.status,
-                        candidate_key=version.candidate_key,
-                        data_fingerprint=version.data_fingerprint,
-                        model_type=version.model_type,
-                        metrics=version.metrics,
-                        label_stats=version.label_stats,
-                        gate_report=version.gate_report,
-                        reason=first.reason if first else "mirrored from SageMaker",
-                        who=first.who if first else "packwise-mirror",
-                        run_id=version.run_id,
+                        Candidate(
+                            package_type=version.package_type,
+                            model_file=model_file,
+                            status=first.to_status if first else version.status,
+                            candidate_key=version.candidate_key,
+                            data_fingerprint=version.data_fingerprint,
+                            model_type=version.model_type,
+                            metrics=version.metrics,
+                            label_stats=version.label_stats,
+                            gate_report=version.gate_report,
+                            reason=first.reason if first else "mirrored from SageMaker",
+                            who=first.who if first else "packwise-mirror",
+                            run_id=version.run_id,
+                        )
                     )
                 self.mirror.client.set_model_version_tag(
                     self.mirror.model_name(version.package_type),
