@@ -231,10 +231,11 @@ def task_environment() -> dict[str, str]:
     """
     import os
 
+    from packwise.cores import available_cores
+
     if os.environ.get("OMP_NUM_THREADS"):
         return {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
-    cores = len(os.sched_getaffinity(0))
-    return {"OMP_NUM_THREADS": str(max(1, cores // LOCAL_CONCURRENT_TASKS))}
+    return {"OMP_NUM_THREADS": str(max(1, available_cores() // LOCAL_CONCURRENT_TASKS))}
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from packwise.cores import task_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
 
 if TYPE_CHECKING:
@@ -48,16 +49,6 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "use_dictionary": [RECOMMENDED],
     "write_statistics": [PRODUCT_ID],
 }
-
-
-def task_threads() -> int:
-    """Threads this task may use: OMP_NUM_THREADS when its runner set it (the local runner gives each of
-    its concurrent tasks a share of the cores), else every core this process may run on."""
-    try:
-        given = int(os.environ.get("OMP_NUM_THREADS", "0"))
-    except ValueError:
-        given = 0
-    return given if given > 0 else len(os.sched_getaffinity(0))
 
 
 def prob_column(package_type: str) -> str:

@@ -16,7 +16,8 @@ import pytest
 from kfp import dsl
 
 from packwise.config import ModelConfig
-from packwise.scoring import Scorer, ScoringModel, task_threads
+from packwise.cores import available_cores, task_threads
+from packwise.scoring import Scorer, ScoringModel
 from packwise_pipelines import local as local_runner
 from tests.conftest import make_config
 
@@ -28,6 +29,16 @@ def test_each_concurrent_task_gets_its_share_of_the_cores(monkeypatch: pytest.Mo
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert local_runner.task_environment() == {"OMP_NUM_THREADS": "1"}
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's choice wins
+    assert local_runner.task_environment() == {"OMP_NUM_THREADS": "3"}
+
+
+def test_cores_are_counted_where_there_is_no_affinity_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # macOS has no os.sched_getaffinity: the count falls back to os.cpu_count()
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert available_cores() == 6
+    assert task_threads() == 6
     assert local_runner.task_environment() == {"OMP_NUM_THREADS": "3"}
 
 
@@ -43,7 +54,7 @@ def test_a_subprocess_task_sees_the_share_and_the_environment_is_restored_after_
         import json
         import os
 
-        from packwise.scoring import task_threads
+        from packwise.cores import task_threads
 
         with open(path, "w") as out:
             json.dump({"omp": os.environ.get("OMP_NUM_THREADS"), "task_threads": task_threads()}, out)
@@ -54,7 +65,7 @@ def test_a_subprocess_task_sees_the_share_and_the_environment_is_restored_after_
 
     run = local_runner.run_pipeline_locally(threads, {"path": str(seen)}, cfg, "threads-run")
     assert run.succeeded, run.log_path.read_text()[-2000:]
-    share = max(1, len(os.sched_getaffinity(0)) // local_runner.LOCAL_CONCURRENT_TASKS)
+    share = max(1, available_cores() // local_runner.LOCAL_CONCURRENT_TASKS)
     assert json.loads(seen.read_text()) == {"omp": str(share), "task_threads": share}
     assert "OMP_NUM_THREADS" not in os.environ
 
@@ -87,4 +98,4 @@ def test_the_scorer_uses_the_task_share_unless_told(tmp_path: Path, monkeypatch:
     assert nthread(Scorer([ScoringModel("box", 1, booster, spec, 0.5)])) == 1
     assert nthread(Scorer([ScoringModel("box", 1, booster, spec, 0.5)], threads=3)) == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert task_threads() == len(os.sched_getaffinity(0))
+    assert task_threads() == available_cores() == len(os.sched_getaffinity(0))
