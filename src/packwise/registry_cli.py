@@ -154,7 +154,7 @@ def show(
     fields.add_row("status", _status_text(found.status))
     fields.add_row("champion", "yes" if is_champion else "no")
     fields.add_row("created", found.created_at)
-    fields.add_row("pipeline run", found.run_id)
+    fields.add_row("pipeline run", found.run_id or "-")
     fields.add_row("candidate key", found.candidate_key)
     fields.add_row("data fingerprint", found.data_fingerprint)
     fields.add_row("model type", found.model_type)

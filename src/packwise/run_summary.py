@@ -8,6 +8,7 @@ evaluation failed has no version for this run and is reported as failed, not sil
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,14 @@ def summarize_training_run(
             key = candidate_key(fingerprint, package_type, features_json, split_json, model_json)
             version = registry.find_by_candidate_key(package_type, key)
             if version is not None:
+                version = _stamp_run(registry, version, run_id)
                 champion = registry.champion(package_type)
                 row.update(
                     decision=str(version.status),
                     version=version.version,
                     reason=version.audit[0].reason if version.audit else "",
                     candidate={k: version.metrics.get(k) for k in ("auc", "pr_auc", "log_loss")},
-                    champion_scores={
-                        k: version.metrics.get(f"champion_{k}") for k in ("auc", "pr_auc", "log_loss")
-                    },
+                    champion_scores={k: version.metrics.get(f"champion_{k}") for k in ("auc", "pr_auc", "log_loss")},
                     champion_version=None if champion is None else champion.version,
                 )
             else:
@@ -67,15 +67,28 @@ def summarize_training_run(
     return summary
 
 
+def _stamp_run(registry: Any, version: Any, run_id: str) -> Any:
+    """The version with its pipeline run recorded (the first run that reports it); a registry that
+    refuses leaves the version as it was, since a report must never fail for want of lineage."""
+    from packwise.errors import RegistryError
+
+    try:
+        return registry.record_run(version.package_type, version.version, run_id)
+    except RegistryError as err:
+        logging.getLogger(__name__).warning(
+            "could not record run %s on %s v%s: %s", run_id, version.package_type, version.version, err
+        )
+        return version
+
+
 def summary_markdown(summary: dict[str, Any]) -> tuple[str, str]:
     """Subject line and Markdown body of a training-run notification."""
     rows = summary["package_types"]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
-    subject = (
-        f"Packwise training week {summary.get('week')} ({summary['run_id']}): "
-        + ", ".join(f"{n} {d}" for d, n in sorted(counts.items()))
+    subject = f"Packwise training week {summary.get('week')} ({summary['run_id']}): " + ", ".join(
+        f"{n} {d}" for d, n in sorted(counts.items())
     )
     lines = [
         "| package type | decision | version | candidate AUC | champion AUC (same split) | reason |",

@@ -250,7 +250,7 @@ def register_candidate(
                 gate_report=decision.report_markdown(),
                 reason=reason,
                 who=who,
-                run_id=summary.candidate_key,
+                run_id="",  # a cached task cannot know its run; the run's exit handler stamps it
             )
         )
         return {"version": version.version, "status": str(version.status), "reused": False}

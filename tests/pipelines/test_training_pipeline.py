@@ -69,6 +69,7 @@ def test_week1_every_type_gets_its_first_approved_model(cfg: PackwiseConfig) -> 
         champion = registry.champion(package_type)
         assert champion is not None and champion.version == row["version"]
         assert "no champion" in champion.gate_report.lower() or "first model" in champion.gate_report.lower()
+        assert champion.run_id == run.run_id == "week1"  # the version names the run that made it
 
 
 def test_week2_candidates_are_gated_against_week1_champions(cfg: PackwiseConfig) -> None:
@@ -100,6 +101,8 @@ def test_same_week_again_is_all_cache_hits_after_the_extract(cfg: PackwiseConfig
     assert [t for t in executed if not t.startswith(("extract", "notify"))] == [], executed
     assert len(_cached(run)) >= 3 + 3 * len(TYPES)
     assert len(registry.list_versions()) == versions_before
+    # the versions still name the run that registered them, not this all-cached repeat
+    assert {v.run_id for v in registry.list_versions() if v.candidate_key} <= {"week1", "week2"}
 
 
 def test_corrupted_labels_reject_only_that_type(cfg: PackwiseConfig) -> None:

@@ -71,6 +71,19 @@ def _register(
     return registry.register(Candidate(**args))
 
 
+def test_the_first_run_that_reports_a_version_is_recorded_once(
+    registry: MlflowRegistry, package_type: str, tmp_path: Path
+) -> None:
+    v = _register(registry, package_type, tmp_path, "k1", Status.APPROVED, run_id="")
+    assert v.run_id == ""
+    assert registry.record_run(package_type, v.version, "training-a").run_id == "training-a"
+    assert registry.record_run(package_type, v.version, "training-b").run_id == "training-a"  # first one kept
+    stamped = registry.get(package_type, v.version)
+    assert stamped.run_id == "training-a" and stamped.status == Status.APPROVED and len(stamped.audit) == 1
+    given = _register(registry, package_type, tmp_path, "k2", Status.REJECTED)  # registered with its run
+    assert registry.record_run(package_type, given.version, "training-c").run_id == "run-k2"
+
+
 def _client(registry: MlflowRegistry) -> MlflowClient:
     return registry.client
 

@@ -49,7 +49,9 @@ def package_type(request: pytest.FixtureRequest) -> str:
     return re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[5:45].strip("_")
 
 
-def _register(registry: Registry, package_type: str, tmp_path: Path, key: str, status: Status) -> ModelVersion:
+def _register(
+    registry: Registry, package_type: str, tmp_path: Path, key: str, status: Status, run_id: str | None = None
+) -> ModelVersion:
     model_file = tmp_path / f"{key}.tar.gz"
     model_file.write_bytes(f"model bytes of {key}".encode() * 50)
     return registry.register(
@@ -65,7 +67,7 @@ def _register(registry: Registry, package_type: str, tmp_path: Path, key: str, s
             gate_report=f"# Gate report\n\nkey {key}\n" + "| row |\n" * 400,
             reason=f"gate decision for {key}",
             who="pipeline",
-            run_id=f"run-{key}",
+            run_id=f"run-{key}" if run_id is None else run_id,
         )
     )
 
@@ -197,6 +199,25 @@ def test_the_mlflow_mirror_follows_every_version_and_status_change(
     assert "m3" not in mirrored()
     assert registry.sync(package_type) == 3
     assert mirrored()["m3"] == (Status.APPROVED, 3) and alias() == 3
+
+
+def test_the_first_run_that_reports_a_version_is_recorded_in_both_registries(
+    emulator: SageMakerEmulator, tmp_path: Path, package_type: str
+) -> None:
+    registry = open_registry(_config(tmp_path, emulator, True, "rr").registry)
+    assert isinstance(registry, MirroredRegistry)
+
+    def mirrored_run() -> str | None:
+        found = registry.mirror.find_by_candidate_key(package_type, "r1")
+        return None if found is None else found.run_id
+
+    v = _register(registry, package_type, tmp_path, "r1", Status.APPROVED, run_id="")
+    assert v.run_id == "" and mirrored_run() == ""
+    assert registry.record_run(package_type, v.version, "training-week-1").run_id == "training-week-1"
+    assert registry.record_run(package_type, v.version, "training-week-1-again").run_id == "training-week-1"
+    assert registry.get(package_type, v.version).run_id == "training-week-1"
+    assert mirrored_run() == "training-week-1"
+    assert registry.get(package_type, v.version).status == Status.APPROVED  # nothing else moved
 
 
 def test_open_registry_refuses_an_unresolved_sagemaker_section() -> None:

@@ -169,6 +169,10 @@ class Registry(Protocol):
         """Registers a candidate; returns the existing version if ``candidate_key`` is already registered."""
         ...
 
+    def record_run(self, package_type: str, version: int, run_id: str) -> ModelVersion:
+        """Stamps the pipeline run that registered ``version``, once (the first run to report it keeps it)."""
+        ...
+
     def get(self, package_type: str, version: int) -> ModelVersion:
         """One version; ModelNotFoundError when it does not exist."""
         ...
@@ -249,6 +253,22 @@ class RegistryBackend(abc.ABC):
     @abc.abstractmethod
     def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
         """Stores ``event`` in the audit trail and ``event.to_status`` as the status, or nothing on error."""
+
+    @abc.abstractmethod
+    def _write_run_id(self, current: ModelVersion, run_id: str) -> None:
+        """Stores ``run_id`` as the version's pipeline run."""
+
+    def record_run(self, package_type: str, version: int, run_id: str) -> ModelVersion:
+        """Stamps the pipeline run that registered ``version``, once: the first run to report it keeps it.
+
+        The register task is cached, and a run id among its inputs would make every run a cache miss, so it
+        registers without one and the run's exit handler (never cached) stamps it here.
+        """
+        current = self.get(package_type, version)
+        if current.run_id or not run_id.strip():
+            return current
+        self._write_run_id(current, run_id.strip())
+        return self.get(package_type, version)
 
     def champion(self, package_type: str) -> ModelVersion | None:
         """The newest Approved version of ``package_type`` by version number, or None.

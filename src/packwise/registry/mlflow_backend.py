@@ -478,6 +478,16 @@ class MlflowRegistry(RegistryBackend):
         with contextlib.suppress(Exception):
             self._sync_champion_alias(name.removeprefix(f"{self.model_name_prefix}-"))
 
+    def _write_run_id(self, current: ModelVersion, run_id: str) -> None:
+        if len(run_id) > MAX_IDENTITY:
+            raise RegistryError(f"run_id is {len(run_id)} characters; keep it under {MAX_IDENTITY}")
+        name, version = self.model_name(current.package_type), str(current.version)
+        value = _check_tag(TAG_RUN_ID, run_id)
+        self._call(
+            f"record the run of {current.package_type} v{version}",
+            lambda: self.client.set_model_version_tag(name, version, TAG_RUN_ID, value),
+        )
+
     def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
         """Appends the audit tag, then sets the status tag; removes the audit tag if that fails."""
         name = self.model_name(current.package_type)

@@ -319,6 +319,8 @@ class SageMakerRegistry(RegistryBackend):
         }
         if len(props[P_METRICS]) >= MAX_PROPERTY:
             props[P_METRICS] = "{}"  # the record holds them all
+        # SageMaker refuses an empty property value; a pipeline registers before its run id is known
+        props = {k: v for k, v in props.items() if v}
         image = xgboost_image_uri(self.clients.region, self.config.xgboost_image_uri)
 
         def write() -> str:
@@ -370,6 +372,17 @@ class SageMakerRegistry(RegistryBackend):
             raise RegistryError(f"{package_type}: the new model package {arn} has no Packwise properties")
         return mine
 
+    def _write_run_id(self, current: ModelVersion, run_id: str) -> None:
+        """The S3 record holds the run id (its ``packwise.run_id`` property keeps the registration's value)."""
+        arn = self._call("find the version", lambda: self._arn(current.package_type, current.version))
+        described = self._call("describe the version", lambda: self._describe(arn))
+        record_uri = S3Uri.parse(dict(described.get("CustomerMetadataProperties") or {})[P_RECORD])
+        record = {**self._read_record(str(record_uri)), "run_id": run_id}
+        self._call(
+            f"record the run of {current.package_type} v{current.version}",
+            lambda: put_text(self.clients, record_uri, json.dumps(record, sort_keys=True)),
+        )
+
     def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
         """Appends the event to the S3 record, then sets ``ModelApprovalStatus``; restores the record on failure."""
         arn = self._call("find the version", lambda: self._arn(current.package_type, current.version))
@@ -420,6 +433,12 @@ class MirroredRegistry(RegistryBackend):
         version = self.primary.register(candidate)
         self._mirror_version(version, candidate.model_file)
         return version
+
+    def _write_run_id(self, current: ModelVersion, run_id: str) -> None:
+        self.primary._write_run_id(current, run_id)
+        mirrored = self.mirror.find_by_candidate_key(current.package_type, current.candidate_key)
+        if mirrored is not None:
+            self.mirror.record_run(current.package_type, mirrored.version, run_id)
 
     def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
         self.primary._write_status(current, event)
