@@ -98,12 +98,12 @@ def evaluate_sagemaker(
     Returns:
         Evaluation of both models as JSON.
     """
-    import json
     import tempfile
     from pathlib import Path
 
     from packwise.config import RegistryConfig, SageMakerConfig
     from packwise.sagemaker.steps import evaluate_candidate_sagemaker
+    from packwise_components.ui_artifacts import record_evaluation
 
     with tempfile.TemporaryDirectory() as scratch:
         result, jobs = evaluate_candidate_sagemaker(
@@ -116,17 +116,8 @@ def evaluate_sagemaker(
             validation_split.metadata["fingerprint"],
             Path(scratch),
         )
-    for who, scores in (("candidate", result.candidate), ("champion", result.champion)):
-        for name in ("auc", "pr_auc", "log_loss"):
-            if scores is not None:
-                metrics.log_metric(f"{who}_{name}", round(float(scores[name]), 6))
-    roc = result.candidate["roc_curve"]
-    classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    classification.log_confusion_matrix(["unsuitable", "suitable"], result.candidate["confusion_matrix"])
     metrics.metadata["sagemaker_transform_jobs"] = ",".join(jobs)
-    # The local runner's cache treats an output without a file as missing; leave the values on disk too.
-    Path(metrics.path).write_text(json.dumps(metrics.metadata))
-    Path(classification.path).write_text(json.dumps(classification.metadata))
+    record_evaluation(result, metrics, classification)
     return result.to_json()
 
 

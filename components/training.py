@@ -182,12 +182,12 @@ def evaluate(
     Returns:
         Evaluation of both models as JSON.
     """
-    import json
     import tempfile
     from pathlib import Path
 
     from packwise.config import RegistryConfig
     from packwise.training import evaluate_candidate
+    from packwise_components.ui_artifacts import record_evaluation
 
     with tempfile.TemporaryDirectory() as scratch:
         result = evaluate_candidate(
@@ -198,16 +198,7 @@ def evaluate(
             RegistryConfig.model_validate_json(registry_json),
             Path(scratch),
         )
-    for who, scores in (("candidate", result.candidate), ("champion", result.champion)):
-        for name in ("auc", "pr_auc", "log_loss"):
-            if scores is not None:
-                metrics.log_metric(f"{who}_{name}", round(float(scores[name]), 6))
-    roc = result.candidate["roc_curve"]
-    classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    classification.log_confusion_matrix(["unsuitable", "suitable"], result.candidate["confusion_matrix"])
-    # The local runner's cache treats an output without a file as missing; leave the values on disk too.
-    Path(metrics.path).write_text(json.dumps(metrics.metadata))
-    Path(classification.path).write_text(json.dumps(classification.metadata))
+    record_evaluation(result, metrics, classification)
     return result.to_json()
 
 
