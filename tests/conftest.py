@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from packwise.config import PackwiseConfig, parse_config
+
+if TYPE_CHECKING:
+    from tests.sagemaker_emulator import SageMakerEmulator
 
 
 def make_config(root: Path, **sections: Any) -> PackwiseConfig:
@@ -37,3 +40,16 @@ def config_factory(tmp_path: Path) -> Callable[..., PackwiseConfig]:
         return make_config(tmp_path / "state", **sections)
 
     return factory
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[SageMakerEmulator]:
+    """moto's server with the SageMaker emulation, one per test module, and fake credentials in the
+    environment for the standard credential chain (kfp.local's subprocess tasks inherit them)."""
+    from tests.sagemaker_emulator import FAKE_CREDENTIALS, sagemaker_emulator
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in FAKE_CREDENTIALS.items():
+            mp.setenv(key, value)
+        with sagemaker_emulator() as running:
+            yield running

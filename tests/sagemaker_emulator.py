@@ -193,6 +193,9 @@ def sagemaker_section(emulator: SageMakerEmulator, **overrides: Any) -> dict[str
     }
 
 
+# The built-in XGBoost 3.0-5 image SageMaker publishes for REGION; tests assert requests carry exactly it.
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

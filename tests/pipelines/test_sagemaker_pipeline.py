@@ -13,7 +13,6 @@ the predictions table equals a local-scoring run on a copy of the same warehouse
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +29,15 @@ from packwise_pipelines.local import LocalRun, inference_run, training_run
 from tests.conftest import make_config, seed
 from tests.sagemaker_emulator import (
     BUCKET,
-    FAKE_CREDENTIALS,
     ROLE_ARN,
+    XGBOOST_IMAGE,
     SageMakerEmulator,
-    sagemaker_emulator,
     sagemaker_section,
 )
 
 pytestmark = pytest.mark.pipeline
 
 TYPES = ["own_container", "bag", "mailer", "box"]
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[SageMakerEmulator]:
-    # kfp.local's subprocess tasks inherit these: the standard credential chain, fake values
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in FAKE_CREDENTIALS.items():
-            mp.setenv(key, value)
-        with sagemaker_emulator() as running:
-            yield running
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +81,7 @@ def test_week1_trains_and_evaluates_on_sagemaker_and_registers_there(
         "one training job per package type"
     )
     for request in trainings:
-        assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+        assert request["AlgorithmSpecification"]["TrainingImage"] == XGBOOST_IMAGE
         channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
         assert set(channels) == {"train", "validation"}
         assert {c["ContentType"] for c in channels.values()} == {"text/csv"}
@@ -231,7 +218,7 @@ def test_monthly_inference_scores_every_shard_in_batch_transform_like_local_scor
     assert len(created_models) <= 2 * len(model_names)
     for request in created_models:
         assert request["ExecutionRoleArn"] == ROLE_ARN
-        assert request["PrimaryContainer"]["Image"] == IMAGE
+        assert request["PrimaryContainer"]["Image"] == XGBOOST_IMAGE
         assert request["PrimaryContainer"]["ModelDataUrl"].startswith(f"s3://{BUCKET}/packwise-test/")
         assert request["PrimaryContainer"]["ModelDataUrl"].endswith(".tar.gz")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,12 @@ from packwise.errors import InjectedFault
 from packwise.sagemaker.session import Clients, open_clients
 from tests.conftest import make_config, seed
 from tests.sagemaker_emulator import (
-    FAKE_CREDENTIALS,
     REGION,
     ROLE_ARN,
+    XGBOOST_IMAGE,
     SageMakerEmulator,
-    sagemaker_emulator,
     sagemaker_section,
 )
-
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[SageMakerEmulator]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in FAKE_CREDENTIALS.items():
-            mp.setenv(key, value)
-        with sagemaker_emulator() as running:
-            yield running
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +111,7 @@ def test_training_job_request_channels_and_staged_csv(
     request = requests[0]
     assert request["TrainingJobName"] == result.job_name
     assert result.job_name.startswith(f"pw-train-mailer-{splits['fingerprint'][:12]}-")
-    assert request["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    assert request["AlgorithmSpecification"] == {"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"}
     assert request["RoleArn"] == ROLE_ARN
     assert request["HyperParameters"]["objective"] == "binary:logistic"
     assert request["HyperParameters"]["eval_metric"] == "logloss"
@@ -230,7 +217,7 @@ def test_sagemaker_evaluation_equals_local_evaluation_and_sends_transform_settin
     assert request["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
     assert request["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
     model_request = next(m for m in emulator.bodies("CreateModel") if m["ModelName"] == request["ModelName"])
-    assert model_request["PrimaryContainer"]["Image"] == IMAGE
+    assert model_request["PrimaryContainer"]["Image"] == XGBOOST_IMAGE
     assert model_request["ExecutionRoleArn"] == ROLE_ARN
     staged = _s3_objects(emulator, request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
     first_line = _s3_text(emulator, staged[0]).split("\n", 1)[0].split(",")

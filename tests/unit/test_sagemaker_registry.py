@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,10 @@ from packwise.registry import Candidate, ModelVersion, Registry, Status, open_re
 from packwise.registry.mlflow_backend import CHAMPION_ALIAS, TAG_STATUS, MlflowRegistry
 from packwise.registry.sagemaker_backend import MirroredRegistry, SageMakerRegistry
 from tests.conftest import make_config, seed
-from tests.sagemaker_emulator import FAKE_CREDENTIALS, SageMakerEmulator, sagemaker_emulator, sagemaker_section
+from tests.sagemaker_emulator import XGBOOST_IMAGE, SageMakerEmulator, sagemaker_section
 
 METRICS = {"auc": 0.91, "pr_auc": 0.72, "log_loss": 0.31, "champion_auc": 0.9}
 LABEL_STATS = {"count": 1200, "positive_rate": 0.37}
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[SageMakerEmulator]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in FAKE_CREDENTIALS.items():
-            mp.setenv(key, value)
-        with sagemaker_emulator() as running:
-            yield running
 
 
 def _config(root: Path, emulator: SageMakerEmulator, mirror: bool, prefix: str) -> PackwiseConfig:
@@ -91,7 +80,7 @@ def test_register_round_trip_and_the_model_package_request(
     assert request["ModelApprovalStatus"] == "Approved"
     assert request["ClientToken"] == "cand-1"
     container = request["InferenceSpecification"]["Containers"][0]
-    assert container["Image"] == IMAGE and container["ModelDataUrl"] == v1.artifact_uri
+    assert container["Image"] == XGBOOST_IMAGE and container["ModelDataUrl"] == v1.artifact_uri
     assert re.match(r"^s3://packwise-test-bucket/packwise-test/models/[0-9a-f]{64}/model\.tar\.gz$", v1.artifact_uri)
     assert request["InferenceSpecification"]["SupportedContentTypes"] == ["text/csv"]
     statistics = request["ModelMetrics"]["ModelQuality"]["Statistics"]
