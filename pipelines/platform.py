@@ -59,12 +59,6 @@ def configure_tasks(config: PackwiseConfig) -> None:
         configure_task(task, config.cluster, config.storage.root, for_cluster=_FOR_CLUSTER.get())
 
 
-def threads_for(cpu_limit: str) -> int:
-    """Whole cores a CPU limit allows ("2" -> 2, "1500m" -> 1, "500m" -> 1): the task's thread count."""
-    cores = int(cpu_limit[:-1]) / 1000 if cpu_limit.endswith("m") else float(cpu_limit)
-    return max(1, int(cores))
-
-
 def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Path, for_cluster: bool = True) -> None:
     """One task's resources, env references, storage mount and, for a cluster, retry policy and threads.
 
@@ -89,7 +83,7 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Pat
     # Tagged images are immutable here (skaffold's digest tags, the release version): never re-pull.
     kubernetes.set_image_pull_policy(task, "IfNotPresent")
     if for_cluster:
-        task.set_env_variable("OMP_NUM_THREADS", str(threads_for(res.cpu_limit)))
+        task.set_env_variable("OMP_NUM_THREADS", str(res.threads))
     policy = cluster.retries
     if for_cluster and policy.num_retries > 0 and name not in policy.exempt:
         task.set_retry(

@@ -419,6 +419,13 @@ class TaskResources(_Strict):
             raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 4Gi)")
         return value
 
+    @property
+    def threads(self) -> int:
+        """Whole cores the CPU limit allows ("2" -> 2, "1500m" -> 1, "500m" -> 1): the pod's thread count."""
+        limit = self.cpu_limit
+        cores = float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+        return max(1, int(cores))
+
     def __str__(self) -> str:  # the configuration reference's compact form
         return f"cpu {self.cpu_request}-{self.cpu_limit}, mem {self.memory_request}-{self.memory_limit}"
 

@@ -149,9 +149,9 @@ def test_local_builds_carry_no_retries(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("limit", "threads"), [("2", 2), ("1", 1), ("1500m", 1), ("500m", 1), ("4.5", 4)])
 def test_thread_count_follows_the_cpu_limit(limit: str, threads: int) -> None:
-    from packwise_pipelines.platform import threads_for
+    from packwise.config import TaskResources
 
-    assert threads_for(limit) == threads
+    assert TaskResources(cpu_limit=limit).threads == threads
 
 
 def test_configure_tasks_outside_a_pipeline_is_an_error() -> None:
