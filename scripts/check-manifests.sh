@@ -38,7 +38,8 @@ install_tools() {
 
 [[ -f "$STAMP" ]] || install_tools
 KUBECTL="$TOOLS/bin/kubectl"
-"$KUBECTL" version --client | grep -q "v$KUBECTL_VERSION" || { echo "kubectl is not v$KUBECTL_VERSION" >&2; exit 1; }
+# not grep -q: it exits at the first match, kubectl then dies of SIGPIPE, and pipefail fails the check
+"$KUBECTL" version --client | grep "v$KUBECTL_VERSION" >/dev/null || { echo "kubectl is not v$KUBECTL_VERSION" >&2; exit 1; }
 
 out=build/manifests
 rm -rf "$out"

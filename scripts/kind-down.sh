@@ -10,7 +10,7 @@ for pidfile in build/port-forward-*.pid; do
   [[ -e "$pidfile" ]] || continue
   pid=$(cat "$pidfile")
   # only our own port-forward, by the pid we recorded
-  if kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= | grep -q "port-forward"; then
+  if kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= | grep "port-forward" >/dev/null; then
     kill "$pid"
   fi
   rm -f "$pidfile"

@@ -20,7 +20,7 @@ CONTEXT="kind-$KIND_CLUSTER"
 need() { command -v "$1" >/dev/null || { echo "error: $1 is not on PATH; install it first" >&2; exit 1; }; }
 for tool in docker kind kubectl skaffold; do need "$tool"; done
 
-if ! kind get clusters | grep -qx "$KIND_CLUSTER"; then
+if ! kind get clusters | grep -x "$KIND_CLUSTER" >/dev/null; then
   kind create cluster --name "$KIND_CLUSTER" --wait 120s
 fi
 kubectl config use-context "$CONTEXT" >/dev/null
