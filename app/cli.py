@@ -50,7 +50,7 @@ def _fail(err: Exception) -> None:
 
 
 def _mount_registry() -> None:
-    from packwise.registry_cli import registry_app
+    from packwise_app.registry_cli import registry_app
 
     app.add_typer(registry_app, name="registry", help="List, inspect, approve, reject or roll back model versions.")
 
@@ -59,7 +59,7 @@ _mount_registry()
 
 
 def _mount_cluster() -> None:
-    from packwise.cluster_cli import register
+    from packwise_app.cluster_cli import register
 
     register(app)
 
@@ -342,7 +342,7 @@ def compile_pipelines(
     """Write the compiled IR YAML of the pipelines (submit with `kfp run create`)."""
     try:
         cfg = _load(config, overrides)
-        from packwise_pipelines.platform import compile_for_cluster
+        from packwise_pipelines.compile import compile_for_cluster
 
         written = compile_for_cluster(cfg, out_dir)
     except PackwiseError as err:

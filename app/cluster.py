@@ -114,27 +114,9 @@ def run_arguments(package: Path, config: PackwiseConfig, params: dict[str, Any])
 
 def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> Path:
     """Compiles one pipeline for the cluster into `out_dir/<pipeline>.yaml`."""
-    from kfp import compiler
+    from packwise_pipelines.compile import compile_pipeline as compile_ir
 
-    from packwise_components.images import resolve_images
-    from packwise_pipelines.platform import building_for_cluster
-
-    images = images or resolve_images()
-    with building_for_cluster():
-        if pipeline == "training":
-            from packwise_pipelines.training import build_training_pipeline
-
-            built = build_training_pipeline(images, config)
-        elif pipeline == "inference":
-            from packwise_pipelines.inference import build_inference_pipeline
-
-            built = build_inference_pipeline(images, config)
-        else:
-            raise ConfigError(f"unknown pipeline {pipeline!r}; use training or inference")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{pipeline}.yaml"
-    compiler.Compiler().compile(built, str(path))
-    return path
+    return compile_ir(pipeline, config, out_dir, images)
 
 
 @contextlib.contextmanager

@@ -79,7 +79,7 @@ def submit(
             params["mode"] = mode
         if model:
             params["pinned_models"] = _parse_models(model)
-        from packwise.cluster import connect, validate_params
+        from packwise_app.cluster import connect, validate_params
 
         validate_params(pipeline, params, "submit")  # before connecting: a typo fails fast
         run = connect(cfg).submit(pipeline, params, run_name=run_name)
@@ -95,7 +95,7 @@ def retry(
 ) -> None:
     """Resume a failed cluster run from its failed tasks (KFP RetryRun); finished tasks are kept."""
     try:
-        from packwise.cluster import connect
+        from packwise_app.cluster import connect
 
         state = connect(_load(config, overrides)).retry(run_id)
     except PackwiseError as err:
@@ -113,11 +113,11 @@ def watch(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = _load(config, overrides)
-        from packwise.trigger import watcher_for
+        from packwise_app.trigger import watcher_for
 
         watcher = watcher_for(cfg)
         if not watcher.conditional_writes_honoured():
-            logging.getLogger("packwise.trigger").warning(
+            logging.getLogger("packwise_app.trigger").warning(
                 "s3://%s ignores conditional writes: run a single watcher replica", watcher.bucket
             )
         if once:
@@ -134,7 +134,7 @@ def watch(
 def schedule_apply(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """Make the recurring runs match cluster.schedules (applying twice creates nothing new)."""
     try:
-        from packwise.cluster import connect
+        from packwise_app.cluster import connect
 
         changes = connect(_load(config, overrides)).apply_schedules()
     except PackwiseError as err:
@@ -147,7 +147,7 @@ def schedule_apply(config: Path | None = ConfigOpt, overrides: list[str] | None 
 def schedule_list(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """List the recurring runs of the Packwise experiment."""
     try:
-        from packwise.cluster import SCHEDULE_MARK, connect
+        from packwise_app.cluster import SCHEDULE_MARK, connect
 
         runs = connect(_load(config, overrides)).list_schedules()
     except PackwiseError as err:

@@ -102,7 +102,7 @@ def _forbidden_keys(overrides: dict[str, Any]) -> str | None:
 
 def parse_trigger(body: bytes, key: str, base: PackwiseConfig) -> RunRequest:
     """Validates a trigger file against the schema and `base` (the cluster's config); TriggerError if unfit."""
-    from packwise.cluster import validate_params
+    from packwise_app.cluster import validate_params
 
     source = f"trigger file {key}"
     if len(body) > MAX_TRIGGER_BYTES:
@@ -137,7 +137,7 @@ def parse_trigger(body: bytes, key: str, base: PackwiseConfig) -> RunRequest:
 
 
 class RunStarter(Protocol):
-    """What the watcher needs from the cluster (packwise.cluster.Cluster)."""
+    """What the watcher needs from the cluster (packwise_app.cluster.Cluster)."""
 
     def submit(
         self, pipeline: str, params: dict[str, Any], config: PackwiseConfig | None = None, run_name: str | None = None
@@ -394,7 +394,7 @@ def watcher_for(config: PackwiseConfig, starter: RunStarter | None = None, s3: A
     if not trigger.bucket:
         raise ConfigError("cluster.trigger.bucket is not set; set it to the bucket that receives trigger files")
     if starter is None:
-        from packwise.cluster import connect
+        from packwise_app.cluster import connect
 
         starter = connect(config)
     return TriggerWatcher(

@@ -45,7 +45,7 @@ COMPONENT_IMAGES: dict[str, str] = {
 
 # Images that are not pipeline components (Deployments in manifests/); built and checked like the others.
 SERVICE_IMAGES: dict[str, str] = {
-    "watcher": "packwise.trigger",  # image name -> the module it runs
+    "watcher": "packwise_app.trigger",  # image name -> the module it runs
 }
 
 

@@ -82,7 +82,7 @@ readme=(README*)
 context="$(mktemp /tmp/packwise-base-context.XXXXXX.tar)"
 trap 'rm -f "$context"' EXIT
 tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' -f "$context" \
-    pyproject.toml constraints.txt "${readme[@]}" src components pipelines images/base/Dockerfile
+    pyproject.toml constraints.txt "${readme[@]}" src components pipelines app images/base/Dockerfile
 timed_build base "${build_args[@]}" --label "io.packwise.source=$SOURCE_HASH" \
   -f images/base/Dockerfile -t "$BASE_REF" - <"$context"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 LABEL = "io.packwise.source"
 FILES = ("pyproject.toml", "constraints.txt")
-TREES = ("src", "components", "pipelines")
+TREES = ("src", "components", "pipelines", "app")
 
 
 def source_files(root: Path) -> list[Path]:

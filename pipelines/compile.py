@@ -1,25 +1,54 @@
-"""Compiles the pipelines to KFP IR YAML, ready for `kfp run create -f`."""
+"""The one compile path: pipelines to KFP IR YAML, ready for `kfp run create -f` or a cluster run.
+
+The app layer (`packwise compile`, `packwise submit`, the trigger watcher) calls it; `platform.py` only
+says how tasks are configured and never compiles, so the imports point one way: compile -> the pipeline
+modules -> platform.
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
 
 from kfp import compiler
 
 from packwise.config import PackwiseConfig
+from packwise.errors import ConfigError
 from packwise_components.images import ImageSet, resolve_images
+from packwise_pipelines.inference import build_inference_pipeline
+from packwise_pipelines.platform import building_for_cluster
+from packwise_pipelines.training import build_training_pipeline
+
+PIPELINES = ("training", "inference")
 
 
-def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
-    """Writes one IR YAML per pipeline into `out_dir`; parameters default to `config`."""
-    from packwise_pipelines.inference import build_inference_pipeline
-    from packwise_pipelines.training import build_training_pipeline
+def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> Path:
+    """Compiles one pipeline for the cluster into `out_dir/<pipeline>.yaml`; parameters default to `config`.
 
+    The IR carries the cluster-only settings (retries, thread counts; see `platform.building_for_cluster`):
+    local runs go through kfp.local and never compile.
+
+    Args:
+        pipeline: `training` or `inference`.
+        config: The configuration the pipeline's parameter defaults and task settings come from.
+        out_dir: Directory for the YAML file (created when missing).
+        images: Image references; the resolved ones (skaffold's build output, else the release tags) by default.
+
+    Returns:
+        The path of the written IR YAML.
+    """
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {pipeline!r}; use training or inference")
     images = images or resolve_images()
+    build = build_training_pipeline if pipeline == "training" else build_inference_pipeline
+    with building_for_cluster():
+        built = build(images, config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    training_path = out_dir / "training.yaml"
-    compiler.Compiler().compile(build_training_pipeline(images, config), str(training_path))
-    written.append(training_path)
-    inference_path = out_dir / "inference.yaml"
-    compiler.Compiler().compile(build_inference_pipeline(images, config), str(inference_path))
-    written.append(inference_path)
-    return written
+    path = out_dir / f"{pipeline}.yaml"
+    compiler.Compiler().compile(built, str(path))
+    return path
+
+
+def compile_for_cluster(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
+    """`packwise compile`'s output: both pipelines with the cluster-only settings, what `kfp run create -f` submits."""
+    images = images or resolve_images()
+    return [compile_pipeline(pipeline, config, out_dir, images) for pipeline in PIPELINES]

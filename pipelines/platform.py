@@ -27,7 +27,6 @@ from kfp.dsl.pipeline_task import PipelineTask
 
 from packwise.config import ClusterConfig, PackwiseConfig
 from packwise.errors import PackwiseError
-from packwise_components.images import ImageSet
 
 _FOR_CLUSTER: contextvars.ContextVar[bool] = contextvars.ContextVar("packwise_for_cluster", default=False)
 
@@ -93,10 +92,3 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Pat
             backoff_max_duration=policy.backoff_max_duration,
         )
 
-
-def compile_for_cluster(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
-    """`packwise compile`'s output with the cluster-only settings: what `kfp run create -f` submits."""
-    from packwise_pipelines.compile import compile_all
-
-    with building_for_cluster():
-        return compile_all(config, out_dir, images)

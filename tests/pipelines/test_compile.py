@@ -8,7 +8,7 @@ import yaml
 from kfp import components
 from typer.testing import CliRunner
 
-from packwise.cli import app
+from packwise_app.cli import app
 from packwise_components.images import COMPONENT_IMAGES, resolve_images
 
 

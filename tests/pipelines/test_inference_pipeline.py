@@ -261,7 +261,7 @@ def test_pinned_versions(trained: PackwiseConfig) -> None:
 def test_cli_infer_prints_the_summary_table(trained: PackwiseConfig) -> None:
     from typer.testing import CliRunner
 
-    from packwise.cli import app
+    from packwise_app.cli import app
 
     cfg = trained
     with open_warehouse(cfg.warehouse) as wh:

@@ -46,7 +46,7 @@ def cluster_config() -> PackwiseConfig:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    from packwise_pipelines.platform import compile_for_cluster
+    from packwise_pipelines.compile import compile_for_cluster
 
     out = tmp_path_factory.mktemp("build")
     return {p.stem: list(yaml.safe_load_all(p.read_text())) for p in compile_for_cluster(cluster_config(), out, IMAGES)}

@@ -294,7 +294,7 @@ def test_packwise_compile_puts_the_score_tasks_on_the_image_of_their_compute(tmp
     import yaml
     from typer.testing import CliRunner
 
-    from packwise.cli import app
+    from packwise_app.cli import app
     from packwise_components.images import resolve_images
 
     args = ["compile", "--out", str(tmp_path), "--set", f"compute.inference={compute}"]

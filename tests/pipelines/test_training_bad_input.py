@@ -14,9 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise.cli import app
 from packwise.config import DEFAULT_LABELS_SQL, DEFAULT_PRODUCTS_SQL, PackwiseConfig
 from packwise.registry import open_registry
+from packwise_app.cli import app
 from packwise_pipelines.local import training_run
 from tests.conftest import make_config, seed
 

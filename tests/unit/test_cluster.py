@@ -1,4 +1,4 @@
-"""packwise.cluster: submit, schedules (idempotent), retry; and the compiled YAML through kfp's own loaders.
+"""packwise_app.cluster: submit, schedules (idempotent), retry; and the compiled YAML through kfp's own loaders.
 
 Two stand-ins for a KFP deployment, neither of which needs a cluster:
 - `RecordingKfpClient` has kfp.Client's methods and records every call (unit tests of the wrapper);
@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from packwise.cluster import Cluster, ClusterError, connect, run_arguments, validate_params
 from packwise.config import PackwiseConfig, parse_config
 from packwise.errors import ConfigError
+from packwise_app.cluster import Cluster, ClusterError, connect, run_arguments, validate_params
 
 # ---- a recording kfp.Client ----------------------------------------------------------------------------
 
@@ -326,7 +326,7 @@ def fake_kfp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKf
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from packwise_pipelines.platform import compile_for_cluster
+    from packwise_pipelines.compile import compile_for_cluster
 
     out = tmp_path_factory.mktemp("build")
     paths = compile_for_cluster(cluster_config(out), out)
@@ -376,7 +376,7 @@ def test_packwise_submit_and_retry_through_the_real_kfp_client(fake_kfp: FakeKfp
 def test_cli_submit_reports_bad_params_in_one_line(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from packwise.cluster_cli import cluster_app
+    from packwise_app.cluster_cli import cluster_app
 
     result = CliRunner().invoke(cluster_app, ["submit", "training", "--param", "weeks=2"])
     assert result.exit_code == 2

@@ -33,7 +33,11 @@ from packwise_components.images import COMPONENT_IMAGES, SERVICE_IMAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = ROOT / "images"
-OWN_PACKAGES = {"packwise": ROOT / "src" / "packwise", "packwise_components": ROOT / "components"}
+OWN_PACKAGES = {
+    "packwise": ROOT / "src" / "packwise",
+    "packwise_components": ROOT / "components",
+    "packwise_app": ROOT / "app",
+}
 # The `packwise` console script's libraries: core dependencies that no component imports. They sit in the
 # base because `pip install packwise` must give a working CLI; moving them to a `cli` extra would drop them
 # from every image.

@@ -10,7 +10,7 @@ from typer.testing import CliRunner, Result
 
 from packwise.config import load_config
 from packwise.registry import Candidate, Registry, Status, open_registry
-from packwise.registry_cli import registry_app
+from packwise_app.registry_cli import registry_app
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
 

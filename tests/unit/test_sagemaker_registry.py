@@ -308,7 +308,7 @@ def test_the_registry_cli_works_on_the_sagemaker_backend(
     import yaml
     from typer.testing import CliRunner
 
-    from packwise.registry_cli import registry_app
+    from packwise_app.registry_cli import registry_app
 
     config = _config(tmp_path, emulator, True, "cli")
     registry = open_registry(config.registry)

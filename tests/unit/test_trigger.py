@@ -1,6 +1,6 @@
 """Trigger files against moto's S3 server on 127.0.0.1: one run per file, invalid files moved aside.
 
-The watcher starts runs through the real `packwise.cluster.Cluster` (it compiles the pipelines) on a
+The watcher starts runs through the real `packwise_app.cluster.Cluster` (it compiles the pipelines) on a
 recording KFP client, so what is checked is the run a cluster would receive.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from packwise.cluster import Cluster
 from packwise.config import PackwiseConfig, parse_config
-from packwise.trigger import TriggerObject, TriggerWatcher, lambda_handler, parse_trigger
+from packwise_app.cluster import Cluster
+from packwise_app.trigger import TriggerObject, TriggerWatcher, lambda_handler, parse_trigger
 from tests.unit.test_cluster import RecordingKfpClient
 
 BUCKET = "packwise-triggers"
@@ -248,14 +248,14 @@ def test_moto_honours_conditional_writes(s3: Any, cluster: Cluster, base_config:
 
 def test_watcher_needs_a_bucket() -> None:
     from packwise.errors import ConfigError
-    from packwise.trigger import watcher_for
+    from packwise_app.trigger import watcher_for
 
     with pytest.raises(ConfigError, match=r"cluster\.trigger\.bucket is not set"):
         watcher_for(PackwiseConfig(), starter=None)
 
 
 def test_trigger_file_example_in_the_docs_is_valid(base_config: PackwiseConfig) -> None:
-    doc = (Path(__file__).parents[2] / "src/packwise/trigger.py").read_text().split('"""')[1]
+    doc = (Path(__file__).parents[2] / "app/trigger.py").read_text().split('"""')[1]
     example = "\n".join(line[4:] for line in doc.splitlines() if line.startswith("    "))
     request = parse_trigger(example.encode(), "doc.yaml", base_config)
     assert request.pipeline == "training" and request.params["week"] == 5
