@@ -17,8 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from packwise.config import PackwiseConfig, dump_default_config, load_config
+from packwise.config import dump_default_config
 from packwise.errors import ConfigError, PackwiseError
+from packwise_app.command_line import ConfigOpt, SetOpt, err_console, fail, load
+from packwise_app.configuration import load_config
 
 if TYPE_CHECKING:
     from packwise_pipelines.local import LocalRun, TaskEvent
@@ -34,19 +36,6 @@ config_app = typer.Typer(help="Show or write the configuration.", no_args_is_hel
 app.add_typer(config_app, name="config")
 
 console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file; the embedded defaults when omitted.")
-SetOpt = typer.Option(None, "--set", help="Override one key, e.g. --set split.train_ratio=0.7 (repeatable).")
-
-
-def _load(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
-    return load_config(config, overrides or []).resolved()
-
-
-def _fail(err: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _mount_registry() -> None:
@@ -73,7 +62,7 @@ def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = S
     try:
         cfg = load_config(config, overrides or [])
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     import yaml
 
     console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100), highlight=False)
@@ -91,7 +80,7 @@ def config_reference_cmd() -> None:
 def config_init(path: Path = typer.Argument(Path("packwise.yaml"))) -> None:
     """Write the embedded defaults to PATH as a starting point."""
     if path.exists():
-        _fail(ConfigError(f"{path} exists; remove it or choose another path"))
+        fail(ConfigError(f"{path} exists; remove it or choose another path"))
     path.write_text(dump_default_config())
     console.print(f"wrote {path}")
 
@@ -111,7 +100,7 @@ def seed(
 ) -> None:
     """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
     try:
-        cfg = _load(config, overrides)
+        cfg = load(config, overrides)
         from packwise.synthetic import SeedSpec, seed_warehouse
         from packwise.warehouse import open_warehouse
 
@@ -138,7 +127,7 @@ def seed(
         with open_warehouse(cfg.warehouse) as warehouse:
             summary = seed_warehouse(warehouse, spec)
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     console.print(f"seeded {cfg.warehouse.path}: {summary}", highlight=False)
 
 
@@ -192,7 +181,7 @@ def train(
 ) -> None:
     """Run the weekly training pipeline locally (kfp.local, caching on) and print the decisions."""
     try:
-        cfg = _load(config, overrides)
+        cfg = load(config, overrides)
         if runner not in {"subprocess", "docker"}:
             raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         if week < 1:
@@ -202,7 +191,7 @@ def train(
         console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
         run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer())
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     from packwise.run_summary import read_summary
 
     summary = read_summary(cfg.storage.root, run.run_id)
@@ -261,7 +250,7 @@ def infer(
 ) -> None:
     """Run the inference pipeline locally (kfp.local, caching on) and print what it recommended."""
     try:
-        cfg = _load(config, overrides)
+        cfg = load(config, overrides)
         if runner not in {"subprocess", "docker"}:
             raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         from packwise.inference import check_mode, parse_pins
@@ -281,7 +270,7 @@ def infer(
             cfg, mode, pins, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer()
         )
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     from packwise.run_summary import read_summary
 
     summary = read_summary(cfg.storage.root, run.run_id)
@@ -341,12 +330,12 @@ def compile_pipelines(
 ) -> None:
     """Write the compiled IR YAML of the pipelines (submit with `kfp run create`)."""
     try:
-        cfg = _load(config, overrides)
+        cfg = load(config, overrides)
         from packwise_pipelines.compile import compile_for_cluster
 
         written = compile_for_cluster(cfg, out_dir)
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -356,14 +345,14 @@ def show_run(run_id: str = typer.Argument(..., help="Run id printed by `packwise
              config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """Print the stored summary of a run."""
     try:
-        cfg = _load(config, overrides)
+        cfg = load(config, overrides)
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     from packwise.run_summary import read_summary
 
     summary = read_summary(cfg.storage.root, run_id)
     if summary is None:
-        _fail(PackwiseError(f"no summary for run {run_id!r} under {cfg.storage.root}/runs; check the run id"))
+        fail(PackwiseError(f"no summary for run {run_id!r} under {cfg.storage.root}/runs; check the run id"))
     console.print_json(json.dumps(summary, default=str))
 
 

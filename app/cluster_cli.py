@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from packwise.config import PackwiseConfig, load_config
+from packwise.config import PackwiseConfig
 from packwise.errors import ConfigError, PackwiseError
+from packwise_app.command_line import ConfigOpt, SetOpt, fail, load
 
 console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file; the embedded defaults when omitted.")
-SetOpt = typer.Option(None, "--set", help="Override one key, e.g. --set cluster.host=http://localhost:8888.")
 
 cluster_app = typer.Typer(help="Run Packwise on a Kubeflow Pipelines cluster.", no_args_is_help=True)
 schedule_app = typer.Typer(
@@ -30,13 +27,8 @@ schedule_app = typer.Typer(
 )
 
 
-def _fail(err: Exception) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def _load(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
-    return load_config(config, overrides or [])
+    return load(config, overrides, resolve=False)  # paths name locations inside the cluster's pods
 
 
 def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -84,7 +76,7 @@ def submit(
         validate_params(pipeline, params, "submit")  # before connecting: a typo fails fast
         run = connect(cfg).submit(pipeline, params, run_name=run_name)
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     console.print(f"started {run.pipeline} run {run.run_id} ({run.run_name})", highlight=False)
 
 
@@ -99,7 +91,7 @@ def retry(
 
         state = connect(_load(config, overrides)).retry(run_id)
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     console.print(f"retrying run {run_id} (was {state})", highlight=False)
 
 
@@ -127,7 +119,7 @@ def watch(
         console.print(f"watching s3://{watcher.bucket}/{watcher.prefix} every {cfg.cluster.trigger.poll_interval_s}s")
         watcher.run_forever(cfg.cluster.trigger.poll_interval_s, heartbeat)
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
 
 
 @schedule_app.command("apply")
@@ -138,7 +130,7 @@ def schedule_apply(config: Path | None = ConfigOpt, overrides: list[str] | None 
 
         changes = connect(_load(config, overrides)).apply_schedules()
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     for change in changes:
         console.print(f"{change.name}: {change.action} {change.recurring_run_id or ''}", highlight=False)
 
@@ -151,7 +143,7 @@ def schedule_list(config: Path | None = ConfigOpt, overrides: list[str] | None =
 
         runs = connect(_load(config, overrides)).list_schedules()
     except PackwiseError as err:
-        _fail(err)
+        fail(err)
     table = Table(title="recurring runs")
     for col in ("name", "cron", "mode", "managed", "id"):
         table.add_column(col)

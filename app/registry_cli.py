@@ -8,8 +8,6 @@ plus ``--set key=value`` overrides) and opens the registry it names. Errors a us
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -20,9 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from packwise.config import load_config
-from packwise.errors import PackwiseError
 from packwise.registry import ModelVersion, Registry, Status, open_registry
+from packwise_app.command_line import ConfigOpt, SetOpt, load, user_errors
 
 registry_app = typer.Typer(
     name="registry",
@@ -31,25 +28,13 @@ registry_app = typer.Typer(
     add_completion=False,
 )
 
-CONFIG_HELP = "Packwise YAML config; the embedded defaults when absent."
-SET_HELP = "Override one config key, e.g. --set storage.root=/data/packwise (repeatable)."
 WHO_HELP = "Who makes the change; default the current user."
 
 _STATUS_STYLE = {Status.APPROVED: "green", Status.REJECTED: "red", Status.PENDING: "yellow"}
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turns a PackwiseError into one stderr line and exit code 2, without a traceback."""
-    try:
-        yield
-    except PackwiseError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
-
-
 def _open(config: Path | None, overrides: list[str] | None) -> Registry:
-    return open_registry(load_config(config, overrides or []).resolved().registry)
+    return open_registry(load(config, overrides).registry)
 
 
 def _who(who: str | None) -> str:
@@ -89,11 +74,11 @@ def _print_champion(console: Console, registry: Registry, package_type: str) -> 
 @registry_app.command("list")
 def list_versions(
     package_type: str | None = typer.Option(None, "--type", "-t", help="Only this package type."),
-    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
 ) -> None:
     """List model versions, newest first, with status, champion mark and validation metrics."""
-    with _user_errors():
+    with user_errors():
         registry = _open(config, overrides)
         versions = registry.list_versions(package_type)
         champions: dict[str, int | None] = {}
@@ -136,11 +121,11 @@ def list_versions(
 def show(
     package_type: str = typer.Argument(..., help="Package type, e.g. bag."),
     version: int = typer.Argument(..., help="Version number."),
-    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
 ) -> None:
     """Show one version: every field, its metrics, the gate report and the audit trail."""
-    with _user_errors():
+    with user_errors():
         registry = _open(config, overrides)
         found = registry.get(package_type, version)
         champion = registry.champion(package_type)
@@ -197,7 +182,7 @@ def _change(
     config: Path | None,
     overrides: list[str] | None,
 ) -> None:
-    with _user_errors():
+    with user_errors():
         registry = _open(config, overrides)
         changed = registry.set_status(package_type, version, status, who=_who(who), reason=reason)
         console = Console()
@@ -211,8 +196,8 @@ def approve(
     version: int = typer.Argument(..., help="Version number."),
     reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
     who: str | None = typer.Option(None, "--who", help=WHO_HELP),
-    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
 ) -> None:
     """Approve a version; it becomes champion unless a newer version is Approved."""
     _change(package_type, version, Status.APPROVED, reason, who, config, overrides)
@@ -224,8 +209,8 @@ def reject(
     version: int = typer.Argument(..., help="Version number."),
     reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
     who: str | None = typer.Option(None, "--who", help=WHO_HELP),
-    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
 ) -> None:
     """Reject a version; if it was champion, the previous Approved version takes over."""
     _change(package_type, version, Status.REJECTED, reason, who, config, overrides)
@@ -239,11 +224,11 @@ def rollback(
     ),
     reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
     who: str | None = typer.Option(None, "--who", help=WHO_HELP),
-    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
 ) -> None:
     """Roll the champion back: reject the current one, or restore --to VERSION and reject newer ones."""
-    with _user_errors():
+    with user_errors():
         registry = _open(config, overrides)
         registry.rollback(package_type, who=_who(who), reason=reason, to_version=to_version)
         _print_champion(Console(), registry, package_type)

@@ -39,8 +39,9 @@ from urllib.parse import unquote_plus
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from packwise.config import PackwiseConfig, load_config, parse_config
+from packwise.config import PackwiseConfig, parse_config
 from packwise.errors import ConfigError, PackwiseError
+from packwise_app.configuration import check_plugins, load_config
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def parse_trigger(body: bytes, key: str, base: PackwiseConfig) -> RunRequest:
         raise TriggerError(f"{source}: {forbidden} cannot be set by a trigger file (allowed: {allowed}; no SQL)")
     try:
         config = parse_config(_merge(base.model_dump(mode="json"), trigger.config), f"{source}: config")
+        check_plugins(config, f"{source}: config")
         params = validate_params(trigger.pipeline, trigger.params, f"{source}: params")
     except ConfigError as err:
         raise TriggerError(str(err)) from None

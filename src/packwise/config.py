@@ -159,15 +159,6 @@ class ModelConfig(_Strict):
         1024, ge=16, le=1 << 20, description="Hashed title n-gram features (text model types only)."
     )
 
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        from packwise.models import known_model_types  # the plugin table; light import
-
-        if value not in known_model_types():
-            raise ValueError(f"unknown model type {value!r}; known: {', '.join(known_model_types())}")
-        return value
-
     @field_validator("params")
     @classmethod
     def _no_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from packwise.errors import ConfigError
+
 if TYPE_CHECKING:
     from packwise.models.base import ModelType
 
@@ -33,14 +35,24 @@ def known_model_types() -> list[str]:
     return sorted(_table())
 
 
+def check_model_type(name: str, key: str = "model.type") -> None:
+    """Raises a one-line ConfigError naming the known types unless `name` is registered; loads no plugin.
+
+    The configuration does not know this table (plugins register without it): the app layer calls this
+    right after loading a configuration, and `get_model_type` when a type is used.
+
+    Args:
+        name: The configured model type.
+        key: Where it was set, the start of the message (e.g. `packwise.yaml: model.type`).
+    """
+    if name not in _table():
+        raise ConfigError(f"{key}: unknown model type {name!r}; known: {', '.join(known_model_types())}")
+
+
 def get_model_type(name: str) -> ModelType:
     """The plugin instance registered under `name`."""
-    target = _table().get(name)
-    if target is None:
-        from packwise.errors import ConfigError
-
-        raise ConfigError(f"model.type: unknown model type {name!r}; known: {', '.join(known_model_types())}")
-    module_name, _, attr = target.partition(":")
+    check_model_type(name)
+    module_name, _, attr = _table()[name].partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
     instance: ModelType = cls()
     return instance
