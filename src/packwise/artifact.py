@@ -10,15 +10,14 @@ the feature recipe.
 from __future__ import annotations
 
 import io
-import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packwise.errors import PackwiseError
 from packwise.features import FeatureSpec
+from packwise.files import atomic_write
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -43,26 +42,19 @@ def save_model_artifact(
     """Writes `path` (a model.tar.gz) atomically and byte-for-byte reproducibly."""
     booster.set_attr(**{ATTR_SPEC: spec.to_json(), ATTR_MODEL_TYPE: model_type, ATTR_PACKAGE_TYPE: package_type})
     raw = bytes(booster.save_raw(raw_format="ubj"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".tar.gz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            import gzip
+    with atomic_write(path) as tmp, tmp.open("wb") as fh:
+        import gzip
 
-            # mtime 0 everywhere: the same booster gives the same bytes
-            with (
-                gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz,
-                tarfile.open(fileobj=gz, mode="w") as tar,
-            ):
-                info = tarfile.TarInfo(BOOSTER_FILE)
-                info.size = len(raw)
-                info.mode = 0o644
-                info.mtime = 0
-                tar.addfile(info, io.BytesIO(raw))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        # mtime 0 everywhere: the same booster gives the same bytes
+        with (
+            gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz,
+            tarfile.open(fileobj=gz, mode="w") as tar,
+        ):
+            info = tarfile.TarInfo(BOOSTER_FILE)
+            info.size = len(raw)
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(raw))
     return path
 
 

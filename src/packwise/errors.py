@@ -32,3 +32,14 @@ class WarehouseError(PackwiseError):
 
 class InjectedFault(PackwiseError):  # noqa: N818 - it is a fault, not an error, by design
     """Raised on purpose by a fault-injection drill (PACKWISE_FAIL_TASK)."""
+
+
+def first_line(err: BaseException, limit: int = 400) -> str:
+    """The first line of an error's message, whitespace collapsed and at most `limit` characters.
+
+    Library errors (DuckDB, MLflow, botocore) put the cause first and context lines after it; a
+    one-line Packwise error quotes just that. An empty message gives the exception's type name.
+    """
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    text = " ".join(lines[0].split()) if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

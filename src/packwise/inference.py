@@ -25,6 +25,7 @@ from typing import Any
 
 from packwise.config import FeatureConfig, InferenceConfig, NotifyConfig, RegistryConfig, WarehouseConfig
 from packwise.errors import ConfigError, DataValidationError, ModelNotFoundError, PackwiseError, WarehouseError
+from packwise.files import publish_directory, sha256_file
 from packwise.progress import task_report
 
 PRODUCTS_FILE = "products.parquet"
@@ -33,7 +34,6 @@ SHARD_PREFIX = "shard-"
 MODES = ("daily", "monthly")
 # The daily query's `$since` before any watermark exists: older than any product.
 EPOCH = datetime(1, 1, 1)
-_CHUNK = 1 << 20
 
 
 def query_key(mode: str) -> str:
@@ -49,14 +49,6 @@ def check_mode(mode: str) -> str:
 
 def inference_dir(storage_root: Path) -> Path:
     return storage_root / "inference"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _remove_record(storage_root: Path, name: str) -> None:
@@ -134,17 +126,13 @@ def extract_products(
                     f"inventory: column {inference.watermark_column!r} is missing or empty; add it to {key} "
                     "(the watermark of the daily runs) or set inference.watermark_column"
                 )
-            fingerprint = _sha256_file(tmp / PRODUCTS_FILE)
+            fingerprint = sha256_file(tmp / PRODUCTS_FILE)
             final = root / fingerprint
             if not final.exists():
                 (tmp / MANIFEST_FILE).write_text(
                     json.dumps({"fingerprint": fingerprint, "n_products": n}, indent=2, sort_keys=True) + "\n"
                 )
-                try:
-                    os.rename(tmp, final)
-                except OSError:
-                    if not (final / MANIFEST_FILE).exists():  # another run of the same data won the race
-                        raise
+                publish_directory(tmp, final, MANIFEST_FILE)  # or another run of the same data won the race
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -442,11 +430,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
             (tmp / MANIFEST_FILE).write_text(
                 json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
             )
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not manifest.exists():
-                    raise
+            publish_directory(tmp, final, MANIFEST_FILE)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from packwise.files import atomic_write
 
 
 def candidate_key(fingerprint: str, package_type: str, features_json: str, split_json: str, model_json: str) -> str:
@@ -32,11 +32,8 @@ def _runs_dir(storage_root: Path) -> Path:
 def write_run_record(storage_root: Path, run_id: str, record: dict[str, Any]) -> Path:
     """Atomically writes (or replaces) the record of `run_id`."""
     path = _runs_dir(storage_root) / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".run-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return path
 
 

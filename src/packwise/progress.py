@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from packwise.errors import first_line
+
 MARKER = "::packwise-task::"
 
 
@@ -32,11 +34,6 @@ def parse(line: str) -> dict[str, Any] | None:
     return event
 
 
-def one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 @contextmanager
 def task_report(task: str, package_type: str | None = None) -> Iterator[None]:
     """Brackets a task's work with running / succeeded / failed events."""
@@ -51,7 +48,7 @@ def task_report(task: str, package_type: str | None = None) -> Iterator[None]:
                 **base,
                 "state": "failed",
                 "seconds": round(time.perf_counter() - start, 3),
-                "error": one_line(err),
+                "error": first_line(err),
                 "error_type": type(err).__name__,
             }
         )

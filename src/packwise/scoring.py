@@ -16,11 +16,9 @@ none does.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ import pyarrow.parquet as pq
 
 from packwise.cores import task_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
+from packwise.files import atomic_write
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -207,36 +206,30 @@ class Scorer:
         stats = ScoreStats(recommended={t: 0 for t in self.package_types})
         names = pa.array(self.package_types, type=pa.string())
         schema = output_schema(self.package_types)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
         # pre_buffer caches every row group read until the reader closes: memory grew with the file
         source = pq.ParquetFile(in_path, pre_buffer=False)
-        try:
-            with pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS) as writer:
-                # One thread per reader: Arrow's column-parallel decoding let peak memory grow with the
-                # file (+16% from 1M to 5M rows), one reader thread keeps it flat.
-                batches = source.iter_batches(batch_size=batch_rows, columns=self.input_columns, use_threads=False)
-                prepared = (
-                    _prefetch(batches, self._prepare) if self.prefetch else ((b, self._prepare(b)) for b in batches)
+        with atomic_write(out_path) as tmp, pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS) as writer:
+            # One thread per reader: Arrow's column-parallel decoding let peak memory grow with the
+            # file (+16% from 1M to 5M rows), one reader thread keeps it flat.
+            batches = source.iter_batches(batch_size=batch_rows, columns=self.input_columns, use_threads=False)
+            prepared = (
+                _prefetch(batches, self._prepare) if self.prefetch else ((b, self._prepare(b)) for b in batches)
+            )
+            for batch, rows in prepared:
+                prob, spent = self.predict(rows)
+                rec = recommend(prob, self.thresholds)
+                columns: list[pa.Array] = [batch.column(PRODUCT_ID).cast(pa.string())]
+                columns += [pa.array(prob[:, j]) for j in range(prob.shape[1])]
+                columns.append(pa.DictionaryArray.from_arrays(pa.array(rec, type=pa.int32()), names))
+                writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+                counts = np.bincount(rec, minlength=len(self.package_types))
+                batch_stats = ScoreStats(
+                    rows=batch.num_rows,
+                    recommended={t: int(c) for t, c in zip(self.package_types, counts, strict=True)},
+                    unseen=self.unseen(rows),
+                    seconds_predict=spent,
                 )
-                for batch, rows in prepared:
-                    prob, spent = self.predict(rows)
-                    rec = recommend(prob, self.thresholds)
-                    columns: list[pa.Array] = [batch.column(PRODUCT_ID).cast(pa.string())]
-                    columns += [pa.array(prob[:, j]) for j in range(prob.shape[1])]
-                    columns.append(pa.DictionaryArray.from_arrays(pa.array(rec, type=pa.int32()), names))
-                    writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
-                    counts = np.bincount(rec, minlength=len(self.package_types))
-                    batch_stats = ScoreStats(
-                        rows=batch.num_rows,
-                        recommended={t: int(c) for t, c in zip(self.package_types, counts, strict=True)},
-                        unseen=self.unseen(rows),
-                        seconds_predict=spent,
-                    )
-                    stats.add(batch_stats)
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+                stats.add(batch_stats)
         stats.seconds = time.perf_counter() - start
         return stats
 

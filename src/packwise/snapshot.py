@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packwise.errors import DataValidationError, WarehouseError
+from packwise.files import publish_directory
 from packwise.warehouse import QueryError, open_warehouse
 
 if TYPE_CHECKING:
@@ -136,12 +136,7 @@ def extract_snapshot(config: PackwiseConfig, week: int) -> SnapshotInfo:
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         final = root / fingerprint
         if not final.exists():
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                # Another extract of the same data won the race: its directory is just as good.
-                if not (final / MANIFEST_FILE).exists():
-                    raise
+            publish_directory(tmp, final, MANIFEST_FILE)  # a concurrent extract of the same data is as good
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

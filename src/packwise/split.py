@@ -17,9 +17,9 @@ Each output file has one row per product: every product column plus one nullable
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from packwise.errors import ConfigError, DataValidationError
+from packwise.files import atomic_write
 from packwise.validation import (
     LABEL_COLUMNS,
     LABELS_FILE,
@@ -165,19 +166,10 @@ def _split_stats(wide: pd.DataFrame, package_types: Sequence[str]) -> dict[str, 
 
 
 def _write_atomically(tables: dict[Path, pa.Table]) -> None:
-    """Writes every table to a temporary sibling, then renames them all into place."""
-    tmps: dict[Path, Path] = {}
-    try:
+    """Writes every table to a temporary sibling, then renames them all into place (none if one fails)."""
+    with contextlib.ExitStack() as stack:
         for path, table in tables.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmps[path] = tmp
-            pq.write_table(table, tmp)
-        for path, tmp in tmps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+            pq.write_table(table, stack.enter_context(atomic_write(path)))
 
 
 def split_snapshot(

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from packwise.config import PACKAGE_TYPE_NAME
-from packwise.errors import RegistryError
+from packwise.errors import RegistryError, first_line
 from packwise.registry import (
     AuditEvent,
     Candidate,
@@ -76,11 +76,6 @@ _TRUNCATION_MARK = "\n\n... (truncated; the full report is the run's gate_report
 _PAGE = 1000
 
 T = TypeVar("T")
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _clip(text: str, limit: int) -> str:
@@ -164,7 +159,7 @@ class MlflowRegistry(RegistryBackend):
                     self._client_instance = client
             except Exception as err:
                 raise RegistryError(
-                    f"cannot open the MLflow store {self.tracking_uri} ({_one_line(err)}); "
+                    f"cannot open the MLflow store {self.tracking_uri} ({first_line(err)}); "
                     "check registry.tracking_uri and that its directory is writable"
                 ) from err
         return self._client_instance
@@ -178,7 +173,7 @@ class MlflowRegistry(RegistryBackend):
             return fn()
         except MlflowException as err:
             raise RegistryError(
-                f"MLflow registry at {self.tracking_uri} failed to {what} ({_one_line(err)}); "
+                f"MLflow registry at {self.tracking_uri} failed to {what} ({first_line(err)}); "
                 "check registry.tracking_uri and that the store is reachable"
             ) from err
 
@@ -239,7 +234,7 @@ class MlflowRegistry(RegistryBackend):
                 raise not_found(package_type, version) from None
             raise RegistryError(
                 f"MLflow registry at {self.tracking_uri} failed to read {package_type} v{version} "
-                f"({_one_line(err)}); check registry.tracking_uri"
+                f"({first_line(err)}); check registry.tracking_uri"
             ) from err
 
     def _sync_champion_alias(self, package_type: str) -> None:
@@ -337,7 +332,7 @@ class MlflowRegistry(RegistryBackend):
                 )
             except (MlflowException, OSError) as err:
                 raise RegistryError(
-                    f"cannot download {package_type} v{version} model file ({_one_line(err)}); "
+                    f"cannot download {package_type} v{version} model file ({first_line(err)}); "
                     "check that registry.artifact_root is readable from here"
                 ) from err
             shutil.move(local, target)
@@ -460,7 +455,7 @@ class MlflowRegistry(RegistryBackend):
             if isinstance(err, RegistryError):
                 raise
             raise RegistryError(
-                f"registering {package_type} candidate {candidate_key} failed ({_one_line(err)}); "
+                f"registering {package_type} candidate {candidate_key} failed ({first_line(err)}); "
                 "nothing was registered and the champion is unchanged; fix the cause and re-run"
             ) from err
 
@@ -514,7 +509,7 @@ class MlflowRegistry(RegistryBackend):
         except Exception as err:
             with contextlib.suppress(Exception):
                 self.client.delete_model_version_tag(name, version, key)
-            raise RegistryError(f"failed to {what} ({_one_line(err)}); the status is unchanged, retry") from err
+            raise RegistryError(f"failed to {what} ({first_line(err)}); the status is unchanged, retry") from err
         self._call(
             f"move the {CHAMPION_ALIAS} alias of {name}",
             lambda: self._sync_champion_alias(current.package_type),

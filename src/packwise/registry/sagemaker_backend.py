@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
-from packwise.errors import RegistryError
+from packwise.errors import RegistryError, first_line
 from packwise.registry import (
     AuditEvent,
     Candidate,
@@ -50,7 +50,6 @@ from packwise.sagemaker.session import (
     download_file,
     error_code,
     get_text,
-    one_line,
     put_text,
     upload_model_file,
 )
@@ -121,7 +120,7 @@ class SageMakerRegistry(RegistryBackend):
             raise RegistryError(str(err)) from err
         except (ClientError, BotoCoreError) as err:
             raise RegistryError(
-                f"cannot {what} in the SageMaker Model Registry ({one_line(err)}); check sagemaker.region, "
+                f"cannot {what} in the SageMaker Model Registry ({first_line(err)}); check sagemaker.region, "
                 "the credentials and their IAM permissions"
             ) from err
 
@@ -357,7 +356,7 @@ class SageMakerRegistry(RegistryBackend):
             ) from err
         except Exception as err:
             raise RegistryError(
-                f"registering {package_type} candidate {candidate_key} failed ({one_line(err)}); nothing was "
+                f"registering {package_type} candidate {candidate_key} failed ({first_line(err)}); nothing was "
                 "registered and the champion is unchanged; check the IAM permissions and re-run"
             ) from err
 
@@ -404,7 +403,7 @@ class SageMakerRegistry(RegistryBackend):
         except Exception as err:
             with contextlib.suppress(Exception):
                 put_text(self.clients, record_uri, json.dumps(before, sort_keys=True))
-            raise RegistryError(f"failed to {what} ({one_line(err)}); the status is unchanged, retry") from err
+            raise RegistryError(f"failed to {what} ({first_line(err)}); the status is unchanged, retry") from err
 
 
 class MirroredRegistry(RegistryBackend):

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from packwise.errors import first_line
 from packwise.sagemaker.errors import JobFailedError, JobTimeoutError, SageMakerError, StepCancelled
 from packwise.sagemaker.naming import attempt_name
-from packwise.sagemaker.session import aws_call, error_code, one_line
+from packwise.sagemaker.session import aws_call, error_code
 
 COMPLETED = "Completed"
 ENDED_BADLY = frozenset({"Failed", "Stopped"})
@@ -79,7 +80,7 @@ def describe_job(client: Any, kind: JobKind, name: str) -> dict[str, Any] | None
     except ClientError as err:
         if _not_found(err):
             return None
-        raise SageMakerError(f"cannot describe {kind.label} {name}: {one_line(err)}") from err
+        raise SageMakerError(f"cannot describe {kind.label} {name}: {first_line(err)}") from err
     return described
 
 
@@ -131,7 +132,7 @@ def start_or_attach(
         except ClientError as err:
             if error_code(err) == "ResourceInUse" or "already exists" in str(err).lower():
                 return JobHandle(kind, name, created=False)  # another task made it a moment ago
-            raise SageMakerError(f"cannot create {kind.label} {name}: {one_line(err)}") from err
+            raise SageMakerError(f"cannot create {kind.label} {name}: {first_line(err)}") from err
         return JobHandle(kind, name, created=True)
     raise SageMakerError(
         f"{kind.label} {base_name} failed {MAX_ATTEMPTS} times; fix the cause shown in its FailureReason first"

@@ -7,7 +7,6 @@ tests and LocalStack/moto.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from packwise.config import SageMakerConfig
+from packwise.errors import first_line
+from packwise.files import sha256_file
 from packwise.sagemaker.errors import SageMakerError
 
 T = TypeVar("T")
@@ -50,11 +51,6 @@ def open_clients(config: SageMakerConfig) -> Clients:
     return Clients(session.client("sagemaker", **options), session.client("s3", **options), config.region)
 
 
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= 400 else text[:397] + "..."
-
-
 def error_code(err: BaseException) -> str:
     response = getattr(err, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
@@ -76,9 +72,9 @@ def aws_call(what: str, call: Callable[[], T]) -> T:
         hint = "check the IAM permissions of the caller (see README: On SageMaker)" if "AccessDenied" in code else (
             "see the message for the cause"
         )
-        raise SageMakerError(f"cannot {what}: {one_line(err)}; {hint}") from err
+        raise SageMakerError(f"cannot {what}: {first_line(err)}; {hint}") from err
     except BotoCoreError as err:
-        raise SageMakerError(f"cannot {what}: {one_line(err)}; check sagemaker.region and the network") from err
+        raise SageMakerError(f"cannot {what}: {first_line(err)}; check sagemaker.region and the network") from err
 
 
 @dataclass(frozen=True)
@@ -166,14 +162,6 @@ def delete_keys(clients: Clients, uri: S3Uri) -> None:
     for start in range(0, len(keys), 1000):
         batch = [{"Key": k} for k in keys[start : start + 1000]]
         aws_call(f"clean {uri}", lambda b=batch: clients.s3.delete_objects(Bucket=uri.bucket, Delete={"Objects": b}))  # type: ignore[misc]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def upload_model_file(clients: Clients, config: SageMakerConfig, model_file: Path) -> S3Uri:

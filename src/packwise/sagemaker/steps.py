@@ -205,8 +205,9 @@ def score_shard_sagemaker(
     import pyarrow.parquet as pq
 
     from packwise.faults import maybe_fail
+    from packwise.files import sha256_file
     from packwise.inference import load_scoring_models, shard_name
-    from packwise.sagemaker.session import open_clients, sha256_file
+    from packwise.sagemaker.session import open_clients
     from packwise.sagemaker.transform import TransformModel, score_with_transform
     from packwise.scoring import PRODUCT_ID, Scorer, output_schema, recommend
 

@@ -27,6 +27,7 @@ import pandas as pd
 from packwise.config import SageMakerConfig
 from packwise.errors import DataValidationError
 from packwise.features import FeatureSpec, build_features
+from packwise.files import sha256_file
 from packwise.sagemaker.container import xgboost_image_uri
 from packwise.sagemaker.csv_format import row_ranges, write_scoring_csv
 from packwise.sagemaker.errors import SageMakerError
@@ -42,7 +43,6 @@ from packwise.sagemaker.session import (
     get_text,
     list_keys,
     put_text,
-    sha256_file,
     upload_file,
     upload_model_file,
 )

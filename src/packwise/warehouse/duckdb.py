@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,7 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from packwise.errors import WarehouseError
+from packwise.errors import WarehouseError, first_line
+from packwise.files import atomic_write
 from packwise.warehouse import TABLES, QueryError, check_identifier, referenced_params, wrap_ordered
 
 if TYPE_CHECKING:
@@ -33,11 +33,6 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     "data_page_version": "1.0",
 }
 _READ_BATCH_ROWS = 65_536
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _as_arrow(data: TableData) -> pa.Table:
@@ -76,7 +71,7 @@ class DuckDBWarehouse:
             self._con = duckdb.connect(target, read_only=read_only)
         except duckdb.Error as err:
             raise WarehouseError(
-                f"cannot open warehouse {target}: {_first_line(err)}; close other programs using it"
+                f"cannot open warehouse {target}: {first_line(err)}; close other programs using it"
             ) from None
 
     # -- context manager -------------------------------------------------------------------------
@@ -112,7 +107,7 @@ class DuckDBWarehouse:
             self._con.execute(sql, referenced_params(sql, params))
             self._con.complete()
         except duckdb.Error as err:
-            raise QueryError(_first_line(err)) from None
+            raise QueryError(first_line(err)) from None
 
     def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Runs a query and returns its whole result as a DataFrame; for small results only.
@@ -123,7 +118,7 @@ class DuckDBWarehouse:
         try:
             return self._con.execute(sql, referenced_params(sql, params)).df()
         except duckdb.Error as err:
-            raise QueryError(_first_line(err)) from None
+            raise QueryError(first_line(err)) from None
 
     def copy_query_to_parquet(
         self,
@@ -151,25 +146,22 @@ class DuckDBWarehouse:
         """
         ordered = wrap_ordered(sql, order_by)
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
             relation = self._con.sql(ordered, params=referenced_params(ordered, params))
         except duckdb.Error as err:
-            raise QueryError(_first_line(err)) from None
+            raise QueryError(first_line(err)) from None
         if relation is None:
             raise QueryError("the statement returns no rows; it must be a SELECT query")
         rows = 0
         try:
-            reader = relation.to_arrow_reader(_READ_BATCH_ROWS)
-            try:
-                rows = _write_parquet(reader, tmp)
-            finally:
-                reader.close()
-            os.replace(tmp, path)
+            with atomic_write(path) as tmp:
+                reader = relation.to_arrow_reader(_READ_BATCH_ROWS)
+                try:
+                    rows = _write_parquet(reader, tmp)
+                finally:
+                    reader.close()
         except duckdb.Error as err:
-            raise QueryError(_first_line(err)) from None
-        finally:
-            tmp.unlink(missing_ok=True)
+            raise QueryError(first_line(err)) from None
         return rows
 
     # -- writes ----------------------------------------------------------------------------------
@@ -199,7 +191,7 @@ class DuckDBWarehouse:
         try:
             self._con.commit()
         except duckdb.Error as err:
-            raise QueryError(f"commit failed: {_first_line(err)}") from None
+            raise QueryError(f"commit failed: {first_line(err)}") from None
 
     def replace_table(self, name: str, data: TableData) -> int:
         """Replaces every row of `name` with `data` in one transaction; creates the table when missing.
@@ -273,7 +265,7 @@ def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         except StopIteration:
             return
         except (pa.ArrowException, OSError, duckdb.Error) as err:
-            raise QueryError(_first_line(err)) from None
+            raise QueryError(first_line(err)) from None
         yield batch
 
 
