@@ -45,9 +45,9 @@ def save_model_artifact(
     with atomic_write(path) as tmp, tmp.open("wb") as fh:
         import gzip
 
-        # mtime 0 everywhere: the same booster gives the same bytes
+        # mtime 0 and no file name (the temporary one) in the gzip header: the same booster gives the same bytes
         with (
-            gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz,
+            gzip.GzipFile(filename="", fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz,
             tarfile.open(fileobj=gz, mode="w") as tar,
         ):
             info = tarfile.TarInfo(BOOSTER_FILE)
