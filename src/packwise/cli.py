@@ -19,6 +19,7 @@ from rich.table import Table
 
 from packwise.config import PackwiseConfig, dump_default_config, load_config
 from packwise.errors import ConfigError, PackwiseError
+from packwise.lineage import check_run_id
 
 if TYPE_CHECKING:
     from packwise_pipelines.local import LocalRun, TaskEvent
@@ -197,6 +198,8 @@ def train(
             raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         if week < 1:
             raise ConfigError(f"--week {week}: weeks start at 1")
+        if run_id is not None:
+            check_run_id(run_id, "--run-id")
         from packwise_pipelines.local import training_run
 
         console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
@@ -267,6 +270,8 @@ def infer(
         from packwise.inference import check_mode, parse_pins
 
         check_mode(mode)
+        if run_id is not None:
+            check_run_id(run_id, "--run-id")
         pins = parse_pins(model or [])
         unknown = sorted(set(pins) - set(cfg.package_type_names))
         if unknown:
