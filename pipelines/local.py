@@ -185,7 +185,8 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
     Tasks receive absolute host paths (storage root, warehouse file, sqlite registry), so each is
     bind-mounted at the same path. Tasks run as the caller's uid:gid so their files stay the caller's (the
     images default to a non-root user; a cluster runs them as that). Host networking lets a webhook on the
-    host's localhost be reached. PACKWISE_FAIL_TASK is passed on so resume drills work in containers too.
+    host's localhost be reached. PACKWISE_FAIL_TASK is passed on so resume drills work in containers too, and
+    the variable named by notify.webhook_url_env so the notify task finds its URL.
     Each container carries CONTAINER_LABEL with the storage root.
     """
     import os
@@ -214,8 +215,10 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
         "labels": {CONTAINER_LABEL: str(root)},
     }
     environment = dict(task_environment())
-    if os.environ.get("PACKWISE_FAIL_TASK"):
-        environment["PACKWISE_FAIL_TASK"] = os.environ["PACKWISE_FAIL_TASK"]
+    # by name only: the values (PACKWISE_FAIL_TASK, the webhook URL's secret variable) never enter config or IR
+    for name in ("PACKWISE_FAIL_TASK", resolved.notify.webhook_url_env):
+        if name and os.environ.get(name):
+            environment[name] = os.environ[name]
     args["environment"] = environment
     return args
 

@@ -50,6 +50,14 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _check_notify(cfg: PackwiseConfig) -> None:
+    """A webhook whose URL is missing or not http(s) fails here, before the run, not in its last task."""
+    if cfg.notify.backend == "webhook":
+        from packwise.notify.webhook import webhook_url
+
+        webhook_url(cfg.notify)
+
+
 def _mount_registry() -> None:
     from packwise.registry_cli import registry_app
 
@@ -200,6 +208,7 @@ def train(
             raise ConfigError(f"--week {week}: weeks start at 1")
         if run_id is not None:
             check_run_id(run_id, "--run-id")
+        _check_notify(cfg)
         from packwise_pipelines.local import training_run
 
         console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
@@ -272,6 +281,7 @@ def infer(
         check_mode(mode)
         if run_id is not None:
             check_run_id(run_id, "--run-id")
+        _check_notify(cfg)
         pins = parse_pins(model or [])
         unknown = sorted(set(pins) - set(cfg.package_type_names))
         if unknown:
