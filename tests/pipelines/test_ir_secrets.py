@@ -51,6 +51,9 @@ def test_a_webhook_pipeline_compiles_with_the_reference_and_never_the_url(
             executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
             refs = {e["envVar"] for spec in executors.values() for e in spec["secretAsEnv"][0]["keyToEnv"]}
             assert "PACKWISE_WEBHOOK_URL" in refs
+            # every task carries the label MLflow's NetworkPolicy admits (manifests/components/mlflow)
+            for label, spec in executors.items():
+                assert spec["podMetadata"]["labels"]["app.kubernetes.io/part-of"] == "packwise", label
         # and the run parameters a submit sends carry the name, not the value
         arguments = run_arguments(path, config, {"run_id": "r1", "week": 2} if "training" in path.name else {})
         assert TOKEN not in json.dumps(arguments, default=str)
