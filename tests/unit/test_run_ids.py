@@ -84,3 +84,12 @@ def test_a_trigger_files_run_id_is_refused(tmp_path: Path) -> None:
     body = yaml.safe_dump({"pipeline": "training", "params": {"week": 2, "run_id": "../../../escape"}}).encode()
     with pytest.raises(TriggerError, match=r"params: run_id: value '\.\./\.\./\.\./escape' is not a valid run id"):
         parse_trigger(body, "triggers/evil.yaml", base)
+
+
+def test_submit_refuses_a_bad_run_id_before_connecting(tmp_path: Path) -> None:
+    # cluster.host points nowhere: reaching it would be a different error
+    result = CliRunner().invoke(
+        app, ["submit", "training", "--week", "2", "--param", "run_id=../x", "--set", "cluster.host=http://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "submit: run_id: value '../x' is not a valid run id" in result.output.replace("\n", "")
