@@ -225,6 +225,11 @@ class GateConfig(_Strict):
     )
     label_count_min_fraction: Limit = _lim(0.9, 0.5, "Lowest candidate/champion training label count ratio.")
     label_count_max_fraction: Limit = _lim(5.0, None, "Highest candidate/champion training label count ratio.")
+    auto_approve: bool = Field(
+        True,
+        description="false: a candidate that passes every criterion waits as PendingManualApproval for a person "
+        "(runs started by trigger files get false unless cluster.trigger.allow_auto_approve).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GateConfig:
@@ -560,6 +565,28 @@ class TriggerConfig(_Strict):
     endpoint_url: str | None = Field(None, description="S3 endpoint (KFP's MinIO on kind); none for AWS S3.")
     region: str | None = Field(None, description="AWS region of the bucket.")
     poll_interval_s: float = Field(30.0, gt=0, le=3600, description="Seconds between two listings of the prefix.")
+    # What a trigger file may choose (its `config.model`), within these operator bounds.
+    allow_auto_approve: bool = Field(
+        False, description="Let trigger-started runs promote champions on their own (else PendingManualApproval)."
+    )
+    model_types: list[str] | None = Field(None, description="Model types a trigger file may choose; none: any.")
+    max_num_boost_round: int = Field(2000, ge=1, le=100_000, description="Most boosting rounds a trigger may ask.")
+    max_text_hash_features: int = Field(
+        1 << 16, ge=16, le=1 << 20, description="Most hashed text features a trigger may ask."
+    )
+    param_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "eta": (0.001, 1.0),
+            "max_depth": (1, 12),
+            "min_child_weight": (0.0, 100.0),
+            "subsample": (0.1, 1.0),
+            "colsample_bytree": (0.1, 1.0),
+            "lambda": (0.0, 100.0),
+            "alpha": (0.0, 100.0),
+            "gamma": (0.0, 100.0),
+        },
+        description="XGBoost parameters a trigger may set, each [low, high]; any other is refused.",
+    )
 
 
 class ClusterConfig(_Strict):
