@@ -173,3 +173,27 @@ def test_a_tracking_uri_with_credentials_is_refused_pointing_to_the_env_vars() -
 def test_redacted_keeps_scheme_host_and_port_only() -> None:
     assert redacted(f"https://user:{TOKEN}@hooks.example:8443/a/{TOKEN}?t={TOKEN}#x") == "https://hooks.example:8443/…"
     assert redacted("http://[::1/") == "<unparsable URL>"
+
+
+@pytest.mark.parametrize("value", [None, f"file:///tmp/{TOKEN}"])
+def test_train_refuses_an_unusable_webhook_before_the_run(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from packwise.cli import app
+
+    if value is None:
+        monkeypatch.delenv("PACKWISE_WEBHOOK_URL", raising=False)
+    else:
+        monkeypatch.setenv("PACKWISE_WEBHOOK_URL", value)
+    root = tmp_path / "state"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"root": str(root)}, "notify": {"backend": "webhook"}}))
+    result = CliRunner().invoke(app, ["train", "--week", "1", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    expected = "is not set in this environment" if value is None else "has a file:// URL"
+    assert f"notify.webhook_url_env: $PACKWISE_WEBHOOK_URL {expected}" in result.output.replace("\n", "")
+    assert TOKEN not in result.output
+    assert not root.exists()  # the run never started
