@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from packwise.config import dump_default_config
+from packwise.config import PackwiseConfig, dump_default_config
 from packwise.errors import ConfigError, PackwiseError
+from packwise.lineage import check_run_id
 from packwise_app.command_line import ConfigOpt, SetOpt, err_console, fail, load
 from packwise_app.configuration import load_config
 
@@ -36,6 +37,14 @@ config_app = typer.Typer(help="Show or write the configuration.", no_args_is_hel
 app.add_typer(config_app, name="config")
 
 console = Console()
+
+
+def _check_notify(cfg: PackwiseConfig) -> None:
+    """A webhook whose URL is missing or not http(s) fails here, before the run, not in its last task."""
+    if cfg.notify.backend == "webhook":
+        from packwise.notify.webhook import webhook_url
+
+        webhook_url(cfg.notify)
 
 
 def _mount_registry() -> None:
@@ -186,6 +195,9 @@ def train(
             raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         if week < 1:
             raise ConfigError(f"--week {week}: weeks start at 1")
+        if run_id is not None:
+            check_run_id(run_id, "--run-id")
+        _check_notify(cfg)
         from packwise_pipelines.local import training_run
 
         console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
@@ -256,6 +268,9 @@ def infer(
         from packwise.inference import check_mode, parse_pins
 
         check_mode(mode)
+        if run_id is not None:
+            check_run_id(run_id, "--run-id")
+        _check_notify(cfg)
         pins = parse_pins(model or [])
         unknown = sorted(set(pins) - set(cfg.package_type_names))
         if unknown:

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from packwise.config import PackwiseConfig
 from packwise.errors import ConfigError, PackwiseError
+from packwise.lineage import check_run_id
 
 if TYPE_CHECKING:
     from packwise_components.images import ImageSet
@@ -51,6 +52,14 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: str = Field("", description="Run id; empty uses the KFP job id.")
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        try:
+            return check_run_id(value, "value") if value else value
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
 
 class TrainingParams(_Params):
@@ -86,7 +95,7 @@ def validate_params(pipeline: str, params: dict[str, Any], source: str = "params
             raise ConfigError(f"{source}: {pipeline} has no parameter {loc!r}; its parameters: {known}") from None
         if first["type"] == "missing":
             raise ConfigError(f"{source}: {pipeline} needs the parameter {loc!r}") from None
-        raise ConfigError(f"{source}: {loc}: {first['msg']}") from None
+        raise ConfigError(f"{source}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def pipeline_inputs(package: Path) -> list[str]:

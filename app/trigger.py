@@ -48,10 +48,12 @@ log = logging.getLogger(__name__)
 TRIGGER_SUFFIXES = (".yaml", ".yml", ".json")
 CLAIMS, REJECTED, DONE = "_claims/", "_rejected/", "_done/"
 MAX_TRIGGER_BYTES = 256 * 1024
-# Sections a trigger file may override. Not `cluster` (service account, secrets), `storage`, `warehouse`,
-# `registry`, `notify` or `sagemaker` (roles, endpoints): whoever can write to the bucket must not choose
-# who the run's pods are, where they write or which SQL runs against the warehouse.
-OVERRIDABLE_SECTIONS = frozenset({"model", "features", "split", "gate", "package_types", "inference", "compute"})
+MAX_TRIGGER_DEPTH = 20  # nesting of mappings and lists; a real trigger file needs 4
+# The one section a trigger file may override: the model (type and hyperparameters, within the bounds of
+# cluster.trigger). Whoever can write to the bucket must not change what reaches production (the gate,
+# the thresholds and package types, the features' trust settings, the split the gate is measured on),
+# who the run's pods are, where they write, which SQL runs, or what the runs cost (compute, inference).
+OVERRIDABLE_SECTIONS = frozenset({"model"})
 CLAIM_LEASE_S = 900.0
 
 
@@ -101,17 +103,87 @@ def _forbidden_keys(overrides: dict[str, Any]) -> str | None:
     return None
 
 
+class _UnboundedYamlError(Exception):
+    """A trigger file nested too deeply or using aliases; refused before it is built."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader refusing nesting deeper than MAX_TRIGGER_DEPTH and aliases.
+
+    20,000 nested lists in 40 KB made the recursive composer raise RecursionError; an alias bomb expands
+    exponentially once validated. Neither has a use in a trigger file.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _UnboundedYamlError("anchors and aliases (*name) are not allowed in a trigger file")
+        self._depth += 1
+        try:
+            if self._depth > MAX_TRIGGER_DEPTH:
+                raise _UnboundedYamlError(f"nested deeper than {MAX_TRIGGER_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _load_bounded(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _check_model_bounds(override: dict[str, Any], config: PackwiseConfig, source: str) -> None:
+    """The trigger's `config.model` within the operator's bounds (cluster.trigger); TriggerError if not."""
+    bounds = config.cluster.trigger
+    model = config.model
+    if bounds.model_types is not None and "type" in override and model.type not in bounds.model_types:
+        allowed = ", ".join(bounds.model_types)
+        raise TriggerError(f"{source}: config.model.type {model.type!r} is not allowed for triggers ({allowed})")
+    if "num_boost_round" in override and model.num_boost_round > bounds.max_num_boost_round:
+        raise TriggerError(
+            f"{source}: config.model.num_boost_round {model.num_boost_round} is above the trigger bound "
+            f"{bounds.max_num_boost_round} (cluster.trigger.max_num_boost_round)"
+        )
+    if "text_hash_features" in override and model.text_hash_features > bounds.max_text_hash_features:
+        raise TriggerError(
+            f"{source}: config.model.text_hash_features {model.text_hash_features} is above the trigger bound "
+            f"{bounds.max_text_hash_features} (cluster.trigger.max_text_hash_features)"
+        )
+    params = override.get("params") or {}
+    if not isinstance(params, dict):
+        return  # the model validation has refused it already
+    for name, value in params.items():
+        if name not in bounds.param_bounds:
+            allowed = ", ".join(sorted(bounds.param_bounds))
+            raise TriggerError(f"{source}: config.model.params.{name} cannot be set by a trigger file ({allowed})")
+        low, high = bounds.param_bounds[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise TriggerError(f"{source}: config.model.params.{name} must be a number in [{low:g}, {high:g}]")
+
+
 def parse_trigger(body: bytes, key: str, base: PackwiseConfig) -> RunRequest:
-    """Validates a trigger file against the schema and `base` (the cluster's config); TriggerError if unfit."""
+    """Validates a trigger file against the schema and `base` (the cluster's config); TriggerError if unfit.
+
+    The run it asks for registers candidates at most as PendingManualApproval (gate.auto_approve off)
+    unless the operator set cluster.trigger.allow_auto_approve.
+    """
     from packwise_app.cluster import validate_params
 
     source = f"trigger file {key}"
     if len(body) > MAX_TRIGGER_BYTES:
-        raise TriggerError(f"{source}: {len(body)} bytes; a trigger file is at most {MAX_TRIGGER_BYTES}")
+        raise TriggerError(f"{source}: more than {MAX_TRIGGER_BYTES} bytes; a trigger file is at most that")
     try:
-        data = yaml.safe_load(body.decode("utf-8"))
+        data = _load_bounded(body.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as err:
         raise TriggerError(f"{source}: not valid YAML or JSON ({str(err).splitlines()[0]})") from None
+    except _UnboundedYamlError as err:
+        raise TriggerError(f"{source}: {err}") from None
+    except RecursionError:  # belt and braces: the depth bound should have stopped it
+        raise TriggerError(f"{source}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise TriggerError(f"{source}: expected a mapping with `pipeline`, `params` and optionally `config`")
     try:
@@ -124,14 +196,22 @@ def parse_trigger(body: bytes, key: str, base: PackwiseConfig) -> RunRequest:
         raise TriggerError(f"{source}: {loc}: {first['msg']}") from None
     forbidden = _forbidden_keys(trigger.config)
     if forbidden:
-        allowed = ", ".join(sorted(OVERRIDABLE_SECTIONS))
-        raise TriggerError(f"{source}: {forbidden} cannot be set by a trigger file (allowed: {allowed}; no SQL)")
+        allowed = ", ".join(f"config.{name}" for name in sorted(OVERRIDABLE_SECTIONS))
+        raise TriggerError(
+            f"{source}: {forbidden} cannot be set by a trigger file (only {allowed}, within cluster.trigger's "
+            "bounds; never the gate, thresholds, features, split, SQL or where runs write)"
+        )
     try:
         config = parse_config(_merge(base.model_dump(mode="json"), trigger.config), f"{source}: config")
         check_plugins(config, f"{source}: config")
         params = validate_params(trigger.pipeline, trigger.params, f"{source}: params")
     except ConfigError as err:
         raise TriggerError(str(err)) from None
+    model_override = trigger.config.get("model")
+    if isinstance(model_override, dict):
+        _check_model_bounds(model_override, config, source)
+    if not base.cluster.trigger.allow_auto_approve:
+        config = config.model_copy(update={"gate": config.gate.model_copy(update={"auto_approve": False})})
     return RunRequest(trigger.pipeline, params, config, trigger.run_name)
 
 
@@ -172,6 +252,7 @@ class TriggerObject:
     key: str
     etag: str
     last_modified: dt.datetime
+    size: int | None = None  # bytes, from the listing or HEAD; checked before the file is read
 
     @property
     def claim_id(self) -> str:
@@ -221,7 +302,7 @@ class TriggerWatcher:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Contents", []):
                 if self.is_trigger_key(item["Key"]):
-                    yield TriggerObject(item["Key"], item["ETag"].strip('"'), item["LastModified"])
+                    yield TriggerObject(item["Key"], item["ETag"].strip('"'), item["LastModified"], item.get("Size"))
 
     def head(self, key: str) -> TriggerObject | None:
         try:
@@ -230,7 +311,7 @@ class TriggerWatcher:
             if _is_missing(err):
                 return None
             raise
-        return TriggerObject(key, meta["ETag"].strip('"'), meta["LastModified"])
+        return TriggerObject(key, meta["ETag"].strip('"'), meta["LastModified"], meta.get("ContentLength"))
 
     def poll_once(self) -> list[TriggerResult]:
         """Handles every trigger file under the prefix once."""
@@ -342,13 +423,27 @@ class TriggerWatcher:
                 return TriggerResult(obj.key, outcome, record.get("run_id"), record.get("reason"))
             return TriggerResult(obj.key, "skipped")
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=obj.key)["Body"].read()
-        except Exception as err:
-            if _is_missing(err):
-                return TriggerResult(obj.key, "gone")
-            raise
-        try:
-            request = parse_trigger(body, obj.key, self.base_config)
+            if obj.size is not None and obj.size > MAX_TRIGGER_BYTES:  # never read a file that is too big
+                raise TriggerError(
+                    f"trigger file {obj.key}: {obj.size} bytes; a trigger file is at most {MAX_TRIGGER_BYTES}"
+                )
+            try:
+                # at most one byte past the bound, whatever the object has become since it was listed
+                got = self.s3.get_object(Bucket=self.bucket, Key=obj.key, Range=f"bytes=0-{MAX_TRIGGER_BYTES}")
+                body = got["Body"].read(MAX_TRIGGER_BYTES + 1)
+            except Exception as err:
+                if _is_missing(err):
+                    return TriggerResult(obj.key, "gone")
+                if _error_code(err) != "InvalidRange":  # an empty object has no byte 0
+                    raise
+                body = b""
+            try:
+                request = parse_trigger(body, obj.key, self.base_config)
+            except TriggerError:
+                raise
+            except Exception as err:  # anything else about the file must not crash the poll again and again
+                log.exception("trigger file %s could not be parsed", obj.key)
+                raise TriggerError(f"trigger file {obj.key}: could not be read ({type(err).__name__})") from None
         except TriggerError as err:
             reason = str(err)
             target = self._move(obj.key, REJECTED)

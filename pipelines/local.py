@@ -26,6 +26,7 @@ from kfp import local
 
 from packwise import progress
 from packwise.config import PackwiseConfig
+from packwise.lineage import check_run_id
 from packwise_components.images import ImageSet, resolve_images
 
 Runner = Literal["subprocess", "docker"]
@@ -184,7 +185,8 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
     Tasks receive absolute host paths (storage root, warehouse file, sqlite registry), so each is
     bind-mounted at the same path. Tasks run as the caller's uid:gid so their files stay the caller's (the
     images default to a non-root user; a cluster runs them as that). Host networking lets a webhook on the
-    host's localhost be reached. PACKWISE_FAIL_TASK is passed on so resume drills work in containers too.
+    host's localhost be reached. PACKWISE_FAIL_TASK is passed on so resume drills work in containers too, and
+    the variable named by notify.webhook_url_env so the notify task finds its URL.
     Each container carries CONTAINER_LABEL with the storage root.
     """
     import os
@@ -213,8 +215,10 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
         "labels": {CONTAINER_LABEL: str(root)},
     }
     environment = dict(task_environment())
-    if os.environ.get("PACKWISE_FAIL_TASK"):
-        environment["PACKWISE_FAIL_TASK"] = os.environ["PACKWISE_FAIL_TASK"]
+    # by name only: the values (PACKWISE_FAIL_TASK, the webhook URL's secret variable) never enter config or IR
+    for name in ("PACKWISE_FAIL_TASK", resolved.notify.webhook_url_env):
+        if name and os.environ.get(name):
+            environment[name] = os.environ[name]
     args["environment"] = environment
     return args
 
@@ -255,6 +259,24 @@ def _subprocess_environment(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _run_temp_dir(run_id: str, enabled: bool) -> Iterator[dict[str, str]]:
+    """A temporary directory for one local run's subprocess tasks, removed when the run ends.
+
+    Each KFP Python component starts with `mktemp -d` for its program file and never removes it: the
+    subprocess runner left one `/tmp/tmp.*` per task. Tasks get TMPDIR pointing here (yielded as the
+    environment to add), so those and anything else the tasks leave in TMPDIR go with the run. The docker
+    runner's tasks make theirs inside their containers: nothing to do there (`enabled=False`).
+    """
+    if not enabled:
+        yield {}
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"packwise-{run_id}-", ignore_cleanup_errors=True) as tmp:
+        yield {"TMPDIR": tmp}
+
+
 def init_local(config: PackwiseConfig, runner: Runner) -> None:
     """kfp.local with caching on, outputs and cache under storage.root."""
     if runner == "docker":
@@ -283,13 +305,22 @@ def run_pipeline_locally(
     verbose: bool = False,
     on_event: Callable[[TaskEvent], None] | None = None,
 ) -> LocalRun:
-    """Runs a compiled-in-memory pipeline with kfp.local and reports its tasks."""
+    """Runs a compiled-in-memory pipeline with kfp.local and reports its tasks.
+
+    Raises:
+        ConfigError: `run_id` does not match the run id pattern (checked before anything is written).
+    """
+    check_run_id(run_id, "run id")
     init_local(config, runner)
     log_path = config.storage.root / "logs" / f"{run_id}.log"
     progress_log = ProgressLog(log_path=log_path, on_event=on_event or (lambda e: None), echo=verbose)
     start = time.perf_counter()
     try:
-        with captured(progress_log), _subprocess_environment(task_environment() if runner != "docker" else {}):
+        with (
+            captured(progress_log),
+            _run_temp_dir(run_id, enabled=runner != "docker") as tmp_env,
+            _subprocess_environment({**task_environment(), **tmp_env} if runner != "docker" else {}),
+        ):
             pipeline(**arguments, run_id=run_id)
     finally:
         progress_log.close()

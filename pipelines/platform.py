@@ -81,6 +81,8 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Pat
         kubernetes.mount_pvc(task, pvc_name=cluster.storage_pvc, mount_path=str(storage_root))
     # Tagged images are immutable here (skaffold's digest tags, the release version): never re-pull.
     kubernetes.set_image_pull_policy(task, "IfNotPresent")
+    # The label MLflow's NetworkPolicy admits (manifests/components/mlflow): only Packwise's tasks reach it.
+    kubernetes.add_pod_label(task, "app.kubernetes.io/part-of", "packwise")
     if for_cluster:
         task.set_env_variable("OMP_NUM_THREADS", str(res.threads))
     policy = cluster.retries

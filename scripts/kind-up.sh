@@ -4,8 +4,10 @@
 #   2. Kubeflow Pipelines standalone, pinned (KFP_VERSION), from the official kustomize manifests
 #   3. the Packwise images built by skaffold and loaded into the node (profile kind: nothing is pushed),
 #      tagged with the release version the compiled pipelines reference
-#   4. the credentials Secret (copied from KFP's MinIO Secret: no value is written anywhere here)
-#   5. the kind overlay (watcher, MLflow, RBAC, storage, config, seed Job) applied by skaffold
+#   4. the credentials: random keys per identity in Secrets (the runner's and the watcher's MinIO users,
+#      MLflow's basic auth; no value is written anywhere else), Argo's task securityContext defaults
+#   5. the kind overlay (watcher, MLflow, RBAC, storage, config, seed Job, MinIO users Job) applied by
+#      skaffold, the base image pinned by digest (scripts/pin-base-image.sh)
 #   6. port-forwards: KFP UI and API on localhost:8080 (UI) / :8888 (API), MLflow on localhost:5000
 # Needs: docker, kind, kubectl, skaffold on PATH. Re-running it is safe (every step is idempotent).
 set -euo pipefail
@@ -31,16 +33,46 @@ kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s
 kubectl apply -k "$KFP_MANIFESTS/env/platform-agnostic?ref=$KFP_VERSION"
 kubectl -n kubeflow wait --for=condition=Available --timeout=900s deployment --all
 
-echo "credentials: packwise-credentials from KFP's MinIO Secret (namespaces kubeflow and packwise)"
+echo "credentials: one random identity per consumer (values go only into Secrets, never to disk or the terminal)"
 kubectl get namespace packwise >/dev/null 2>&1 || kubectl create namespace packwise
-access_key=$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d)
-secret_key=$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)
-for ns in kubeflow packwise; do
-  kubectl -n "$ns" create secret generic packwise-credentials \
-    --from-literal=AWS_ACCESS_KEY_ID="$access_key" --from-literal=AWS_SECRET_ACCESS_KEY="$secret_key" \
-    --dry-run=client -o yaml | kubectl apply -f -
-done
-unset access_key secret_key
+random() { openssl rand -hex 20; }
+# secret NAMESPACE NAME KEY=VALUE...: created once; re-runs keep the existing values (MLflow's admin user
+# and the MinIO users were made with them)
+secret() {
+  local ns=$1 name=$2
+  shift 2
+  kubectl -n "$ns" get secret "$name" >/dev/null 2>&1 && return
+  local args=()
+  for kv in "$@"; do args+=(--from-literal="$kv"); done
+  kubectl -n "$ns" create secret generic "$name" "${args[@]}" >/dev/null
+}
+from_secret() { kubectl -n "$1" get secret "$2" -o jsonpath="{.data.$3}" | base64 -d; }
+need openssl
+secret kubeflow packwise-minio-users RUNNER_ACCESS_KEY="packwise-runner-$(openssl rand -hex 4)" \
+  RUNNER_SECRET_KEY="$(random)" WATCHER_ACCESS_KEY="packwise-watcher-$(openssl rand -hex 4)" WATCHER_SECRET_KEY="$(random)"
+secret packwise mlflow-auth MLFLOW_TRACKING_USERNAME=packwise MLFLOW_TRACKING_PASSWORD="$(random)" \
+  MLFLOW_FLASK_SERVER_SECRET_KEY="$(random)"
+# the pipeline pods: the runner's MinIO user (launcher, Argo's log archive, tasks) and MLflow's user
+secret kubeflow packwise-runner-s3 accesskey="$(from_secret kubeflow packwise-minio-users RUNNER_ACCESS_KEY)" \
+  secretkey="$(from_secret kubeflow packwise-minio-users RUNNER_SECRET_KEY)"
+secret kubeflow packwise-credentials AWS_ACCESS_KEY_ID="$(from_secret kubeflow packwise-minio-users RUNNER_ACCESS_KEY)" \
+  AWS_SECRET_ACCESS_KEY="$(from_secret kubeflow packwise-minio-users RUNNER_SECRET_KEY)" \
+  MLFLOW_TRACKING_USERNAME=packwise MLFLOW_TRACKING_PASSWORD="$(from_secret packwise mlflow-auth MLFLOW_TRACKING_PASSWORD)"
+# the watcher: its own MinIO user, limited to the trigger prefix (manifests/overlays/kind/minio-users)
+secret packwise packwise-watcher-s3 AWS_ACCESS_KEY_ID="$(from_secret kubeflow packwise-minio-users WATCHER_ACCESS_KEY)" \
+  AWS_SECRET_ACCESS_KEY="$(from_secret kubeflow packwise-minio-users WATCHER_SECRET_KEY)"
+
+echo "task pods: Argo's securityContext defaults and log archive with the runner's user; PodSecurity warnings"
+kubectl -n kubeflow patch configmap workflow-controller-configmap --type merge \
+  --patch-file manifests/cluster-admin/workflow-controller-patch.yaml >/dev/null
+# KFP's own pods in kubeflow (MinIO, MySQL) are not all `restricted`: warn and audit, do not enforce
+kubectl label --overwrite namespace kubeflow pod-security.kubernetes.io/warn=restricted \
+  pod-security.kubernetes.io/audit=restricted >/dev/null
+
+echo "base image pinned by digest"
+PACKWISE_BASE_IMAGE=$(bash scripts/pin-base-image.sh)
+export PACKWISE_BASE_IMAGE
+echo "  $PACKWISE_BASE_IMAGE"
 
 echo "images (tag $PACKWISE_TAG) and the kind overlay, through skaffold"
 skaffold run --profile kind --kube-context "$CONTEXT" --tag "$PACKWISE_TAG" --status-check=true
@@ -60,7 +92,8 @@ start_forward mlflow packwise mlflow 5000:5000
 cat <<DONE
 
 KFP UI   http://localhost:8080
-MLflow   http://localhost:5000
+MLflow   http://localhost:5000  (basic auth: user packwise, password from
+           kubectl -n packwise get secret mlflow-auth -o jsonpath='{.data.MLFLOW_TRACKING_PASSWORD}' | base64 -d)
 Submit:  .venv/bin/packwise submit training --week 1 --config manifests/overlays/kind/packwise.yaml \\
            --set cluster.host=http://localhost:8888
 DONE

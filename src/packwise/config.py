@@ -216,6 +216,11 @@ class GateConfig(_Strict):
     )
     label_count_min_fraction: Limit = _lim(0.9, 0.5, "Lowest candidate/champion training label count ratio.")
     label_count_max_fraction: Limit = _lim(5.0, None, "Highest candidate/champion training label count ratio.")
+    auto_approve: bool = Field(
+        True,
+        description="false: a candidate that passes every criterion waits as PendingManualApproval for a person "
+        "(runs started by trigger files get false unless cluster.trigger.allow_auto_approve).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GateConfig:
@@ -230,17 +235,56 @@ class GateConfig(_Strict):
         return self
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
 class NotifyConfig(_Strict):
-    """Where the decision summary goes. `log` writes it to the task log and a file."""
+    """Where the decision summary goes. `log` writes it to the task log and a file.
+
+    A webhook URL carries its token, so it is never part of the config (which becomes pipeline parameters and
+    IR defaults): the config names the environment variable that holds it, filled from a Secret on a cluster.
+    """
 
     backend: Literal["log", "webhook"] = Field("log", description="log (task log) or webhook (JSON POST).")
-    webhook_url: str | None = Field(None, description="Webhook URL (Slack/Teams-compatible `text` field).")
-    timeout_s: float = Field(10.0, gt=0, description="Webhook timeout in seconds.")
+    webhook_url_env: str | None = Field(
+        "PACKWISE_WEBHOOK_URL",
+        description="Name of the env var holding the webhook URL (http/https; a secret, never in config or IR). "
+        "On a cluster list it in cluster.secret_keys.",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Webhook timeout in seconds, per attempt.")
+    retries: int = Field(3, ge=0, le=10, description="Webhook retries on a connection error or HTTP 5xx/429.")
+    retry_backoff_s: float = Field(
+        1.0, ge=0, le=60, description="Webhook backoff factor: waits 0, 2x, 4x, ... this many seconds between tries."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "webhook_url" in data:
+            # never echo the value: it is the secret
+            raise ValueError(
+                "notify.webhook_url is no longer accepted (the URL and its token would be stored in the pipeline IR "
+                "and run parameters); put the URL in an environment variable (a cluster.secret key on a cluster) "
+                "and set notify.webhook_url_env to its name"
+            )
+        return data
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                "is not an environment variable name (letters, digits, _); name the variable, not its value"
+            )
+        return value
 
     @model_validator(mode="after")
     def _url(self) -> NotifyConfig:
-        if self.backend == "webhook" and not self.webhook_url:
-            raise ValueError("notify.webhook_url is required when notify.backend is webhook")
+        if self.backend == "webhook" and not self.webhook_url_env:
+            raise ValueError(
+                "notify.webhook_url_env is required when notify.backend is webhook (the name of the env var "
+                "holding the URL)"
+            )
         return self
 
 
@@ -337,12 +381,34 @@ class RegistryConfig(_Strict):
     mirror: Literal["mlflow"] | None = Field(
         None, description="With backend sagemaker: mirror every version and status change to MLflow (tracking_uri)."
     )
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under storage.root.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI, without credentials (MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD or "
+        "MLFLOW_TRACKING_TOKEN from the env); default sqlite under storage.root.",
+    )
     artifact_root: str | None = Field(None, description="Where model files are stored; default under storage.root.")
     model_name_prefix: str = Field("packwise", description="Registered model name = <prefix>-<package type>.")
     sagemaker: SageMakerConfig | None = Field(
         None, description="Copied from the `sagemaker` section when the backend is sagemaker; leave unset."
     )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(value)
+        secret_query = {k.lower() for k, _ in parse_qsl(parts.query)} & {"token", "password", "access_token"}
+        if parts.scheme in {"http", "https"} and (parts.username is not None or secret_query):
+            # the value is not echoed: it holds the credential
+            raise ValueError(
+                f"a tracking URI with credentials ({parts.scheme}://{parts.hostname}/...) would be stored in the "
+                "pipeline IR and run parameters; give it without them and set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment (cluster.secret_keys)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _mirror(self) -> RegistryConfig:
@@ -490,6 +556,28 @@ class TriggerConfig(_Strict):
     endpoint_url: str | None = Field(None, description="S3 endpoint (KFP's MinIO on kind); none for AWS S3.")
     region: str | None = Field(None, description="AWS region of the bucket.")
     poll_interval_s: float = Field(30.0, gt=0, le=3600, description="Seconds between two listings of the prefix.")
+    # What a trigger file may choose (its `config.model`), within these operator bounds.
+    allow_auto_approve: bool = Field(
+        False, description="Let trigger-started runs promote champions on their own (else PendingManualApproval)."
+    )
+    model_types: list[str] | None = Field(None, description="Model types a trigger file may choose; none: any.")
+    max_num_boost_round: int = Field(2000, ge=1, le=100_000, description="Most boosting rounds a trigger may ask.")
+    max_text_hash_features: int = Field(
+        1 << 16, ge=16, le=1 << 20, description="Most hashed text features a trigger may ask."
+    )
+    param_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "eta": (0.001, 1.0),
+            "max_depth": (1, 12),
+            "min_child_weight": (0.0, 100.0),
+            "subsample": (0.1, 1.0),
+            "colsample_bytree": (0.1, 1.0),
+            "lambda": (0.0, 100.0),
+            "alpha": (0.0, 100.0),
+            "gamma": (0.0, 100.0),
+        },
+        description="XGBoost parameters a trigger may set, each [low, high]; any other is refused.",
+    )
 
 
 class ClusterConfig(_Strict):
@@ -520,6 +608,7 @@ class ClusterConfig(_Strict):
             "AWS_SECRET_ACCESS_KEY",
             "MLFLOW_TRACKING_USERNAME",
             "MLFLOW_TRACKING_PASSWORD",
+            "PACKWISE_WEBHOOK_URL",
         ],
         description="Keys of `secret` set as task env vars (a missing key is skipped).",
     )

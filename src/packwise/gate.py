@@ -485,11 +485,16 @@ def evaluate_gate(candidate: Evidence, champion: Evidence | None, gate: GateConf
         )
     verdicts = {r.verdict for r in results}
     outcome: Outcome = "reject" if "reject" in verdicts else "review" if "review" in verdicts else "approve"
+    reason = _reason(outcome, results, first_model=champion is None)
+    if outcome == "approve" and not gate.auto_approve:
+        # e.g. a run started by a trigger file: it may propose a champion, a person promotes it
+        outcome = "review"
+        reason = "review: " + reason.split(": ", 1)[1] + ", but gate.auto_approve is off (a person approves)"
     return GateDecision(
         package_type=candidate.package_type,
         outcome=outcome,
         status=STATUS_BY_OUTCOME[outcome],
-        reason=_reason(outcome, results, first_model=champion is None),
+        reason=reason,
         criteria=tuple(results),
         candidate=candidate,
         champion=champion,

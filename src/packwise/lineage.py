@@ -10,10 +10,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from packwise.errors import ConfigError
 from packwise.files import atomic_write
+
+# What a run id may look like: it names files (run records, logs) under storage.root, so no `/`, no `..`,
+# no leading dot or dash, at most 63 characters (a KFP job id, a UUID, matches).
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+# A run record's name: a run id plus a suffix such as `.summary` or `.models`.
+_RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_id(run_id: str, source: str = "run id") -> str:
+    """`run_id` when it matches RUN_ID_PATTERN; else a one-line ConfigError naming the pattern.
+
+    Args:
+        run_id: The candidate run id (from the CLI, a trigger file, a pipeline parameter).
+        source: What supplied it, for the message (e.g. `--run-id`, `params.run_id`).
+
+    Raises:
+        ConfigError: The run id could escape storage.root or is not a plain name.
+    """
+    if _RUN_ID.fullmatch(run_id) and ".." not in run_id:
+        return run_id
+    shown = run_id if len(run_id) <= 80 else run_id[:77] + "..."
+    raise ConfigError(
+        f"{source} {shown!r} is not a valid run id; use 1-63 letters, digits, '.', '_' or '-', starting with a "
+        f"letter or digit, without '..' (pattern {RUN_ID_PATTERN})"
+    )
 
 
 def candidate_key(fingerprint: str, package_type: str, features_json: str, split_json: str, model_json: str) -> str:
@@ -29,16 +57,24 @@ def _runs_dir(storage_root: Path) -> Path:
     return storage_root / "runs"
 
 
+def _record_path(storage_root: Path, name: str) -> Path:
+    """`storage_root/runs/<name>.json`, refusing any name that is not a plain file name."""
+    if not _RECORD_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"run record {name[:80]!r} is not a plain name; run ids must match {RUN_ID_PATTERN}")
+    return _runs_dir(storage_root) / f"{name}.json"
+
+
 def write_run_record(storage_root: Path, run_id: str, record: dict[str, Any]) -> Path:
     """Atomically writes (or replaces) the record of `run_id`."""
-    path = _runs_dir(storage_root) / f"{run_id}.json"
+    path = _record_path(storage_root, run_id)
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return path
 
 
 def read_run_record(storage_root: Path, run_id: str) -> dict[str, Any] | None:
-    path = _runs_dir(storage_root) / f"{run_id}.json"
+    """The record of `run_id`, or None when there is none."""
+    path = _record_path(storage_root, run_id)
     if not path.exists():
         return None
     data: dict[str, Any] = json.loads(path.read_text())
@@ -46,5 +82,9 @@ def read_run_record(storage_root: Path, run_id: str) -> dict[str, Any] | None:
 
 
 def effective_run_id(run_id: str, job_id: str) -> str:
-    """The caller's run id when given (the CLI sets one), else the orchestrator's job id."""
-    return run_id.strip() or job_id
+    """The caller's run id when given (the CLI sets one), else the orchestrator's job id; checked.
+
+    Raises:
+        ConfigError: The run id does not match RUN_ID_PATTERN (it could name a path outside storage.root).
+    """
+    return check_run_id(run_id.strip() or job_id, "run_id")

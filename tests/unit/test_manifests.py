@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "build" / "tools" / "venv" / "bin"
 OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir() if p.is_dir())
 SECRETISH = ("KEY", "SECRET", "PASSWORD", "TOKEN")
+# Images not built by Packwise (no release tag of ours): the mc of KFP 2.14's MinIO release line.
+THIRD_PARTY_IMAGES = {"minio/mc:RELEASE.2019-08-07T23-14-43Z"}
+MINIO_ROOT_SECRET = "mlpipeline-minio-artifact"
 
 
 def _kubectl() -> str | None:
@@ -95,8 +98,12 @@ def test_credentials_are_only_secret_references(overlay: str) -> None:
             for env in container.get("env", []):
                 if any(word in env["name"] for word in SECRETISH):
                     assert "secretKeyRef" in env.get("valueFrom", {}), f"{overlay} {name}: {env['name']}"
+    # names of Secret keys (cluster.secret_keys) may appear; values may not
+    names = set(config_of(overlay).cluster.secret_keys)
     for cm in objects(overlay, "ConfigMap"):
         text = yaml.safe_dump(cm.get("data", {}))
+        for name in names:
+            text = text.replace(name, "")
         assert "AWS_SECRET_ACCESS_KEY" not in text and "password" not in text.lower()
 
 
@@ -130,6 +137,9 @@ def test_rbac_is_least_privilege(overlay: str) -> None:
             assert not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"])
             if "secrets" in rule["resources"]:
                 assert rule.get("resourceNames") and rule["verbs"] == ["get"]
+                assert MINIO_ROOT_SECRET not in rule["resourceNames"], "MinIO's root keys stay MinIO's"
+            # no pod permission at all: a task could otherwise read or patch KFP's own pods in `kubeflow`
+            assert not {"pods", "pods/log", "pods/exec"} & set(rule["resources"]), role["metadata"]["name"]
     assert objects(overlay, "ClusterRole") == [] and objects(overlay, "ClusterRoleBinding") == []
     for name, spec in pod_specs(overlay):
         assert spec.get("automountServiceAccountToken") is False, name
@@ -143,7 +153,8 @@ def test_rbac_is_least_privilege(overlay: str) -> None:
 def test_images_carry_the_release_tag(overlay: str) -> None:
     for name, spec in pod_specs(overlay):
         for container in spec["containers"]:
-            assert container["image"].endswith(f":{__version__}"), name
+            if container["image"] not in THIRD_PARTY_IMAGES:
+                assert container["image"].endswith(f":{__version__}"), name
 
 
 def test_kind_uses_kfps_minio_and_runs_mlflow() -> None:
@@ -166,7 +177,8 @@ def test_eks_has_irsa_s3_pipeline_root_and_sagemaker() -> None:
     launcher = one("eks", "ConfigMap", "kfp-launcher")
     assert launcher["data"]["defaultPipelineRoot"] == config.cluster.pipeline_root
     assert "fromEnv: true" in launcher["data"]["providers"]
-    assert config.cluster.secret is None  # IRSA: no key material for the tasks
+    # IRSA: no AWS key material for the tasks; the Secret holds only MLflow's user and the webhook URL
+    assert not {k for k in config.cluster.secret_keys if k.startswith("AWS_")}
     assert config.cluster.trigger.endpoint_url is None
     dump = config.model_dump(mode="json")
     assert dump["sagemaker"]["role_arn"].startswith("arn:aws:iam::")
@@ -191,3 +203,106 @@ def test_every_object_validates_against_the_kubernetes_schemas(overlay: str, tmp
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     result = subprocess.run([str(validate), "--strict", "--quiet", str(tmp_path / "bad.yaml")], capture_output=True)
     assert result.returncode != 0
+
+
+def _secret_refs(spec: dict[str, Any]) -> set[str]:
+    refs = set()
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        for env in container.get("env", []):
+            if "secretKeyRef" in env.get("valueFrom", {}):
+                refs.add(env["valueFrom"]["secretKeyRef"]["name"])
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                refs.add(source["secretRef"]["name"])
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            refs.add(volume["secret"]["secretName"])
+    return refs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_watcher_has_a_credential_of_its_own_and_only_one_job_sees_minios_root_keys(overlay: str) -> None:
+    watcher = one(overlay, "Deployment", "packwise-watcher")["spec"]["template"]["spec"]
+    assert _secret_refs(watcher) == {"packwise-watcher-s3"}
+    for name, spec in pod_specs(overlay):
+        if MINIO_ROOT_SECRET in _secret_refs(spec):
+            assert name == "Job/packwise-minio-users", f"{overlay} {name} reads MinIO's root Secret"
+
+
+def test_kinds_minio_users_are_limited_to_what_each_needs() -> None:
+    import json
+
+    config = config_of("kind")
+    trigger = config.cluster.trigger
+    policies = one("kind", "ConfigMap", "packwise-minio-policies")["data"]
+    watcher = json.loads(policies["watcher-policy.json"])
+    objects_rule = next(s for s in watcher["Statement"] if "s3:GetObject" in s["Action"])
+    # the watcher reads, claims and moves trigger files under the prefix, nothing else of the bucket
+    assert objects_rule["Resource"] == [f"arn:aws:s3:::{trigger.bucket}/{trigger.prefix.rstrip('/')}/*"]
+    listing = next(s for s in watcher["Statement"] if s["Action"] == ["s3:ListBucket"])
+    assert all(p.startswith(trigger.prefix.rstrip("/")) for p in listing["Condition"]["StringLike"]["s3:prefix"])
+    assert "Admin" not in json.dumps(watcher) and "s3:*" not in json.dumps(watcher)
+    runner = json.loads(policies["runner-policy.json"])
+    assert {r for s in runner["Statement"] for r in s["Resource"]} == {
+        "arn:aws:s3:::mlpipeline",
+        "arn:aws:s3:::mlpipeline/*",
+    }
+    # the launcher writes artifacts with the one Secret the runner Role may read
+    launcher = yaml.safe_load(one("kind", "ConfigMap", "kfp-launcher")["data"]["providers"])
+    ref = launcher["minio"]["default"]["credentials"]["secretRef"]["secretName"]
+    role = one("kind", "Role", "packwise-runner")
+    readable = {n for rule in role["rules"] if "secrets" in rule["resources"] for n in rule["resourceNames"]}
+    assert readable == {ref} == {"packwise-runner-s3"}
+    job = one("kind", "Job", "packwise-minio-users")["spec"]["template"]["spec"]
+    assert {"packwise-minio-users", MINIO_ROOT_SECRET} == _secret_refs(job)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mlflow_requires_basic_auth_and_admits_only_packwise_tasks(overlay: str) -> None:
+    import configparser
+
+    deployment = one(overlay, "Deployment", "mlflow")["spec"]["template"]["spec"]
+    container = deployment["containers"][0]
+    assert "--app-name=basic-auth" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "mlflow-auth" and not ref.get("optional"), name  # no Secret, no server
+    ini = configparser.ConfigParser()
+    ini.read_string(one(overlay, "ConfigMap", "mlflow-auth")["data"]["basic_auth.ini"])
+    assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    assert ini["mlflow"]["database_uri"].startswith("sqlite:////mlflow/")  # the persistent volume
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "auth")
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == f"{mount['mountPath']}/basic_auth.ini"
+    policy = one(overlay, "NetworkPolicy", "mlflow")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "mlflow"}
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "packwise"}},
+                }
+            ],
+            "ports": [{"port": 5000}],
+        }
+    ]
+    # the registry tasks log in with the user the server was given (packwise-credentials)
+    cluster = config_of(overlay).cluster
+    assert cluster.secret == "packwise-credentials"
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(cluster.secret_keys)
+
+
+def test_task_pods_get_argos_securitycontext_and_log_archive_with_the_runners_user() -> None:
+    patch = yaml.safe_load((ROOT / "manifests" / "cluster-admin" / "workflow-controller-patch.yaml").read_text())
+    main = yaml.safe_load(patch["data"]["mainContainer"])["securityContext"]
+    assert main["runAsNonRoot"] is True and main["runAsUser"] == 1000  # the images' packwise user
+    assert main["allowPrivilegeEscalation"] is False
+    assert main["capabilities"] == {"drop": ["ALL"]} and main["seccompProfile"] == {"type": "RuntimeDefault"}
+    executor = yaml.safe_load(patch["data"]["executor"])["securityContext"]
+    assert executor["runAsNonRoot"] is True and executor["allowPrivilegeEscalation"] is False
+    s3 = yaml.safe_load(patch["data"]["artifactRepository"])["s3"]
+    assert s3["accessKeySecret"]["name"] == s3["secretKeySecret"]["name"] == "packwise-runner-s3"
+    kind_up = (ROOT / "scripts" / "kind-up.sh").read_text()
+    assert "--patch-file manifests/cluster-admin/workflow-controller-patch.yaml" in kind_up
+    assert "pin-base-image.sh" in kind_up  # the cluster build's base image by digest

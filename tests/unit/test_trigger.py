@@ -109,7 +109,9 @@ def test_a_dropped_trigger_file_starts_one_run(
     assert run["arguments"]["week"] == 3
     model = json.loads(run["arguments"]["model_json"])
     assert model["type"] == "xgboost_text" and model["num_boost_round"] == 50
-    assert run["arguments"]["gate_json"] == base_config.section_json("gate")  # the rest: the cluster's config
+    # the rest is the cluster's config, except that a trigger's run cannot promote on its own
+    gate = json.loads(run["arguments"]["gate_json"])
+    assert gate == {**json.loads(base_config.section_json("gate")), "auto_approve": False}
     assert run["run_name"].startswith("retrain-text-")
     assert run["service_account"] == "packwise-runner"
     # the file is moved to _done/, its claim records the run
@@ -130,7 +132,8 @@ def test_a_dropped_trigger_file_starts_one_run(
         ("key.yaml", "pipeline: training\nparams: {week: 1}\nconfig: {modle: {}}\n", "config.modle cannot be set"),
         ("sa.yaml", "pipeline: training\nparams: {week: 1}\nconfig: {cluster: {service_account: admin}}\n",
          "config.cluster cannot be set by a trigger file"),
-        ("sql.yaml", "pipeline: inference\nconfig: {inference: {inventory_query: DROP TABLE x}}\n", "no SQL"),
+        ("sql.yaml", "pipeline: inference\nconfig: {inference: {inventory_query: DROP TABLE x}}\n",
+         "config.inference cannot be set by a trigger file"),
         ("mode.yaml", "pipeline: inference\nparams: {mode: hourly}\n", "mode"),
         ("broken.yaml", "pipeline: [training\n", "not valid YAML or JSON"),
     ],
@@ -260,3 +263,166 @@ def test_trigger_file_example_in_the_docs_is_valid(base_config: PackwiseConfig) 
     request = parse_trigger(example.encode(), "doc.yaml", base_config)
     assert request.pipeline == "training" and request.params["week"] == 5
     assert request.config.model.type == "xgboost_text"
+
+
+# ---- trust: what a trigger file may never do, and inputs that must not knock the watcher out -----------
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "forbidden"),
+    [
+        # every gate criterion off: once replaced all four champions with AUC 0.59-0.68 models
+        ("gate-off.yaml", {"gate": {"min_auc": {"review": None, "reject": None}}}, "config.gate"),
+        # a threshold of 0.001 once flipped every current recommendation
+        ("threshold.yaml", {"package_types": [{"name": "own_container", "threshold": 0.001}]}, "config.package_types"),
+        ("features.yaml", {"features": {"max_categories": 1000000000}}, "config.features"),
+        ("split.yaml", {"split": {"train_ratio": 0.99}}, "config.split"),
+        ("inference.yaml", {"inference": {"shard_target_rows": 1}}, "config.inference"),
+        ("registry.yaml", {"registry": {"tracking_uri": "http://evil.example"}}, "config.registry"),
+    ],
+)
+def test_a_trigger_file_cannot_touch_what_decides_what_reaches_production(
+    s3: Any,
+    cluster: Cluster,
+    kfp: RecordingKfpClient,
+    base_config: PackwiseConfig,
+    name: str,
+    config: dict[str, Any],
+    forbidden: str,
+) -> None:
+    before = len(kfp.named("create_run_from_pipeline_package"))
+    body = json.dumps({"pipeline": "training", "params": {"week": 2}, "config": config}).encode()
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{name}", Body=body)
+    (result,) = watcher(s3, cluster, base_config).poll_once()
+    assert result.outcome == "rejected"
+    assert f"{forbidden} cannot be set by a trigger file (only config.model" in (result.reason or "")
+    assert new_runs(kfp, before) == []
+    assert f"{PREFIX}_rejected/{name}.reason.txt" in keys(s3)
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        ({"num_boost_round": 100_000}, "num_boost_round 100000 is above the trigger bound 2000"),
+        ({"text_hash_features": 1 << 20}, "text_hash_features 1048576 is above the trigger bound 65536"),
+        ({"params": {"nthread": 64}}, "config.model.params.nthread cannot be set by a trigger file"),
+        ({"params": {"eta": 5}}, "config.model.params.eta must be a number in [0.001, 1]"),
+        ({"params": {"max_depth": "deep"}}, "config.model.params.max_depth must be a number in [1, 12]"),
+    ],
+)
+def test_model_choices_stay_within_the_operators_bounds(base_config: PackwiseConfig, model: dict, reason: str) -> None:
+    from packwise.trigger import TriggerError
+
+    body = json.dumps({"pipeline": "training", "params": {"week": 2}, "config": {"model": model}}).encode()
+    with pytest.raises(TriggerError) as err:
+        parse_trigger(body, "t.json", base_config)
+    assert reason in str(err.value)
+
+
+def test_allowed_model_choices_pass_and_the_operator_may_narrow_the_types(base_config: PackwiseConfig) -> None:
+    from packwise.trigger import TriggerError
+
+    model = {"type": "xgboost_text", "num_boost_round": 300, "params": {"eta": 0.05, "max_depth": 4}}
+    body = json.dumps({"pipeline": "training", "params": {"week": 2}, "config": {"model": model}}).encode()
+    request = parse_trigger(body, "t.json", base_config)
+    assert request.config.model.num_boost_round == 300 and request.config.model.params["eta"] == 0.05
+    narrow = base_config.model_copy(
+        update={
+            "cluster": base_config.cluster.model_copy(
+                update={"trigger": base_config.cluster.trigger.model_copy(update={"model_types": ["xgboost"]})}
+            )
+        }
+    )
+    with pytest.raises(TriggerError, match="'xgboost_text' is not allowed for triggers"):
+        parse_trigger(body, "t.json", narrow)
+
+
+def test_a_trigger_started_run_registers_at_most_pending_approval_unless_the_operator_allows(
+    base_config: PackwiseConfig,
+) -> None:
+    from packwise.gate import Evidence, evaluate_gate
+
+    request = parse_trigger(b"pipeline: training\nparams: {week: 2}\n", "t.yaml", base_config)
+    assert request.config.gate.auto_approve is False
+    # a candidate that passes every criterion waits for a person
+    good = Evidence(
+        package_type="bag", version=None, auc=0.95, pr_auc=0.9, log_loss=0.2, label_count=10_000, positive_rate=0.3
+    )
+    decision = evaluate_gate(good, None, request.config.gate)
+    assert decision.outcome == "review" and decision.status == "PendingManualApproval"
+    assert "gate.auto_approve is off" in decision.reason
+    assert evaluate_gate(good, None, base_config.gate).status != "PendingManualApproval"
+    trusted = parse_config(
+        {**base_config.model_dump(mode="json"), "cluster": {"trigger": {"bucket": BUCKET, "allow_auto_approve": True}}}
+    )
+    assert parse_trigger(b"pipeline: training\nparams: {week: 2}\n", "t.yaml", trusted).config.gate.auto_approve
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "reason"),
+    [
+        # 40 KB of 20,000 nested lists once raised an uncaught RecursionError on every poll
+        ("deep.yaml", ("[" * 20_000 + "]" * 20_000).encode(), "nested deeper than 20 levels"),
+        ("deep-block.yaml", "".join(f"{'  ' * i}k{i}:\n" for i in range(40)).encode(), "nested deeper than 20"),
+        ("bomb.yaml", b"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", "anchors and aliases"),
+        ("empty.yaml", b"", "expected a mapping"),
+        ("binary.yaml", b"\xff\xfe\x00garbage", "not valid YAML or JSON"),
+    ],
+)
+def test_input_that_crashed_the_parser_is_moved_aside_and_the_lambda_survives_it(
+    s3: Any, cluster: Cluster, kfp: RecordingKfpClient, base_config: PackwiseConfig, name: str, body: bytes, reason: str
+) -> None:
+    before = len(kfp.named("create_run_from_pipeline_package"))
+    key = f"{PREFIX}{name}"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    event = {"Records": [{"s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}}]}
+    (result,) = lambda_handler(event, watcher=watcher(s3, cluster, base_config))["results"]
+    assert result["outcome"] == "rejected" and reason in result["reason"]
+    assert key not in keys(s3) and f"{PREFIX}_rejected/{name}.reason.txt" in keys(s3)
+    assert new_runs(kfp, before) == []
+
+
+class _CountingS3:
+    """A boto3 client that records which keys were read."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.read: list[str] = []
+
+    def get_object(self, **kw: Any) -> Any:
+        self.read.append(kw["Key"])
+        return self.client.get_object(**kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(
+    s3: Any, cluster: Cluster, kfp: RecordingKfpClient, base_config: PackwiseConfig
+) -> None:
+    from packwise.trigger import MAX_TRIGGER_BYTES
+
+    before = len(kfp.named("create_run_from_pipeline_package"))
+    key = f"{PREFIX}huge.yaml"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"pipeline: training\n# " + b"x" * (MAX_TRIGGER_BYTES * 2))
+    counting = _CountingS3(s3)
+    (result,) = watcher(counting, cluster, base_config).poll_once()
+    assert result.outcome == "rejected"
+    assert f"{MAX_TRIGGER_BYTES * 2 + 21} bytes; a trigger file is at most {MAX_TRIGGER_BYTES}" in (result.reason or "")
+    assert key not in counting.read  # decided on the listed size
+    assert new_runs(kfp, before) == []
+
+
+def test_an_unexpected_parse_failure_moves_the_file_aside_instead_of_failing_every_poll(
+    s3: Any, cluster: Cluster, kfp: RecordingKfpClient, base_config: PackwiseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import packwise.trigger as trigger_module
+
+    def broken(body: bytes, key: str, base: PackwiseConfig) -> Any:
+        raise ValueError("simulated")
+
+    monkeypatch.setattr(trigger_module, "parse_trigger", broken)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}odd.yaml", Body=VALID.encode())
+    (result,) = watcher(s3, cluster, base_config).poll_once()
+    assert result.outcome == "rejected" and "could not be read (ValueError)" in (result.reason or "")
+    assert f"{PREFIX}_rejected/odd.yaml" in keys(s3)

@@ -14,11 +14,11 @@ class Notifier(Protocol):
 
 
 def open_notifier(config: NotifyConfig) -> Notifier:
+    """The notifier of `config.backend`; ConfigError when the webhook URL is missing or not http(s)."""
     if config.backend == "webhook":
         from packwise.notify.webhook import WebhookNotifier
 
-        assert config.webhook_url is not None  # the config model guarantees it
-        return WebhookNotifier(config.webhook_url, config.timeout_s)
+        return WebhookNotifier.from_config(config)
     from packwise.notify.log import LogNotifier
 
     return LogNotifier()
