@@ -36,11 +36,11 @@ COMPONENT_IMAGES: dict[str, str] = {
     "collect-scores": "data",
     "load-predictions": "warehouse",
     "notify-inference": "notify",
-    # SageMaker compute (compute.* = sagemaker): boto3, xgboost to read and stamp model files, the registry
-    "train-sagemaker": "sagemaker",
-    "evaluate-sagemaker": "sagemaker",
-    "score-shard-sagemaker": "sagemaker",
 }
+
+# The image of train, evaluate and score-shard when their compute.* is sagemaker: boto3 for the jobs,
+# xgboost to read and stamp model files, the registry for the champion.
+SAGEMAKER_IMAGE = "sagemaker"
 
 
 # Images that are not pipeline components (Deployments in manifests/); built and checked like the others.
@@ -66,8 +66,9 @@ class ImageSet:
         repo = self.repository(image)
         return self.built.get(repo) or self.built.get(f"{self.prefix}{image}") or f"{repo}:{self.tag}"
 
-    def for_component(self, component: str) -> str:
-        return self.ref(COMPONENT_IMAGES[component])
+    def for_component(self, component: str, compute: str = "local") -> str:
+        """The image of `component`; `compute` is where its heavy work runs (local or sagemaker)."""
+        return self.ref(SAGEMAKER_IMAGE if compute == "sagemaker" else COMPONENT_IMAGES[component])
 
 
 def resolve_images(env: Mapping[str, str] | None = None) -> ImageSet:
@@ -86,12 +87,15 @@ def resolve_images(env: Mapping[str, str] | None = None) -> ImageSet:
     )
 
 
-def lightweight_component(func: Any, component: str, images: ImageSet) -> Any:
+def lightweight_component(func: Any, component: str, images: ImageSet, compute: str = "local") -> Any:
     """`func` as a lightweight KFP component on `component`'s image, with nothing installed at start.
+
+    `compute` (local or sagemaker) is where the component's heavy work runs; see `ImageSet.for_component`.
 
     The images already carry kfp and packwise (`install_kfp_package=False`), so a task starts straight
     away; the subprocess runner uses the current environment instead.
     """
     from kfp import dsl
 
-    return dsl.component(func=func, base_image=images.for_component(component), install_kfp_package=False)
+    base_image = images.for_component(component, compute)
+    return dsl.component(func=func, base_image=base_image, install_kfp_package=False)

@@ -1,25 +1,33 @@
-"""Compiles the pipelines to KFP IR YAML, ready for `kfp run create -f`."""
+"""The one compile path: pipelines to KFP IR YAML, ready for `kfp run create -f`."""
 
 from pathlib import Path
+from typing import Literal
 
 from kfp import compiler
 
 from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet, resolve_images
 
+PipelineName = Literal["training", "inference"]
+PIPELINES: tuple[PipelineName, ...] = ("training", "inference")
 
-def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
-    """Writes one IR YAML per pipeline into `out_dir`; parameters default to `config`."""
+
+def compile_pipeline(
+    pipeline: PipelineName, config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None
+) -> Path:
+    """Writes `<pipeline>.yaml` into `out_dir`, its parameters defaulting to `config`; returns its path."""
     from packwise_pipelines.inference import build_inference_pipeline
     from packwise_pipelines.training import build_training_pipeline
 
     images = images or resolve_images()
+    build = build_training_pipeline if pipeline == "training" else build_inference_pipeline
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    training_path = out_dir / "training.yaml"
-    compiler.Compiler().compile(build_training_pipeline(images, config), str(training_path))
-    written.append(training_path)
-    inference_path = out_dir / "inference.yaml"
-    compiler.Compiler().compile(build_inference_pipeline(images, config), str(inference_path))
-    written.append(inference_path)
-    return written
+    path = out_dir / f"{pipeline}.yaml"
+    compiler.Compiler().compile(build(images, config), str(path))
+    return path
+
+
+def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
+    """Writes one IR YAML per pipeline into `out_dir`; parameters default to `config`."""
+    images = images or resolve_images()
+    return [compile_pipeline(name, config, out_dir, images) for name in PIPELINES]
