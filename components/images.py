@@ -22,7 +22,7 @@ COMPONENT_IMAGES: dict[str, str] = {
     "extract": "warehouse",
     "validate": "data",
     "split": "data",
-    "train": "train",
+    "train": "train",  # with boto3: compute.training may send the work to SageMaker
     "evaluate": "evaluate",
     "compare": "gate",
     "register": "registry",
@@ -37,10 +37,6 @@ COMPONENT_IMAGES: dict[str, str] = {
     "load-predictions": "warehouse",
     "notify-inference": "notify",
 }
-
-# The image of train, evaluate and score-shard when their compute.* is sagemaker: boto3 for the jobs,
-# xgboost to read and stamp model files, the registry for the champion.
-SAGEMAKER_IMAGE = "sagemaker"
 
 
 # Images that are not pipeline components (Deployments in manifests/); built and checked like the others.
@@ -66,9 +62,8 @@ class ImageSet:
         repo = self.repository(image)
         return self.built.get(repo) or self.built.get(f"{self.prefix}{image}") or f"{repo}:{self.tag}"
 
-    def for_component(self, component: str, compute: str = "local") -> str:
-        """The image of `component`; `compute` is where its heavy work runs (local or sagemaker)."""
-        return self.ref(SAGEMAKER_IMAGE if compute == "sagemaker" else COMPONENT_IMAGES[component])
+    def for_component(self, component: str) -> str:
+        return self.ref(COMPONENT_IMAGES[component])
 
 
 def resolve_images(env: Mapping[str, str] | None = None) -> ImageSet:
@@ -87,15 +82,12 @@ def resolve_images(env: Mapping[str, str] | None = None) -> ImageSet:
     )
 
 
-def lightweight_component(func: Any, component: str, images: ImageSet, compute: str = "local") -> Any:
+def lightweight_component(func: Any, component: str, images: ImageSet) -> Any:
     """`func` as a lightweight KFP component on `component`'s image, with nothing installed at start.
-
-    `compute` (local or sagemaker) is where the component's heavy work runs; see `ImageSet.for_component`.
 
     The images already carry kfp and packwise (`install_kfp_package=False`), so a task starts straight
     away; the subprocess runner uses the current environment instead.
     """
     from kfp import dsl
 
-    base_image = images.for_component(component, compute)
-    return dsl.component(func=func, base_image=base_image, install_kfp_package=False)
+    return dsl.component(func=func, base_image=images.for_component(component), install_kfp_package=False)

@@ -13,7 +13,6 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 from kfp.dsl.base_component import BaseComponent
 
-from packwise.config import ComputeConfig
 from packwise_components.images import ImageSet, lightweight_component
 
 
@@ -316,18 +315,14 @@ class InferenceComponents:
     notify: BaseComponent
 
 
-def build_inference_components(images: ImageSet, compute: ComputeConfig | None = None) -> InferenceComponents:
-    """Each inference function as a lightweight component on its own image.
-
-    Score-shard runs on the `sagemaker` image when `compute.inference` sends its work to SageMaker.
-    """
-    compute = compute or ComputeConfig()
+def build_inference_components(images: ImageSet) -> InferenceComponents:
+    """Each inference function as a lightweight component on its own image (the same whatever the compute)."""
     return InferenceComponents(
         extract=lightweight_component(extract_products, "extract-products", images),
         resolve=lightweight_component(resolve_models, "resolve-models", images),
         prepare=lightweight_component(prepare_products, "prepare-products", images),
         shard=lightweight_component(shard_products, "shard-products", images),
-        score=lightweight_component(score_shard, "score-shard", images, compute.inference),
+        score=lightweight_component(score_shard, "score-shard", images),
         collect=lightweight_component(collect_scores, "collect-scores", images),
         load=lightweight_component(load_predictions, "load-predictions", images),
         notify=lightweight_component(notify_inference, "notify-inference", images),

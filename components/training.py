@@ -16,7 +16,6 @@ from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
 
-from packwise.config import ComputeConfig
 from packwise_components.images import ImageSet, lightweight_component
 
 
@@ -348,18 +347,14 @@ class TrainingComponents:
     notify: BaseComponent
 
 
-def build_training_components(images: ImageSet, compute: ComputeConfig | None = None) -> TrainingComponents:
-    """Each training function as a lightweight component on its own image.
-
-    Train and evaluate run on the `sagemaker` image when `compute` sends their work to SageMaker.
-    """
-    compute = compute or ComputeConfig()
+def build_training_components(images: ImageSet) -> TrainingComponents:
+    """Each training function as a lightweight component on its own image (the same whatever the compute)."""
     return TrainingComponents(
         extract=lightweight_component(extract, "extract", images),
         validate=lightweight_component(validate, "validate", images),
         split=lightweight_component(split, "split", images),
-        train=lightweight_component(train, "train", images, compute.training),
-        evaluate=lightweight_component(evaluate, "evaluate", images, compute.evaluation),
+        train=lightweight_component(train, "train", images),
+        evaluate=lightweight_component(evaluate, "evaluate", images),
         compare=lightweight_component(compare, "compare", images),
         register=lightweight_component(register, "register", images),
         notify=lightweight_component(notify, "notify", images),

@@ -29,7 +29,7 @@ PIPELINE_NAME = "packwise-inference"
 
 def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseComponent:
     """The inference pipeline on `images`, its parameters defaulting to `defaults` (already resolved)."""
-    c = build_inference_components(images, defaults.compute)
+    c = build_inference_components(images)
     args = pipeline_arguments(defaults)
 
     @dsl.pipeline(

@@ -23,7 +23,7 @@ PIPELINE_NAME = "packwise-training"
 
 def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseComponent:
     """The training pipeline on `images`, its parameters defaulting to `defaults` (already resolved)."""
-    c = build_training_components(images, defaults.compute)
+    c = build_training_components(images)
     args = pipeline_arguments(defaults)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Weekly training of one suitability classifier per package type.")
