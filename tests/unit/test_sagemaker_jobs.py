@@ -260,3 +260,18 @@ def test_permission_errors_say_what_to_check(client: Any) -> None:
         stub.add_client_error("create_training_job", service_error_code="AccessDeniedException", service_message="no")
         with pytest.raises(SageMakerError, match="cannot create training job pw"):
             start_or_attach(client, TRAINING, "pw", lambda _: REQUEST)
+
+
+def test_each_step_opens_the_compute_its_compute_setting_names() -> None:
+    from packwise.compute import open_compute
+    from packwise.compute.local import LocalCompute
+    from packwise.compute.sagemaker import SageMakerCompute
+    from packwise.config import ComputeConfig, SageMakerConfig
+
+    compute = ComputeConfig(training="sagemaker", evaluation="local", inference="sagemaker")
+    sagemaker = SageMakerConfig(region="eu-west-1", bucket="bkt", role_arn="arn:aws:iam::1:role/r")
+    assert isinstance(open_compute("training", compute, sagemaker), SageMakerCompute)
+    assert isinstance(open_compute("evaluation", compute, sagemaker), LocalCompute)
+    assert isinstance(open_compute("inference", compute, sagemaker), SageMakerCompute)
+    with pytest.raises(ConfigError, match=r"compute\.training is sagemaker but no sagemaker section"):
+        open_compute("training", compute, None)
