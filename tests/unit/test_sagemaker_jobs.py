@@ -269,7 +269,7 @@ def test_each_step_opens_the_compute_its_compute_setting_names() -> None:
     from packwise.config import ComputeConfig, SageMakerConfig
 
     compute = ComputeConfig(training="sagemaker", evaluation="local", inference="sagemaker")
-    sagemaker = SageMakerConfig(region="eu-west-1", bucket="bkt", role_arn="arn:aws:iam::1:role/r")
+    sagemaker = SageMakerConfig(region="eu-west-1", bucket="bkt", role_arn="arn:aws:iam::123456789012:role/r")
     assert isinstance(open_compute("training", compute, sagemaker), SageMakerCompute)
     assert isinstance(open_compute("evaluation", compute, sagemaker), LocalCompute)
     assert isinstance(open_compute("inference", compute, sagemaker), SageMakerCompute)
