@@ -105,24 +105,21 @@ def pipeline_inputs(package: Path) -> list[str]:
 
 
 def run_arguments(package: Path, config: PackwiseConfig, params: dict[str, Any]) -> dict[str, Any]:
-    """Every parameter of the compiled pipeline: the run's own params plus the config sections."""
+    """Every parameter of the compiled pipeline: the run's own params, else the config's (`pipeline_arguments`)."""
+    from packwise_pipelines.arguments import pipeline_arguments
+
+    from_config = pipeline_arguments(config)
     args: dict[str, Any] = {}
     for name in pipeline_inputs(package):
         if name in params:
             args[name] = params[name]
-        elif name.endswith("_json") and name[: -len("_json")] in type(config).model_fields:
-            args[name] = config.section_json(name[: -len("_json")])
-        elif name == "storage_root":
-            args[name] = str(config.storage.root)
-        elif name == "package_types":
-            args[name] = config.package_type_names
-        elif name == "thresholds":
-            args[name] = {p.name: p.threshold for p in config.package_types}
+        elif name in from_config:
+            args[name] = from_config[name]
     return args
 
 
 def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> Path:
-    """Compiles one pipeline for the cluster into `out_dir/<pipeline>.yaml`."""
+    """Compiles one pipeline for the cluster into `out_dir/<pipeline>.yaml` (the one compile path)."""
     from packwise_pipelines.compile import compile_pipeline as compile_ir
 
     return compile_ir(pipeline, config, out_dir, images)

@@ -1,6 +1,6 @@
 """Training benchmarks, measured side by side in one run (this machine is noisy; compare ratios, not seconds).
 
-1. The training component's work (`packwise.training.train_candidate`: read the split, build features,
+1. The training component's work (`packwise.training.train`: read the split, build features,
    QuantileDMatrix, train, save model.tar.gz) as a ratio of a bare `xgboost.train` on the same rows and
    parameters already in memory. Target: at most 1.15.
 2. The whole local DAG (kfp.local, subprocess runner) on about 100k labels: wall time of a first run
@@ -26,7 +26,7 @@ from packwise.models import get_model_type
 from packwise.snapshot import extract_snapshot
 from packwise.split import read_split, split_snapshot
 from packwise.synthetic import SeedSpec, seed_warehouse
-from packwise.training import train_candidate
+from packwise.training import train
 from packwise.warehouse import open_warehouse
 
 
@@ -54,9 +54,9 @@ def bench_component(cfg: PackwiseConfig, repeats: int, package_type: str = "box"
         xgb.train(params, dtrain, num_boost_round=cfg.model.num_boost_round)
 
     def component() -> None:
-        train_candidate(
-            train_path, package_type, cfg.features, cfg.model, cfg.storage.root / "bench-model.tar.gz", "k", "f"
-        )
+        val_path = cfg.storage.root / "bench-val.parquet"
+        model_out = cfg.storage.root / "bench-model.tar.gz"
+        train(train_path, val_path, package_type, cfg.features, cfg.model, model_out, "k", "f")
 
     bare()  # warm-up: thread pools, page cache
     component_s, bare_s = [], []

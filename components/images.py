@@ -22,7 +22,7 @@ COMPONENT_IMAGES: dict[str, str] = {
     "extract": "warehouse",
     "validate": "data",
     "split": "data",
-    "train": "train",
+    "train": "train",  # with boto3: compute.training may send the work to SageMaker
     "evaluate": "evaluate",
     "compare": "gate",
     "register": "registry",
@@ -36,10 +36,6 @@ COMPONENT_IMAGES: dict[str, str] = {
     "collect-scores": "data",
     "load-predictions": "warehouse",
     "notify-inference": "notify",
-    # SageMaker compute (compute.* = sagemaker): boto3, xgboost to read and stamp model files, the registry
-    "train-sagemaker": "sagemaker",
-    "evaluate-sagemaker": "sagemaker",
-    "score-shard-sagemaker": "sagemaker",
 }
 
 

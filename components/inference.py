@@ -148,13 +148,24 @@ def shard_products(plan: Input[Artifact], inference_json: str) -> list:
     return run(json.loads(Path(plan.path).read_text()), InferenceConfig.model_validate_json(inference_json))
 
 
-def score_shard(shard: str, plan: Input[Artifact], inference_json: str, scored: Output[Dataset]) -> str:
+def score_shard(
+    shard: str,
+    plan: Input[Artifact],
+    inference_json: str,
+    compute_json: str,
+    sagemaker_json: str,
+    scored: Output[Dataset],
+) -> str:
     """Scores one shard: a probability per package type and the recommended type of every product.
+
+    With `compute.inference: sagemaker` the shard is scored in SageMaker batch transform jobs (same output).
 
     Args:
         shard: The shard file.
         plan: The scoring plan (models and thresholds).
         inference_json: The `inference` config section (JSON): batch rows and threads.
+        compute_json: The `compute` config section (JSON): where the scoring runs.
+        sagemaker_json: The `sagemaker` config section (JSON).
         scored: The shard's predictions (parquet); its metadata carries the shard's statistics.
 
     Returns:
@@ -163,12 +174,14 @@ def score_shard(shard: str, plan: Input[Artifact], inference_json: str, scored: 
     import json
     from pathlib import Path
 
-    from packwise.config import InferenceConfig
+    from packwise.config import ComputeConfig, InferenceConfig, SageMakerConfig
     from packwise.inference import score_shard as run
 
     stats = run(
         Path(shard),
         json.loads(Path(plan.path).read_text()),
+        ComputeConfig.model_validate_json(compute_json),
+        SageMakerConfig.model_validate_json(sagemaker_json),
         InferenceConfig.model_validate_json(inference_json),
         Path(scored.path),
     )
@@ -234,10 +247,10 @@ def load_predictions(
     from pathlib import Path
 
     from packwise.config import InferenceConfig, WarehouseConfig
-    from packwise.inference import load_run
+    from packwise.inference import load_predictions as run
     from packwise.lineage import effective_run_id
 
-    result = load_run(
+    result = run(
         json.loads(Path(predictions.path).read_text()),
         [Path(s.path) for s in scored],
         WarehouseConfig.model_validate_json(warehouse_json),
@@ -276,10 +289,10 @@ def notify_inference(
     from pathlib import Path
 
     from packwise.config import NotifyConfig
-    from packwise.inference import notify_inference_run
+    from packwise.inference import notify_inference as run
     from packwise.lineage import effective_run_id
 
-    summary = notify_inference_run(
+    summary = run(
         Path(storage_root),
         effective_run_id(run_id, job_id),
         NotifyConfig.model_validate_json(notify_json),
@@ -303,8 +316,7 @@ class InferenceComponents:
 
 
 def build_inference_components(images: ImageSet) -> InferenceComponents:
-    """Each inference function as a lightweight component on its own image."""
-
+    """Each inference function as a lightweight component on its own image (the same whatever the compute)."""
     return InferenceComponents(
         extract=lightweight_component(extract_products, "extract-products", images),
         resolve=lightweight_component(resolve_models, "resolve-models", images),

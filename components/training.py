@@ -1,9 +1,12 @@
-"""Training components: interface only. Each body unpacks its inputs and calls one packwise function.
+"""Training components: interface only. Each body unpacks its inputs and calls the packwise function of
+its name in `packwise.training` (extract, validate, split, train, evaluate, compare, register, notify).
 
 The functions are plain Python; `build_training_components(images)` turns them into lightweight KFP
 components on their own images (`install_kfp_package=False`: the images already carry kfp and packwise,
 so nothing is installed when a task starts). Config sections arrive as JSON strings so that changing one
-section invalidates only the tasks that read it.
+section invalidates only the tasks that read it. Train and evaluate take the `compute` and `sagemaker`
+sections: `compute.training` / `compute.evaluation` say whether the work runs in the task or as SageMaker
+jobs (AWS credentials come from the pod's environment, IRSA on EKS, never from here).
 """
 
 from dataclasses import dataclass
@@ -42,9 +45,9 @@ def extract(
 
     from packwise.config import WarehouseConfig
     from packwise.lineage import effective_run_id
-    from packwise.training import extract_labels
+    from packwise.training import extract as run
 
-    record = extract_labels(
+    record = run(
         WarehouseConfig.model_validate_json(warehouse_json), Path(storage_root), week, effective_run_id(run_id, job_id)
     )
     Path(snapshot.path).write_text(json.dumps(record, indent=2))
@@ -68,9 +71,9 @@ def validate(snapshot_dir: str, features_json: str, package_types: list, model_j
     from pathlib import Path
 
     from packwise.config import FeatureConfig, ModelConfig
-    from packwise.training import check_snapshot
+    from packwise.training import validate as run
 
-    stats = check_snapshot(
+    stats = run(
         Path(snapshot_dir),
         FeatureConfig.model_validate_json(features_json),
         list(package_types),
@@ -102,9 +105,9 @@ def split(
     from pathlib import Path
 
     from packwise.config import SplitConfig
-    from packwise.training import split_labels
+    from packwise.training import split as run
 
-    summary = split_labels(
+    summary = run(
         Path(snapshot_dir),
         Path(train_split.path),
         Path(validation_split.path),
@@ -120,20 +123,29 @@ def split(
 
 def train(
     train_split: Input[Dataset],
+    validation_split: Input[Dataset],
     package_type: str,
     features_json: str,
     split_json: str,
     model_json: str,
+    compute_json: str,
+    sagemaker_json: str,
     model: Output[Model],
 ) -> str:
     """Trains the candidate classifier of one package type (SageMaker XGBoost model layout).
 
+    With `compute.training: sagemaker` the work is a SageMaker training job: a retried or resumed task
+    attaches to the job it already started; a cancelled task stops its job.
+
     Args:
         train_split: Training products and labels; its metadata carries the data fingerprint.
+        validation_split: Validation products and labels (SageMaker's validation channel).
         package_type: The package type whose suitability labels are learnt.
         features_json: The `features` config section (JSON).
         split_json: The `split` config section (JSON), part of the candidate's identity.
         model_json: The `model` config section (JSON): type and hyperparameters.
+        compute_json: The `compute` config section (JSON): where the training runs.
+        sagemaker_json: The `sagemaker` config section (JSON): region, role, bucket, instances, polling.
         model: The model.tar.gz holding `xgboost-model`.
 
     Returns:
@@ -141,22 +153,26 @@ def train(
     """
     from pathlib import Path
 
-    from packwise.config import FeatureConfig, ModelConfig
+    from packwise.config import ComputeConfig, FeatureConfig, ModelConfig, SageMakerConfig
     from packwise.lineage import candidate_key
-    from packwise.training import train_candidate
+    from packwise.training import train as run
 
     fingerprint = train_split.metadata["fingerprint"]
-    summary = train_candidate(
+    trained = run(
         Path(train_split.path),
+        Path(validation_split.path),
         package_type,
         FeatureConfig.model_validate_json(features_json),
         ModelConfig.model_validate_json(model_json),
         Path(model.path),
         candidate_key(fingerprint, package_type, features_json, split_json, model_json),
         fingerprint,
+        ComputeConfig.model_validate_json(compute_json),
+        SageMakerConfig.model_validate_json(sagemaker_json),
     )
-    model.metadata.update({"package_type": package_type, "framework": "xgboost", "labels": summary.label_count})
-    return summary.to_json()
+    labels = trained.summary.label_count
+    model.metadata.update({"package_type": package_type, "framework": "xgboost", "labels": labels, **trained.details})
+    return trained.summary.model_dump_json()
 
 
 def evaluate(
@@ -165,17 +181,23 @@ def evaluate(
     package_type: str,
     thresholds: dict,
     registry_json: str,
+    compute_json: str,
+    sagemaker_json: str,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
 ) -> str:
     """Scores the candidate and re-scores the champion on this run's validation split.
 
+    With `compute.evaluation: sagemaker` both are scored in SageMaker batch transform jobs.
+
     Args:
         model: The candidate's model.tar.gz.
-        validation_split: Validation products and labels.
+        validation_split: Validation products and labels; its metadata carries the data fingerprint.
         package_type: The package type.
         thresholds: Decision threshold per package type (confusion matrix); 0.5 when absent.
         registry_json: The `registry` config section (JSON), to fetch the champion.
+        compute_json: The `compute` config section (JSON): where the scoring runs.
+        sagemaker_json: The `sagemaker` config section (JSON).
         metrics: AUC, PR-AUC and log loss of candidate and champion.
         classification: ROC curve and confusion matrix of the candidate.
 
@@ -185,21 +207,26 @@ def evaluate(
     import tempfile
     from pathlib import Path
 
-    from packwise.config import RegistryConfig
-    from packwise.training import evaluate_candidate
+    from packwise.config import ComputeConfig, RegistryConfig, SageMakerConfig
+    from packwise.training import evaluate as run
     from packwise_components.ui_artifacts import record_evaluation
 
     with tempfile.TemporaryDirectory() as scratch:
-        result = evaluate_candidate(
+        result, jobs = run(
             Path(model.path),
             Path(validation_split.path),
             package_type,
             float(thresholds.get(package_type, 0.5)),
             RegistryConfig.model_validate_json(registry_json),
             Path(scratch),
+            validation_split.metadata["fingerprint"],
+            ComputeConfig.model_validate_json(compute_json),
+            SageMakerConfig.model_validate_json(sagemaker_json),
         )
+    if jobs:
+        metrics.metadata["sagemaker_transform_jobs"] = ",".join(jobs)
     record_evaluation(result, metrics, classification)
-    return result.to_json()
+    return result.model_dump_json()
 
 
 def compare(
@@ -220,9 +247,9 @@ def compare(
     from pathlib import Path
 
     from packwise.config import GateConfig
-    from packwise.training import compare_with_champion
+    from packwise.training import compare as run
 
-    decision = compare_with_champion(train_summary, evaluation, GateConfig.model_validate_json(gate_json))
+    decision = run(train_summary, evaluation, GateConfig.model_validate_json(gate_json))
     Path(report.path).write_text(decision.report_markdown())
     return (decision.outcome, json.dumps(decision.to_dict()))
 
@@ -232,17 +259,15 @@ def register(
     train_summary: str,
     evaluation: str,
     decision: str,
-    promote: bool,
     registry_json: str,
 ) -> str:
-    """Registers the candidate: as the new champion (promote) or as Rejected / PendingManualApproval.
+    """Registers the candidate as the gate decided: the new champion, or Rejected / PendingManualApproval.
 
     Args:
         model: The candidate's model.tar.gz.
         train_summary: Training summary (JSON).
         evaluation: Evaluation (JSON).
-        decision: The gate decision (JSON) with its report.
-        promote: True on the approve branch.
+        decision: The gate decision (JSON) with its outcome and report.
         registry_json: The `registry` config section (JSON).
 
     Returns:
@@ -252,16 +277,10 @@ def register(
     from pathlib import Path
 
     from packwise.config import RegistryConfig
-    from packwise.training import register_candidate
+    from packwise.training import register as run
 
-    result = register_candidate(
-        Path(model.path),
-        train_summary,
-        evaluation,
-        decision,
-        promote,
-        RegistryConfig.model_validate_json(registry_json),
-    )
+    registry = RegistryConfig.model_validate_json(registry_json)
+    result = run(Path(model.path), train_summary, evaluation, decision, registry)
     return json.dumps(result)
 
 
@@ -299,9 +318,9 @@ def notify(
 
     from packwise.config import NotifyConfig, RegistryConfig
     from packwise.lineage import effective_run_id
-    from packwise.training import notify_run
+    from packwise.training import notify as run
 
-    summary = notify_run(
+    summary = run(
         Path(storage_root),
         effective_run_id(run_id, job_id),
         RegistryConfig.model_validate_json(registry_json),
@@ -329,8 +348,7 @@ class TrainingComponents:
 
 
 def build_training_components(images: ImageSet) -> TrainingComponents:
-    """Each training function as a lightweight component on its own image."""
-
+    """Each training function as a lightweight component on its own image (the same whatever the compute)."""
     return TrainingComponents(
         extract=lightweight_component(extract, "extract", images),
         validate=lightweight_component(validate, "validate", images),

@@ -1,4 +1,4 @@
-"""What an evaluation shows in the KFP UI, shared by the local and the SageMaker evaluate components.
+"""What an evaluation shows in the KFP UI, written by the evaluate component whatever the compute.
 
 Imported inside component bodies (the images carry packwise_components), so it imports nothing at module
 level and takes the output artifacts as they are.

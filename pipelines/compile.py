@@ -7,7 +7,9 @@ modules -> platform.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Literal
 
 from kfp import compiler
 
@@ -18,20 +20,28 @@ from packwise_pipelines.inference import build_inference_pipeline
 from packwise_pipelines.platform import building_for_cluster
 from packwise_pipelines.training import build_training_pipeline
 
-PIPELINES = ("training", "inference")
+PipelineName = Literal["training", "inference"]
+PIPELINES: tuple[PipelineName, ...] = ("training", "inference")
 
 
-def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> Path:
-    """Compiles one pipeline for the cluster into `out_dir/<pipeline>.yaml`; parameters default to `config`.
+def compile_pipeline(
+    pipeline: str,
+    config: PackwiseConfig,
+    out_dir: Path,
+    images: ImageSet | None = None,
+    for_cluster: bool = True,
+) -> Path:
+    """Compiles one pipeline into `out_dir/<pipeline>.yaml`; parameters default to `config`.
 
-    The IR carries the cluster-only settings (retries, thread counts; see `platform.building_for_cluster`):
-    local runs go through kfp.local and never compile.
+    With `for_cluster` the IR carries the cluster-only settings (retries, thread counts; see
+    `platform.building_for_cluster`): local runs go through kfp.local and never need them.
 
     Args:
         pipeline: `training` or `inference`.
         config: The configuration the pipeline's parameter defaults and task settings come from.
         out_dir: Directory for the YAML file (created when missing).
         images: Image references; the resolved ones (skaffold's build output, else the release tags) by default.
+        for_cluster: Add the cluster-only task settings.
 
     Returns:
         The path of the written IR YAML.
@@ -40,7 +50,7 @@ def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, image
         raise ConfigError(f"unknown pipeline {pipeline!r}; use training or inference")
     images = images or resolve_images()
     build = build_training_pipeline if pipeline == "training" else build_inference_pipeline
-    with building_for_cluster():
+    with building_for_cluster() if for_cluster else contextlib.nullcontext():
         built = build(images, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{pipeline}.yaml"
@@ -51,4 +61,10 @@ def compile_pipeline(pipeline: str, config: PackwiseConfig, out_dir: Path, image
 def compile_for_cluster(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
     """`packwise compile`'s output: both pipelines with the cluster-only settings, what `kfp run create -f` submits."""
     images = images or resolve_images()
-    return [compile_pipeline(pipeline, config, out_dir, images) for pipeline in PIPELINES]
+    return [compile_pipeline(name, config, out_dir, images) for name in PIPELINES]
+
+
+def compile_all(config: PackwiseConfig, out_dir: Path, images: ImageSet | None = None) -> list[Path]:
+    """Both pipelines without the cluster-only settings (the IR a local build gives)."""
+    images = images or resolve_images()
+    return [compile_pipeline(name, config, out_dir, images, for_cluster=False) for name in PIPELINES]

@@ -5,12 +5,11 @@ pinned version of every type) side by side -> prepare (check the products agains
 read) -> shard -> ParallelFor over shards: score -> collect (every product scored once) -> load into the
 warehouse exactly once (moves the watermark) -> exit handler: notify with counts, shares and models.
 
-Where shards are scored is chosen when the pipeline is built, from `compute.inference`: the local score
-component or its SageMaker twin (batch transform; same output), so the rest of the DAG is wired once. With
-`compute.inference: local` the pipeline is exactly the local one.
+One set of components whatever the compute: score takes the `compute` and `sagemaker` sections and
+scores in the task or in SageMaker batch transform jobs, as `compute.inference` says (same output).
 
-Only pipeline parameters, build-time constants (the `sagemaker` section) and the `plan` artifact enter
-the loop body: kfp.local replaces a task output parameter used inside a ParallelFor with the loop item.
+Only pipeline parameters and the `plan` artifact enter the loop body: kfp.local replaces a task output
+parameter used inside a ParallelFor with the loop item.
 Extract, resolve and load look at live state (warehouse, registry, load ledger) and never come from the
 cache; everything between them is keyed on content (the extract directory is named by its fingerprint,
 the plan carries the model versions), so a re-run after a failure resumes where it stopped.
@@ -22,7 +21,7 @@ from kfp.dsl.base_component import BaseComponent
 from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet
 from packwise_components.inference import build_inference_components
-from packwise_components.sagemaker import build_sagemaker_components
+from packwise_pipelines.arguments import pipeline_arguments
 from packwise_pipelines.platform import configure_tasks
 
 PIPELINE_NAME = "packwise-inference"
@@ -31,9 +30,7 @@ PIPELINE_NAME = "packwise-inference"
 def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseComponent:
     """The inference pipeline on `images`, its parameters defaulting to `defaults` (already resolved)."""
     c = build_inference_components(images)
-    sm = build_sagemaker_components(images) if defaults.compute.inference == "sagemaker" else None
-    # Build-time constant like the compute choice itself (never a task output: see the module docstring).
-    sagemaker_json = defaults.section_json("sagemaker")
+    args = pipeline_arguments(defaults)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -43,13 +40,15 @@ def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> Base
         mode: str = "daily",
         run_id: str = "",
         pinned_models: dict = {},  # noqa: B006
-        storage_root: str = str(defaults.storage.root),
-        package_types: list = defaults.package_type_names,
-        thresholds: dict = {p.name: p.threshold for p in defaults.package_types},  # noqa: B006
-        warehouse_json: str = defaults.section_json("warehouse"),
-        inference_json: str = defaults.section_json("inference"),
-        registry_json: str = defaults.section_json("registry"),
-        notify_json: str = defaults.section_json("notify"),
+        storage_root: str = args["storage_root"],
+        package_types: list = args["package_types"],
+        thresholds: dict = args["thresholds"],
+        warehouse_json: str = args["warehouse_json"],
+        inference_json: str = args["inference_json"],
+        registry_json: str = args["registry_json"],
+        notify_json: str = args["notify_json"],
+        compute_json: str = args["compute_json"],
+        sagemaker_json: str = args["sagemaker_json"],
     ) -> None:
         """Scores products with the approved model of every package type and loads the predictions once.
 
@@ -64,6 +63,8 @@ def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> Base
             inference_json: `inference` config section.
             registry_json: `registry` config section.
             notify_json: `notify` config section.
+            compute_json: `compute` config section (where shards are scored).
+            sagemaker_json: `sagemaker` config section.
         """
         notify_task = c.notify(
             storage_root=storage_root,
@@ -101,12 +102,13 @@ def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> Base
             with dsl.ParallelFor(
                 shard_task.output, parallelism=defaults.inference.local_parallelism, name="per-shard"
             ) as shard:
-                if sm is not None:
-                    score_task = sm.score_shard(
-                        shard=shard, plan=prepare_task.outputs["plan"], sagemaker_json=sagemaker_json
-                    )
-                else:
-                    score_task = c.score(shard=shard, plan=prepare_task.outputs["plan"], inference_json=inference_json)
+                score_task = c.score(
+                    shard=shard,
+                    plan=prepare_task.outputs["plan"],
+                    inference_json=inference_json,
+                    compute_json=compute_json,
+                    sagemaker_json=sagemaker_json,
+                )
             collect_task = c.collect(
                 scored=dsl.Collected(score_task.outputs["scored"]), plan=prepare_task.outputs["plan"]
             )

@@ -1,13 +1,12 @@
 """The weekly training pipeline: wiring only.
 
 extract -> validate -> split -> for each package type (in parallel): train -> evaluate (candidate and
-re-scored champion on this run's validation split) -> compare (the gate) -> If approve: register as the
-new champion; Else: register as Rejected or PendingManualApproval -> exit handler: notify the decision of
+re-scored champion on this run's validation split) -> compare (the gate) -> register (as the gate
+decided: the new champion, Rejected or PendingManualApproval) -> exit handler: notify the decision of
 every type. One type failing its gate or its training never blocks the others.
 
-Where train and evaluate run is chosen when the pipeline is built, from `compute.training` and
-`compute.evaluation`: the local components or their SageMaker twins (same inputs, same outputs), so the
-rest of the DAG is wired once. With everything local the pipeline is exactly the local one.
+One set of components whatever the compute: train and evaluate take the `compute` and `sagemaker`
+sections and run their work where `compute.training` / `compute.evaluation` say (`packwise.compute`).
 """
 
 from kfp import dsl
@@ -15,8 +14,8 @@ from kfp.dsl.base_component import BaseComponent
 
 from packwise.config import PackwiseConfig
 from packwise_components.images import ImageSet
-from packwise_components.sagemaker import build_sagemaker_components
 from packwise_components.training import build_training_components
+from packwise_pipelines.arguments import pipeline_arguments
 from packwise_pipelines.platform import configure_tasks
 
 PIPELINE_NAME = "packwise-training"
@@ -25,24 +24,24 @@ PIPELINE_NAME = "packwise-training"
 def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseComponent:
     """The training pipeline on `images`, its parameters defaulting to `defaults` (already resolved)."""
     c = build_training_components(images)
-    sm = build_sagemaker_components(images) if defaults.compute.uses_sagemaker else None
-    # Build-time constant like the compute choice itself; absent from the all-local pipeline.
-    sagemaker_json = defaults.section_json("sagemaker")
+    args = pipeline_arguments(defaults)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Weekly training of one suitability classifier per package type.")
     def training(
         week: int = 1,
         run_id: str = "",
-        storage_root: str = str(defaults.storage.root),
-        package_types: list = defaults.package_type_names,
-        thresholds: dict = {p.name: p.threshold for p in defaults.package_types},  # noqa: B006
-        warehouse_json: str = defaults.section_json("warehouse"),
-        features_json: str = defaults.section_json("features"),
-        split_json: str = defaults.section_json("split"),
-        model_json: str = defaults.section_json("model"),
-        gate_json: str = defaults.section_json("gate"),
-        registry_json: str = defaults.section_json("registry"),
-        notify_json: str = defaults.section_json("notify"),
+        storage_root: str = args["storage_root"],
+        package_types: list = args["package_types"],
+        thresholds: dict = args["thresholds"],
+        warehouse_json: str = args["warehouse_json"],
+        features_json: str = args["features_json"],
+        split_json: str = args["split_json"],
+        model_json: str = args["model_json"],
+        gate_json: str = args["gate_json"],
+        registry_json: str = args["registry_json"],
+        notify_json: str = args["notify_json"],
+        compute_json: str = args["compute_json"],
+        sagemaker_json: str = args["sagemaker_json"],
     ) -> None:
         """Trains, evaluates and gates one classifier per package type on the week's label snapshot.
 
@@ -59,6 +58,8 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
             gate_json: `gate` config section.
             registry_json: `registry` config section.
             notify_json: `notify` config section.
+            compute_json: `compute` config section (where train and evaluate run their work).
+            sagemaker_json: `sagemaker` config section.
         """
         notify_task = c.notify(
             storage_root=storage_root,
@@ -91,64 +92,37 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                 snapshot_dir=snapshot_dir, split_json=split_json, package_types=package_types
             ).after(validate_task)
             with dsl.ParallelFor(package_types, name="per-package-type") as package_type:
-                if sm is not None and defaults.compute.training == "sagemaker":
-                    train_task = sm.train(
-                        train_split=split_task.outputs["train_split"],
-                        validation_split=split_task.outputs["validation_split"],
-                        package_type=package_type,
-                        features_json=features_json,
-                        split_json=split_json,
-                        model_json=model_json,
-                        sagemaker_json=sagemaker_json,
-                    )
-                else:
-                    train_task = c.train(
-                        train_split=split_task.outputs["train_split"],
-                        package_type=package_type,
-                        features_json=features_json,
-                        split_json=split_json,
-                        model_json=model_json,
-                    )
-                if sm is not None and defaults.compute.evaluation == "sagemaker":
-                    evaluate_task = sm.evaluate(
-                        model=train_task.outputs["model"],
-                        validation_split=split_task.outputs["validation_split"],
-                        package_type=package_type,
-                        thresholds=thresholds,
-                        registry_json=registry_json,
-                        sagemaker_json=sagemaker_json,
-                    )
-                else:
-                    evaluate_task = c.evaluate(
-                        model=train_task.outputs["model"],
-                        validation_split=split_task.outputs["validation_split"],
-                        package_type=package_type,
-                        thresholds=thresholds,
-                        registry_json=registry_json,
-                    )
+                train_task = c.train(
+                    train_split=split_task.outputs["train_split"],
+                    validation_split=split_task.outputs["validation_split"],
+                    package_type=package_type,
+                    features_json=features_json,
+                    split_json=split_json,
+                    model_json=model_json,
+                    compute_json=compute_json,
+                    sagemaker_json=sagemaker_json,
+                )
+                evaluate_task = c.evaluate(
+                    model=train_task.outputs["model"],
+                    validation_split=split_task.outputs["validation_split"],
+                    package_type=package_type,
+                    thresholds=thresholds,
+                    registry_json=registry_json,
+                    compute_json=compute_json,
+                    sagemaker_json=sagemaker_json,
+                )
                 compare_task = c.compare(
                     train_summary=train_task.outputs["Output"],
                     evaluation=evaluate_task.outputs["Output"],
                     gate_json=gate_json,
                 )
-                with dsl.If(compare_task.outputs["outcome"] == "approve", name="approved"):
-                    c.register(
-                        model=train_task.outputs["model"],
-                        train_summary=train_task.outputs["Output"],
-                        evaluation=evaluate_task.outputs["Output"],
-                        decision=compare_task.outputs["decision"],
-                        promote=True,
-                        registry_json=registry_json,
-                    ).set_display_name("register-champion")
-                with dsl.Else(name="not-approved"):
-                    c.register(
-                        model=train_task.outputs["model"],
-                        train_summary=train_task.outputs["Output"],
-                        evaluation=evaluate_task.outputs["Output"],
-                        decision=compare_task.outputs["decision"],
-                        promote=False,
-                        registry_json=registry_json,
-                    ).set_display_name("register-rejected")
+                c.register(
+                    model=train_task.outputs["model"],
+                    train_summary=train_task.outputs["Output"],
+                    evaluation=evaluate_task.outputs["Output"],
+                    decision=compare_task.outputs["decision"],
+                    registry_json=registry_json,
+                )
         configure_tasks(defaults)
 
     return training

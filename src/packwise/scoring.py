@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, Field, field_serializer
 
 from packwise.cores import task_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
@@ -95,13 +96,15 @@ def output_schema(package_types: Sequence[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-@dataclass
-class ScoreStats:
-    """What scoring one file did; `seconds_predict` is the time inside `inplace_predict`."""
+class ScoreStats(BaseModel):
+    """What scoring one file did; `seconds_predict` is the time inside `inplace_predict`.
+
+    ``model_dump()`` is its JSON form (seconds rounded to 0.1 ms); ``model_validate`` reads it back.
+    """
 
     rows: int = 0
-    recommended: dict[str, int] = field(default_factory=dict)
-    unseen: dict[str, int] = field(default_factory=dict)
+    recommended: dict[str, int] = Field(default_factory=dict)
+    unseen: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
     seconds_predict: float = 0.0
 
@@ -114,24 +117,9 @@ class ScoreStats:
         self.seconds += other.seconds
         self.seconds_predict += other.seconds_predict
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "recommended": dict(self.recommended),
-            "unseen": dict(self.unseen),
-            "seconds": round(self.seconds, 4),
-            "seconds_predict": round(self.seconds_predict, 4),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScoreStats:
-        return cls(
-            rows=int(data["rows"]),
-            recommended={str(k): int(v) for k, v in data.get("recommended", {}).items()},
-            unseen={str(k): int(v) for k, v in data.get("unseen", {}).items()},
-            seconds=float(data.get("seconds", 0.0)),
-            seconds_predict=float(data.get("seconds_predict", 0.0)),
-        )
+    @field_serializer("seconds", "seconds_predict")
+    def _rounded(self, value: float) -> float:
+        return round(value, 4)
 
 
 class Scorer:

@@ -1,23 +1,27 @@
-"""The weekly training job's steps: one plain function per training component.
+"""The weekly training job's steps: one plain function per training component, named like it.
 
-Each function takes paths and validated config objects, does one step, and returns a JSON-friendly
-summary; the KFP component around it only unpacks artifact paths. All of it runs without KFP.
+extract, validate, split, train, evaluate, compare, register, notify: each takes paths and validated
+config objects, does one step, and returns a JSON-friendly summary; the KFP component around it only
+unpacks artifact paths. Train and evaluate ask `packwise.compute` for the heavy work (local or SageMaker,
+from ``compute.training`` / ``compute.evaluation``). All of it runs without KFP.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from packwise.config import (
+    ComputeConfig,
     FeatureConfig,
     GateConfig,
     ModelConfig,
     NotifyConfig,
     RegistryConfig,
+    SageMakerConfig,
     SplitConfig,
     WarehouseConfig,
     package_type_names,
@@ -25,10 +29,15 @@ from packwise.config import (
 from packwise.errors import PackwiseError
 from packwise.progress import task_report
 
+if TYPE_CHECKING:
+    from packwise.compute import TrainedCandidate
+    from packwise.gate import GateDecision
 
-@dataclass(frozen=True)
-class TrainSummary:
-    """What the gate needs to know about a candidate's training data."""
+
+class TrainSummary(BaseModel):
+    """What the gate needs to know about a candidate's training data (JSON: ``model_dump_json``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     package_type: str
     model_type: str
@@ -39,65 +48,51 @@ class TrainSummary:
     n_features: int
     seconds: float
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_json(cls, text: str) -> TrainSummary:
-        return cls(**json.loads(text))
-
-
-def train_candidate(
+def train(
     train_path: Path,
+    validation_path: Path,
     package_type: str,
     features: FeatureConfig,
     model: ModelConfig,
     model_out: Path,
     candidate_key: str,
     data_fingerprint: str,
-) -> TrainSummary:
+    compute: ComputeConfig | None = None,
+    sagemaker: SageMakerConfig | None = None,
+) -> TrainedCandidate:
     """Trains the candidate of one package type on its labelled training products.
 
     Args:
         train_path: The training split (parquet, one row per product, a label column per type).
+        validation_path: The validation split (SageMaker's container reports its metrics on it).
         package_type: Which type's labels to learn.
         features: Feature configuration.
         model: Model type and hyperparameters.
         model_out: Where model.tar.gz is written.
         candidate_key: The candidate's identity (see `packwise.lineage`).
         data_fingerprint: Fingerprint of the label snapshot it was trained from.
+        compute: The ``compute`` section: ``compute.training`` says where the work runs; local when None.
+        sagemaker: The ``sagemaker`` section, for ``compute.training: sagemaker``.
+
+    Returns:
+        The gate's summary and, in ``details``, where the work ran.
     """
-    from packwise.artifact import save_model_artifact
+    from packwise.compute import TrainRequest, open_compute
     from packwise.faults import maybe_fail
-    from packwise.models import get_model_type
-    from packwise.split import read_split
 
     with task_report("train", package_type):
         maybe_fail("train", package_type)
-        start = time.perf_counter()
-        plugin = get_model_type(model.type)
-        products, labels = read_split(train_path, package_type, features.input_columns(plugin.uses_text))
-        spec = plugin.fit_spec(products, features, model)
-        from packwise.features import build_features
-
-        rows = build_features(products, spec)
-        booster = plugin.train(rows, labels, model)
-        save_model_artifact(booster, spec, model.type, package_type, model_out)
-        return TrainSummary(
-            package_type=package_type,
-            model_type=model.type,
-            candidate_key=candidate_key,
-            data_fingerprint=data_fingerprint,
-            label_count=len(labels),
-            positive_rate=float(labels.mean()),
-            n_features=len(spec.names),
-            seconds=round(time.perf_counter() - start, 3),
+        request = TrainRequest(
+            train_path, validation_path, package_type, features, model, model_out, candidate_key, data_fingerprint
         )
+        return open_compute("training", compute or ComputeConfig(), sagemaker).train(request)
 
 
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Candidate and champion, both scored on this run's validation split."""
+class EvaluationResult(BaseModel):
+    """Candidate and champion, both scored on this run's validation split (JSON: ``model_dump_json``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     package_type: str
     candidate: dict[str, Any]
@@ -105,69 +100,81 @@ class EvaluationResult:
     champion_version: int | None
     champion_label_stats: dict[str, Any] | None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_json(cls, text: str) -> EvaluationResult:
-        return cls(**json.loads(text))
-
-
-def evaluate_candidate(
+def evaluate(
     model_path: Path,
     validation_path: Path,
     package_type: str,
     threshold: float,
     registry_config: RegistryConfig,
     scratch_dir: Path,
-) -> EvaluationResult:
+    data_fingerprint: str = "",
+    compute: ComputeConfig | None = None,
+    sagemaker: SageMakerConfig | None = None,
+) -> tuple[EvaluationResult, list[str]]:
     """Scores the candidate and re-scores the current champion on the same validation rows.
 
     Stored champion metrics come from an older split and are not comparable, so the champion's model
-    is fetched from the registry and scored here.
+    is fetched from the registry and scored here (both at once where the compute runs jobs); the metrics
+    are computed here from the probabilities, wherever the scoring ran.
+
+    Args:
+        model_path: The candidate's model.tar.gz.
+        validation_path: The validation split.
+        package_type: The package type.
+        threshold: Decision threshold (confusion matrix).
+        registry_config: The ``registry`` section, to fetch the champion.
+        scratch_dir: Where the champion's model file is downloaded.
+        data_fingerprint: Fingerprint of the split's data (names SageMaker's jobs and staged inputs).
+        compute: The ``compute`` section: ``compute.evaluation`` says where the scoring runs; local when None.
+        sagemaker: The ``sagemaker`` section, for ``compute.evaluation: sagemaker``.
+
+    Returns:
+        The evaluation, and the names of the jobs that scored (none when local).
     """
     from packwise.artifact import load_model_artifact
+    from packwise.compute import ModelToScore, open_compute
     from packwise.evaluation import score_metrics
     from packwise.faults import maybe_fail
-    from packwise.models.base import predict
     from packwise.registry import open_registry
     from packwise.split import read_split
 
     with task_report("evaluate", package_type):
         maybe_fail("evaluate", package_type)
         products, labels = read_split(validation_path, package_type)
-        candidate = load_model_artifact(model_path)
-        prob, _ = predict(candidate.booster, candidate.spec, products)
-        cand_metrics = score_metrics(labels, prob, threshold)
-
+        models = [ModelToScore("candidate", package_type, model_path, load_model_artifact(model_path).spec)]
         registry = open_registry(registry_config)
         champ = registry.champion(package_type)
-        champ_metrics = None
         if champ is not None:
             scratch_dir.mkdir(parents=True, exist_ok=True)
             champ_file = registry.download_model(package_type, champ.version, scratch_dir)
-            champion = load_model_artifact(champ_file)
-            champ_prob, _ = predict(champion.booster, champion.spec, products)
-            champ_metrics = score_metrics(labels, champ_prob, threshold).to_dict()
-        return EvaluationResult(
+            models.append(ModelToScore("champion", package_type, champ_file, load_model_artifact(champ_file).spec))
+        prob, jobs = open_compute("evaluation", compute or ComputeConfig(), sagemaker).score(
+            products, models, data_fingerprint
+        )
+        champ_metrics = None
+        if champ is not None:
+            champ_metrics = score_metrics(labels, prob["champion"], threshold).to_dict()
+        result = EvaluationResult(
             package_type=package_type,
-            candidate=cand_metrics.to_dict(),
+            candidate=score_metrics(labels, prob["candidate"], threshold).to_dict(),
             champion=champ_metrics,
             champion_version=None if champ is None else champ.version,
             champion_label_stats=None if champ is None else dict(champ.label_stats),
         )
+        return result, jobs
 
 
-def compare_with_champion(train_json: str, evaluation_json: str, gate: GateConfig) -> Any:
+def compare(train_json: str, evaluation_json: str, gate: GateConfig) -> GateDecision:
     """Runs the promotion gate on a candidate's evidence; returns the `GateDecision`."""
     from packwise.faults import maybe_fail
 
-    with task_report("compare", json.loads(train_json)["package_type"]):
-        maybe_fail("compare", json.loads(train_json)["package_type"])
+    summary = TrainSummary.model_validate_json(train_json)
+    with task_report("compare", summary.package_type):
+        maybe_fail("compare", summary.package_type)
         from packwise.gate import Evidence, evaluate_gate
 
-        summary = TrainSummary.from_json(train_json)
-        ev = EvaluationResult.from_json(evaluation_json)
+        ev = EvaluationResult.model_validate_json(evaluation_json)
         cand = Evidence(
             package_type=summary.package_type,
             version=None,
@@ -191,31 +198,31 @@ def compare_with_champion(train_json: str, evaluation_json: str, gate: GateConfi
         return evaluate_gate(cand, champ, gate)
 
 
-def register_candidate(
+def register(
     model_path: Path,
     train_json: str,
     evaluation_json: str,
     decision_json: str,
-    promote: bool,
     registry_config: RegistryConfig,
     who: str = "packwise-pipeline",
 ) -> dict[str, Any]:
-    """Registers the candidate: Approved (the new champion) on the approve path, else as decided.
+    """Registers the candidate as the gate decided: Approved (the new champion), Rejected or
+    PendingManualApproval; the decision's outcome says which.
 
-    Idempotent: a candidate already registered (same candidate key) is returned as it is. On the approve
-    path the champion must still be the one the gate compared against; if a person or another run changed
-    it meanwhile, the candidate goes to manual review instead of silently replacing a champion it was
-    never compared with.
+    Idempotent: a candidate already registered (same candidate key) is returned as it is. An approved
+    candidate needs the champion to still be the one the gate compared against; if a person or another
+    run changed it meanwhile, the candidate goes to manual review instead of silently replacing a champion
+    it was never compared with.
     """
     from packwise.faults import maybe_fail
 
-    with task_report("register", json.loads(train_json)["package_type"]):
-        maybe_fail("register", json.loads(train_json)["package_type"])
+    summary = TrainSummary.model_validate_json(train_json)
+    with task_report("register", summary.package_type):
+        maybe_fail("register", summary.package_type)
         from packwise.gate import GateDecision
         from packwise.registry import Candidate, Status, open_registry
 
-        summary = TrainSummary.from_json(train_json)
-        ev = EvaluationResult.from_json(evaluation_json)
+        ev = EvaluationResult.model_validate_json(evaluation_json)
         decision = GateDecision.from_dict(json.loads(decision_json))
         registry = open_registry(registry_config)
         existing = registry.find_by_candidate_key(summary.package_type, summary.candidate_key)
@@ -224,11 +231,12 @@ def register_candidate(
 
         status = Status(decision.status)
         reason = decision.reason
-        if promote and status != Status.APPROVED:
-            raise PackwiseError(f"{summary.package_type}: approve branch got a {status} decision (wiring bug)")
-        if not promote and status == Status.APPROVED:
-            raise PackwiseError(f"{summary.package_type}: reject branch got an Approved decision (wiring bug)")
-        if promote:
+        if decision.approved != (status == Status.APPROVED):
+            raise PackwiseError(
+                f"{summary.package_type}: decision {decision.outcome} with status {status} is inconsistent; "
+                "re-run compare"
+            )
+        if decision.approved:
             current = registry.champion(summary.package_type)
             current_version = None if current is None else current.version
             if current_version != ev.champion_version:
@@ -265,7 +273,7 @@ def _version_metrics(ev: EvaluationResult) -> dict[str, float]:
     return metrics
 
 
-def extract_labels(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: str) -> dict[str, Any]:
+def extract(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: str) -> dict[str, Any]:
     """Unloads the week's label snapshot (content-addressed) and records it against the run.
 
     Always runs (it must look at the data to fingerprint it); everything downstream keys its cache on the
@@ -293,7 +301,7 @@ def extract_labels(warehouse: WarehouseConfig, storage_root: Path, week: int, ru
         return record
 
 
-def check_snapshot(
+def validate(
     snapshot_dir: Path, features: FeatureConfig, package_types: list[Any], model: ModelConfig
 ) -> dict[str, Any]:
     """Validates the snapshot before any training; raises DataValidationError on the first problem."""
@@ -309,8 +317,8 @@ def check_snapshot(
         return result
 
 
-def split_labels(
-    snapshot_dir: Path, train_out: Path, validation_out: Path, split: SplitConfig, package_types: list[Any]
+def split(
+    snapshot_dir: Path, train_out: Path, validation_out: Path, split_config: SplitConfig, package_types: list[Any]
 ) -> dict[str, Any]:
     """Splits by product, stratified; see `packwise.split`."""
     from packwise.faults import maybe_fail
@@ -320,13 +328,15 @@ def split_labels(
     with task_report("split", None):
         maybe_fail("split")
         names = package_type_names(package_types)
-        summary = split_snapshot(snapshot_dir, train_out, validation_out, split.train_ratio, split.seed, names)
+        summary = split_snapshot(
+            snapshot_dir, train_out, validation_out, split_config.train_ratio, split_config.seed, names
+        )
         result: dict[str, Any] = summary.to_dict()
         result["fingerprint"] = load_snapshot_manifest(snapshot_dir).fingerprint
         return result
 
 
-def notify_run(
+def notify(
     storage_root: Path,
     run_id: str,
     registry: RegistryConfig,

@@ -14,8 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from packwise.cli import app
-from packwise.cluster import run_arguments
 from packwise.config import parse_config
+from packwise_app.cluster import run_arguments
 from packwise_components.images import ImageSet
 
 TOKEN = "xoxb-T0KEN-never-in-ir-4c3b2a"
@@ -26,8 +26,7 @@ WEBHOOK = f"https://hooks.example/services/{TOKEN}"
 def test_a_webhook_pipeline_compiles_with_the_reference_and_never_the_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, for_cluster: bool
 ) -> None:
-    from packwise_pipelines.compile import compile_all
-    from packwise_pipelines.platform import compile_for_cluster
+    from packwise_pipelines.compile import compile_all, compile_for_cluster
 
     monkeypatch.setenv("PACKWISE_WEBHOOK_URL", WEBHOOK)  # what the operator's shell or the Secret holds
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", TOKEN)

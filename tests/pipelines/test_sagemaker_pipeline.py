@@ -290,7 +290,11 @@ def test_the_same_inference_run_again_sends_nothing_to_sagemaker(
 
 
 @pytest.mark.parametrize("compute", ["sagemaker", "local"])
-def test_packwise_compile_puts_the_score_tasks_on_the_image_of_their_compute(tmp_path: Path, compute: str) -> None:
+def test_packwise_compile_builds_one_score_task_whatever_the_compute(tmp_path: Path, compute: str) -> None:
+    """One set of components: the compute is a parameter (the `compute` and `sagemaker` sections), not a
+    second component, so the DAG and the images are the same and only the parameter defaults differ."""
+    import json
+
     import yaml
     from typer.testing import CliRunner
 
@@ -304,18 +308,17 @@ def test_packwise_compile_puts_the_score_tasks_on_the_image_of_their_compute(tmp
     assert result.exit_code == 0, result.output
     ir = next(yaml.safe_load_all((tmp_path / "inference.yaml").read_text()))  # the platform spec follows
 
-    component = "score-shard-sagemaker" if compute == "sagemaker" else "score-shard"
     executors = ir["deploymentSpec"]["executors"]
-    assert [name for name in executors if name.startswith("exec-score")] == [f"exec-{component}"]
-    assert executors[f"exec-{component}"]["container"]["image"] == resolve_images().for_component(component)
-    assert not any("sagemaker" in e["container"]["image"] for n, e in executors.items() if "score" not in n)
+    assert [name for name in executors if name.startswith("exec-score")] == ["exec-score-shard"]
+    assert executors["exec-score-shard"]["container"]["image"] == resolve_images().for_component("score-shard")
 
-    loops = [c["dag"]["tasks"] for c in ir["components"].values() if component in c.get("dag", {}).get("tasks", {})]
+    loops = [c["dag"]["tasks"] for c in ir["components"].values() if "score-shard" in c.get("dag", {}).get("tasks", {})]
     assert len(loops) == 1, "one score task, inside the per-shard loop"
-    parameters = loops[0][component]["inputs"]["parameters"]
+    parameters = loops[0]["score-shard"]["inputs"]["parameters"]
     assert parameters["shard"] == {"componentInputParameter": "pipelinechannel--shard-products-Output-loop-item"}
-    if compute == "sagemaker":
-        constant = parameters["sagemaker_json"]["runtimeValue"]["constant"]  # a constant, not a task output
-        assert f'"bucket": "{BUCKET}"' in constant and f'"role_arn": "{ROLE_ARN}"' in constant
-    else:
-        assert "sagemaker_json" not in parameters
+    for section in ("compute_json", "sagemaker_json"):  # pipeline parameters, never task outputs
+        assert parameters[section] == {"componentInputParameter": f"pipelinechannel--{section}"}
+    defaults = ir["root"]["inputDefinitions"]["parameters"]
+    assert json.loads(defaults["compute_json"]["defaultValue"])["inference"] == compute
+    sagemaker = json.loads(defaults["sagemaker_json"]["defaultValue"])
+    assert sagemaker["bucket"] == BUCKET and sagemaker["role_arn"] == ROLE_ARN

@@ -14,7 +14,7 @@ from packwise.models import get_model_type, known_model_types
 from packwise.models.base import predict
 from packwise.split import read_split, split_snapshot
 from packwise.synthetic import SeedSpec, generate_labels, generate_products
-from packwise.training import train_candidate
+from packwise.training import train as train_candidate
 
 SPEC = SeedSpec(seed=4, n_products=4_000, weeks=1, labels_per_week=3_000)
 
@@ -43,7 +43,7 @@ def test_model_type_trains_saves_loads_and_scores(splits: tuple[Path, Path], tmp
     train, val = splits
     model = ModelConfig(type=model_type, num_boost_round=60, text_hash_features=256)
     out = tmp_path / "model.tar.gz"
-    summary = train_candidate(train, "mailer", FeatureConfig(), model, out, "key", "fingerprint")
+    summary = train_candidate(train, val, "mailer", FeatureConfig(), model, out, "key", "fingerprint").summary
     assert summary.model_type == model_type and summary.label_count > 1_000
     loaded = load_model_artifact(out)
     assert loaded.model_type == model_type
@@ -61,9 +61,9 @@ def test_unknown_model_type_names_the_known_ones() -> None:
 
 
 def test_same_booster_same_bytes(splits: tuple[Path, Path], tmp_path: Path) -> None:
-    train, _ = splits
+    train, val = splits
     model = ModelConfig(num_boost_round=20)
     a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
-    train_candidate(train, "bag", FeatureConfig(), model, a, "k", "f")
-    train_candidate(train, "bag", FeatureConfig(), model, b, "k", "f")
+    train_candidate(train, val, "bag", FeatureConfig(), model, a, "k", "f")
+    train_candidate(train, val, "bag", FeatureConfig(), model, b, "k", "f")
     assert a.read_bytes() == b.read_bytes()

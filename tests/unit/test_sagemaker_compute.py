@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from packwise.config import PackwiseConfig, SageMakerConfig
+from packwise.config import ComputeConfig, PackwiseConfig, SageMakerConfig
 from packwise.errors import InjectedFault
 from packwise.sagemaker.session import Clients, open_clients
 from tests.conftest import make_config, seed
@@ -28,6 +28,9 @@ from tests.sagemaker_emulator import (
     SageMakerEmulator,
     sagemaker_section,
 )
+
+# Every step's work on SageMaker; the steps open their clients from the `sagemaker` section (the emulator).
+SAGEMAKER = ComputeConfig(training="sagemaker", evaluation="sagemaker", inference="sagemaker")
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,12 @@ def cfg(tmp_path_factory: pytest.TempPathFactory, emulator: SageMakerEmulator) -
 
 @pytest.fixture(scope="module")
 def splits(cfg: PackwiseConfig) -> dict[str, Any]:
-    from packwise.training import extract_labels, split_labels
+    from packwise.training import extract, split
 
-    record = extract_labels(cfg.warehouse, cfg.storage.root, 1, "sm-unit")
+    record = extract(cfg.warehouse, cfg.storage.root, 1, "sm-unit")
     out = cfg.storage.root / "splits"
     train, validation = out / "train.parquet", out / "validation.parquet"
-    split_labels(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
+    split(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
     return {"train": train, "validation": validation, "fingerprint": record["fingerprint"]}
 
 
@@ -75,7 +78,7 @@ def _s3_objects(emulator: SageMakerEmulator, uri: str) -> list[str]:
 
 def _train(cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, package_type: str, out: Path) -> Any:
     from packwise.lineage import candidate_key
-    from packwise.sagemaker.steps import train_candidate_sagemaker
+    from packwise.training import train
 
     key = candidate_key(
         splits["fingerprint"],
@@ -84,17 +87,17 @@ def _train(cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, packag
         cfg.section_json("split"),
         cfg.section_json("model"),
     )
-    return train_candidate_sagemaker(
+    return train(
         splits["train"],
         splits["validation"],
         package_type,
         cfg.features,
         cfg.model,
-        cfg.sagemaker,
         out,
         key,
         splits["fingerprint"],
-        clients,
+        SAGEMAKER,
+        cfg.sagemaker,
     )
 
 
@@ -107,10 +110,11 @@ def test_training_job_request_channels_and_staged_csv(
     before = len(emulator.bodies("CreateTrainingJob"))
     result = _train(cfg, splits, clients, "mailer", tmp_path / "model.tar.gz")
     requests = emulator.bodies("CreateTrainingJob")[before:]
-    assert len(requests) == 1 and result.job_created
+    assert len(requests) == 1
+    job_name = result.details["sagemaker_training_job"]
     request = requests[0]
-    assert request["TrainingJobName"] == result.job_name
-    assert result.job_name.startswith(f"pw-train-mailer-{splits['fingerprint'][:12]}-")
+    assert request["TrainingJobName"] == job_name
+    assert job_name.startswith(f"pw-train-mailer-{splits['fingerprint'][:12]}-")
     assert request["AlgorithmSpecification"] == {"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"}
     assert request["RoleArn"] == ROLE_ARN
     assert request["HyperParameters"]["objective"] == "binary:logistic"
@@ -142,8 +146,8 @@ def test_training_job_request_channels_and_staged_csv(
     # the model comes back from SageMaker's layout, stamped with the recipe, trees unchanged
     model = load_model_artifact(tmp_path / "model.tar.gz")
     assert model.package_type == "mailer" and len(model.spec.names) == result.summary.n_features
-    raw_uri = result.model_data
-    assert raw_uri == f"s3://packwise-test-bucket/packwise-test/training/output/{result.job_name}/output/model.tar.gz"
+    raw_uri = result.details["sagemaker_model_data"]
+    assert raw_uri == f"s3://packwise-test-bucket/packwise-test/training/output/{job_name}/output/model.tar.gz"
     raw = tmp_path / "raw.tar.gz"
     raw.write_bytes(_s3_bytes(emulator, raw_uri))
     sm_model = load_model_artifact(raw, spec=model.spec)
@@ -170,9 +174,8 @@ def test_a_step_interrupted_after_creating_its_job_attaches_when_run_again(
     assert len(emulator.bodies("CreateTrainingJob")) == before + 1, "the job was created before the interruption"
     monkeypatch.delenv("PACKWISE_FAIL_TASK")
     again = _train(cfg, splits, clients, "bag", tmp_path / "again.tar.gz")
-    assert not again.job_created
     assert len(emulator.bodies("CreateTrainingJob")) == before + 1, "no second training job"
-    assert again.job_name == emulator.bodies("CreateTrainingJob")[-1]["TrainingJobName"]
+    assert again.details["sagemaker_training_job"] == emulator.bodies("CreateTrainingJob")[-1]["TrainingJobName"]
     assert (tmp_path / "again.tar.gz").is_file()
 
 
@@ -181,26 +184,21 @@ def test_sagemaker_evaluation_equals_local_evaluation_and_sends_transform_settin
 ) -> None:
     from packwise.artifact import load_model_artifact
     from packwise.lineage import candidate_key
-    from packwise.sagemaker.steps import evaluate_candidate_sagemaker
-    from packwise.training import evaluate_candidate, train_candidate
+    from packwise.training import evaluate, train
 
     key = candidate_key(splits["fingerprint"], "box", "f", "s", "m")
-    summary = train_candidate(
-        splits["train"], "box", cfg.features, cfg.model, tmp_path / "box.tar.gz", key, splits["fingerprint"]
+    model_file = tmp_path / "box.tar.gz"
+    trained = train(
+        splits["train"], splits["validation"], "box", cfg.features, cfg.model, model_file, key, splits["fingerprint"]
     )
-    assert summary.n_features > 0
-    local = evaluate_candidate(tmp_path / "box.tar.gz", splits["validation"], "box", 0.5, cfg.registry, tmp_path / "a")
+    assert trained.summary.n_features > 0 and trained.details == {}, "local training runs no job"
+    fingerprint = splits["fingerprint"]
+    local, no_jobs = evaluate(model_file, splits["validation"], "box", 0.5, cfg.registry, tmp_path / "a", fingerprint)
+    assert no_jobs == []
     before = len(emulator.bodies("CreateTransformJob"))
-    remote, jobs = evaluate_candidate_sagemaker(
-        tmp_path / "box.tar.gz",
-        splits["validation"],
-        "box",
-        0.5,
-        cfg.registry,
-        cfg.sagemaker,
-        splits["fingerprint"],
-        tmp_path / "b",
-        clients,
+    remote, jobs = evaluate(
+        model_file, splits["validation"], "box", 0.5, cfg.registry, tmp_path / "b", fingerprint,
+        SAGEMAKER, cfg.sagemaker,
     )
     assert remote.candidate == local.candidate, "same probabilities, same metrics, whichever compute scored them"
     assert remote.champion is None and local.champion is None
@@ -225,16 +223,9 @@ def test_sagemaker_evaluation_equals_local_evaluation_and_sends_transform_settin
     assert len(first_line) == 1 + len(load_model_artifact(tmp_path / "box.tar.gz").spec.names)
 
     # the same step again attaches to its finished job: no second transform job, same result
-    again, jobs_again = evaluate_candidate_sagemaker(
-        tmp_path / "box.tar.gz",
-        splits["validation"],
-        "box",
-        0.5,
-        cfg.registry,
-        cfg.sagemaker,
-        splits["fingerprint"],
-        tmp_path / "c",
-        clients,
+    again, jobs_again = evaluate(
+        model_file, splits["validation"], "box", 0.5, cfg.registry, tmp_path / "c", fingerprint,
+        SAGEMAKER, cfg.sagemaker,
     )
     assert jobs_again == jobs and len(emulator.bodies("CreateTransformJob")) == before + 1
     assert again.candidate == remote.candidate
@@ -247,9 +238,10 @@ def test_transform_keeps_product_ids_through_several_files(
     from packwise.models.base import predict
     from packwise.sagemaker.transform import TransformModel, score_with_transform
     from packwise.split import read_split
-    from packwise.training import train_candidate
+    from packwise.training import train
 
-    train_candidate(splits["train"], "own_container", cfg.features, cfg.model, tmp_path / "m.tar.gz", "k", "fp")
+    model_file = tmp_path / "m.tar.gz"
+    train(splits["train"], splits["validation"], "own_container", cfg.features, cfg.model, model_file, "k", "fp")
     model = load_model_artifact(tmp_path / "m.tar.gz")
     products, _ = read_split(splits["validation"], "own_container")
     shuffled = products.sample(frac=1.0, random_state=3).reset_index(drop=True)
@@ -315,24 +307,25 @@ def test_text_model_types_are_refused_before_anything_is_written(
     cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
 ) -> None:
     from packwise.errors import ConfigError
-    from packwise.sagemaker.steps import train_candidate_sagemaker
+    from packwise.training import train
 
     before = len(emulator.requests)
     text_model = cfg.model.model_copy(update={"type": "xgboost_text"})
     with pytest.raises(ConfigError, match=r"compute\.training to local"):
-        train_candidate_sagemaker(
+        train(
             splits["train"],
             splits["validation"],
             "box",
             cfg.features,
             text_model,
-            cfg.sagemaker,
             tmp_path / "m.tar.gz",
             "k",
             "fp",
-            clients,
+            SAGEMAKER,
+            cfg.sagemaker,
         )
     assert len(emulator.requests) == before
+    assert not (tmp_path / "m.tar.gz").exists()
 
 
 def test_missing_credentials_say_where_they_come_from(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -355,22 +348,21 @@ def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
 ) -> None:
     import pyarrow.parquet as pq
 
-    from packwise.inference import load_scoring_models
-    from packwise.sagemaker.steps import score_shard_sagemaker
+    from packwise.inference import load_scoring_models, score_shard
     from packwise.scoring import Scorer
-    from packwise.training import train_candidate
+    from packwise.training import train
 
     plan: dict[str, Any] = {"package_types": ["own_container", "box"], "models": {}}
     for version, package_type in enumerate(plan["package_types"], start=1):
         path = tmp_path / f"{package_type}.tar.gz"
-        train_candidate(splits["train"], package_type, cfg.features, cfg.model, path, package_type, "fp")
+        train(splits["train"], splits["validation"], package_type, cfg.features, cfg.model, path, package_type, "fp")
         plan["models"][package_type] = {"path": str(path), "version": version, "threshold": 0.5}
     shard = tmp_path / "shard-00003.parquet"
     shard.write_bytes(splits["validation"].read_bytes())
 
     local_stats = Scorer(load_scoring_models(plan), threads=1).score_file(shard, tmp_path / "local.parquet")
     before = len(emulator.bodies("CreateTransformJob"))
-    stats = score_shard_sagemaker(shard, plan, cfg.sagemaker, tmp_path / "remote.parquet", clients)
+    stats = score_shard(shard, plan, SAGEMAKER, cfg.sagemaker, cfg.inference, tmp_path / "remote.parquet")
 
     local = pq.read_table(tmp_path / "local.parquet")
     remote = pq.read_table(tmp_path / "remote.parquet")
@@ -385,6 +377,6 @@ def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
     recipes = {m.spec.to_json() for m in load_scoring_models(plan)}
     assert len(sources) == len(recipes), "one staged input per distinct feature recipe"
 
-    again = score_shard_sagemaker(shard, plan, cfg.sagemaker, tmp_path / "again.parquet", clients)
+    again = score_shard(shard, plan, SAGEMAKER, cfg.sagemaker, cfg.inference, tmp_path / "again.parquet")
     assert len(emulator.bodies("CreateTransformJob")) == before + 2, "a retried shard attaches to its jobs"
     assert again["recommended"] == stats["recommended"]

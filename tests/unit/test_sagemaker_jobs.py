@@ -1,5 +1,6 @@
 """SageMaker job lifecycle without AWS: names, image URIs, and with botocore's Stubber the failure, stop,
-timeout, cancel and retry paths (moto's jobs complete at once, so these paths are only reachable here)."""
+timeout, cancel and retry paths (moto's jobs complete at once, so these paths are only reachable here).
+The waits are boto3's waiters; their sleeps are recorded instead of slept."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from packwise.config import parse_config
 from packwise.errors import ConfigError
 from packwise.sagemaker.container import xgboost_image_uri
 from packwise.sagemaker.errors import JobFailedError, JobTimeoutError, SageMakerError, StepCancelled
-from packwise.sagemaker.jobs import TRAINING, TRANSFORM, JobHandle, start_or_attach, stop_on_cancel, wait_for_jobs
+from packwise.sagemaker.jobs import (
+    TRAINING,
+    TRANSFORM,
+    JobHandle,
+    start_or_attach,
+    stop_on_cancel,
+    wait_for_jobs,
+    waiter_config,
+)
 from packwise.sagemaker.naming import attempt_name, job_name, model_name
 
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -69,6 +78,22 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture
+def waiter_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The sleeps of boto3's waiters between checks, recorded instead of slept."""
+    import botocore.waiter
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(botocore.waiter.time, "sleep", sleeps.append)
+    return sleeps
+
+
+def test_waiter_config_checks_every_interval_until_the_timeout() -> None:
+    assert waiter_config(30, 90) == {"Delay": 30, "MaxAttempts": 3}
+    assert waiter_config(30, 100) == {"Delay": 30, "MaxAttempts": 4}
+    assert waiter_config(600, 1) == {"Delay": 600, "MaxAttempts": 1}
+
+
 def test_job_names_are_stable_short_valid_and_differ_by_identity() -> None:
     import re
 
@@ -114,53 +139,55 @@ def test_config_requires_the_sagemaker_settings_it_uses_and_carries_them_to_the_
     assert remote.registry.sagemaker is not None and remote.registry.sagemaker.bucket == "bkt"
 
 
-def test_a_failed_job_fails_the_step_with_its_failure_reason(client: Any) -> None:
-    clock = FakeClock()
+def test_a_failed_job_fails_the_step_with_its_failure_reason(client: Any, waiter_sleeps: list[float]) -> None:
     with Stubber(client) as stub:
         stub.add_response("describe_training_job", _training("InProgress"), {"TrainingJobName": "job"})
         reason = "AlgorithmError: label column has values other than 0 and 1"
         failed = _training("Failed", FailureReason=reason)
         stub.add_response("describe_training_job", failed, {"TrainingJobName": "job"})
         with pytest.raises(JobFailedError) as err:
-            wait_for_jobs(client, [JobHandle(TRAINING, "job", True)], 30, 3600, clock.sleep, clock)
+            wait_for_jobs(client, [JobHandle(TRAINING, "job", True)], 30, 3600)
     assert reason in str(err.value) and "ended Failed" in str(err.value)
     assert "/aws/sagemaker/TrainingJobs/job" in str(err.value)
-    assert clock.sleeps == [30]
+    assert waiter_sleeps == [30]
 
 
 def test_a_stopped_job_fails_the_step(client: Any) -> None:
+    stopped = _training("Stopped", FailureReason="stopped by user")
     with Stubber(client) as stub:
-        stub.add_response(
-            "describe_training_job", _training("Stopped", FailureReason="stopped by user"), {"TrainingJobName": "job"}
-        )
+        stub.add_response("describe_training_job", stopped, {"TrainingJobName": "job"})  # the waiter's check
+        stub.add_response("describe_training_job", stopped, {"TrainingJobName": "job"})  # Stopped is its success
         with pytest.raises(JobFailedError, match="ended Stopped: stopped by user"):
             wait_for_jobs(client, [JobHandle(TRAINING, "job", True)], 1, 10)
 
 
-def test_timeout_stops_the_job_and_fails(client: Any) -> None:
-    clock = FakeClock()
+def test_timeout_stops_the_job_and_fails(client: Any, waiter_sleeps: list[float]) -> None:
     with Stubber(client) as stub:
-        for _ in range(4):
+        for _ in range(3):
             stub.add_response("describe_training_job", _training("InProgress"), {"TrainingJobName": "job"})
         stub.add_response("stop_training_job", {}, {"TrainingJobName": "job"})
         with pytest.raises(JobTimeoutError, match=r"did not finish within 90s"):
-            wait_for_jobs(client, [JobHandle(TRAINING, "job", True)], 30, 90, clock.sleep, clock)
+            wait_for_jobs(client, [JobHandle(TRAINING, "job", True)], 30, 90)
         stub.assert_no_pending_responses()
-    assert clock.sleeps == [30, 30, 30]
+    assert waiter_sleeps == [30, 30], "three checks 30 s apart fill the 90 s"
 
 
-def test_sigterm_while_waiting_stops_the_job(client: Any) -> None:
+def test_sigterm_while_waiting_stops_the_job(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.waiter
+
     jobs = [JobHandle(TRAINING, "job", True)]
 
     def terminated(_: float) -> None:  # the orchestrator cancels the task while it sleeps
         os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(botocore.waiter.time, "sleep", terminated)
 
     before = signal.getsignal(signal.SIGTERM)
     with Stubber(client) as stub:
         stub.add_response("describe_training_job", _training("InProgress"), {"TrainingJobName": "job"})
         stub.add_response("stop_training_job", {}, {"TrainingJobName": "job"})
         with pytest.raises(StepCancelled), stop_on_cancel(client, jobs):
-            wait_for_jobs(client, jobs, 5, 100, terminated)
+            wait_for_jobs(client, jobs, 5, 100)
         stub.assert_no_pending_responses()
     assert signal.getsignal(signal.SIGTERM) == before, "the previous handler is restored"
 
@@ -233,3 +260,18 @@ def test_permission_errors_say_what_to_check(client: Any) -> None:
         stub.add_client_error("create_training_job", service_error_code="AccessDeniedException", service_message="no")
         with pytest.raises(SageMakerError, match="cannot create training job pw"):
             start_or_attach(client, TRAINING, "pw", lambda _: REQUEST)
+
+
+def test_each_step_opens_the_compute_its_compute_setting_names() -> None:
+    from packwise.compute import open_compute
+    from packwise.compute.local import LocalCompute
+    from packwise.compute.sagemaker import SageMakerCompute
+    from packwise.config import ComputeConfig, SageMakerConfig
+
+    compute = ComputeConfig(training="sagemaker", evaluation="local", inference="sagemaker")
+    sagemaker = SageMakerConfig(region="eu-west-1", bucket="bkt", role_arn="arn:aws:iam::123456789012:role/r")
+    assert isinstance(open_compute("training", compute, sagemaker), SageMakerCompute)
+    assert isinstance(open_compute("evaluation", compute, sagemaker), LocalCompute)
+    assert isinstance(open_compute("inference", compute, sagemaker), SageMakerCompute)
+    with pytest.raises(ConfigError, match=r"compute\.training is sagemaker but no sagemaker section"):
+        open_compute("training", compute, None)

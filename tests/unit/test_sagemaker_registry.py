@@ -217,18 +217,11 @@ def test_open_registry_refuses_an_unresolved_sagemaker_section() -> None:
 def _week_decisions(config: PackwiseConfig, week: int, trained: dict[tuple[int, str], Any]) -> dict[str, str]:
     """One week of train -> evaluate -> compare -> register, with the registry of ``config``."""
     from packwise.lineage import candidate_key
-    from packwise.training import (
-        compare_with_champion,
-        evaluate_candidate,
-        extract_labels,
-        register_candidate,
-        split_labels,
-        train_candidate,
-    )
+    from packwise.training import compare, evaluate, extract, register, split, train
 
-    record = extract_labels(config.warehouse, config.storage.root, week, f"week{week}")
+    record = extract(config.warehouse, config.storage.root, week, f"week{week}")
     out = config.storage.root / f"split-{week}"
-    split_labels(
+    split(
         Path(record["snapshot_dir"]),
         out / "train.parquet",
         out / "validation.parquet",
@@ -240,22 +233,26 @@ def _week_decisions(config: PackwiseConfig, week: int, trained: dict[tuple[int, 
         key = candidate_key(record["fingerprint"], package_type, "f", "s", "m")
         model = out / f"{package_type}.tar.gz"
         if (week, package_type) not in trained:  # both backends gate the very same candidate
-            summary = train_candidate(
-                out / "train.parquet", package_type, config.features, config.model, model, key, record["fingerprint"]
-            )
+            summary = train(
+                out / "train.parquet",
+                out / "validation.parquet",
+                package_type,
+                config.features,
+                config.model,
+                model,
+                key,
+                record["fingerprint"],
+            ).summary
             trained[(week, package_type)] = (summary, model.read_bytes())
         summary, payload = trained[(week, package_type)]
         model.write_bytes(payload)
-        evaluation = evaluate_candidate(
-            model, out / "validation.parquet", package_type, 0.5, config.registry, out / "scratch"
-        )
-        decision = compare_with_champion(summary.to_json(), evaluation.to_json(), config.gate)
-        register_candidate(
+        evaluation, _ = evaluate(model, out / "validation.parquet", package_type, 0.5, config.registry, out / "scratch")
+        decision = compare(summary.model_dump_json(), evaluation.model_dump_json(), config.gate)
+        register(
             model,
-            summary.to_json(),
-            evaluation.to_json(),
+            summary.model_dump_json(),
+            evaluation.model_dump_json(),
             json.dumps(decision.to_dict()),
-            decision.outcome == "approve",
             config.registry,
         )
         decisions[package_type] = f"{decision.status}|{decision.reason}"

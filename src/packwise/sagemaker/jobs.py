@@ -3,9 +3,10 @@
 - ``start_or_attach`` derives the attempt name, attaches to a job of that name that is running or done,
   and creates it otherwise; a Failed or Stopped earlier attempt stays for the record and the next
   attempt suffix is used.
-- ``wait_for_jobs`` polls every ``poll_interval_s`` until all jobs complete; a job that ends Failed or
-  Stopped fails the step with SageMaker's FailureReason; past ``timeout_s`` the step stops its jobs (no one
-  waits for their result any more) and fails.
+- ``wait_for_jobs`` waits with boto3's waiters (``training_job_completed_or_stopped``,
+  ``transform_job_completed_or_stopped``; a check every ``poll_interval_s``) until all jobs complete; a job
+  that ends Failed or Stopped fails the step with SageMaker's FailureReason; past ``timeout_s`` the step
+  stops its jobs (no one waits for their result any more) and fails.
 - ``stop_on_cancel``: KFP cancels a task by terminating its pod (SIGTERM); the step then stops the jobs
   it started or attached to before it exits, so a cancelled run leaves nothing billing.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -42,6 +44,7 @@ class JobKind:
     name_key: str
     status_key: str
     log_group: str
+    waiter: str
 
 
 TRAINING = JobKind(
@@ -52,6 +55,7 @@ TRAINING = JobKind(
     name_key="TrainingJobName",
     status_key="TrainingJobStatus",
     log_group="/aws/sagemaker/TrainingJobs",
+    waiter="training_job_completed_or_stopped",
 )
 TRANSFORM = JobKind(
     label="transform job",
@@ -61,6 +65,7 @@ TRANSFORM = JobKind(
     name_key="TransformJobName",
     status_key="TransformJobStatus",
     log_group="/aws/sagemaker/TransformJobs",
+    waiter="transform_job_completed_or_stopped",
 )
 
 
@@ -147,51 +152,63 @@ def stop_job(client: Any, job: JobHandle) -> None:
         getattr(client, job.kind.stop)(**{job.kind.name_key: job.name})
 
 
+def waiter_config(poll_interval_s: float, timeout_s: float) -> dict[str, float | int]:
+    """boto3's WaiterConfig for one wait: a check every ``poll_interval_s``, ``timeout_s`` in all."""
+    return {"Delay": poll_interval_s, "MaxAttempts": max(1, math.ceil(timeout_s / poll_interval_s))}
+
+
+def _failed(job: JobHandle, described: Mapping[str, Any]) -> JobFailedError:
+    status = described[job.kind.status_key]
+    reason = described.get("FailureReason") or "no FailureReason given"
+    return JobFailedError(
+        f"SageMaker {job.kind.label} {job.name} ended {status}: {reason} "
+        f"(logs: CloudWatch {job.kind.log_group}/{job.name}); fix the cause and re-run the step"
+    )
+
+
 def wait_for_jobs(
-    client: Any,
-    jobs: list[JobHandle],
-    poll_interval_s: float,
-    timeout_s: float,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    client: Any, jobs: list[JobHandle], poll_interval_s: float, timeout_s: float
 ) -> dict[str, dict[str, Any]]:
-    """Polls until every job completed; returns each job's final description by name.
+    """Waits (boto3 waiters) until every job completed; returns each job's final description by name.
+
+    The jobs run at the same time, so waiting for them one after another takes as long as the slowest;
+    ``timeout_s`` bounds the whole wait.
 
     Raises:
         JobFailedError: A job ended Failed or Stopped (with its FailureReason).
         JobTimeoutError: Not all done within ``timeout_s``; the unfinished jobs were asked to stop.
     """
-    deadline = clock() + timeout_s
+    from botocore.exceptions import WaiterError
+
+    deadline = time.monotonic() + timeout_s
     done: dict[str, dict[str, Any]] = {}
-    while True:
-        for job in jobs:
-            if job.name in done:
-                continue
-            described = aws_call(
-                f"check {job.kind.label} {job.name}",
-                lambda j=job: getattr(client, j.kind.describe)(**{j.kind.name_key: j.name}),
+    for job in jobs:
+        remaining = max(deadline - time.monotonic(), poll_interval_s)
+        try:
+            client.get_waiter(job.kind.waiter).wait(
+                **{job.kind.name_key: job.name}, WaiterConfig=waiter_config(poll_interval_s, remaining)
             )
-            status = described[job.kind.status_key]
-            if status == COMPLETED:
-                done[job.name] = described
-            elif status in ENDED_BADLY:
-                reason = described.get("FailureReason") or "no FailureReason given"
-                raise JobFailedError(
-                    f"SageMaker {job.kind.label} {job.name} ended {status}: {reason} "
-                    f"(logs: CloudWatch {job.kind.log_group}/{job.name}); fix the cause and re-run the step"
-                )
-        if len(done) == len(jobs):
-            return done
-        remaining = deadline - clock()
-        if remaining <= 0:
+        except WaiterError as err:
+            last = err.last_response or {}
+            if last.get(job.kind.status_key) in ENDED_BADLY:
+                raise _failed(job, last) from None
+            if "Max attempts exceeded" not in str(err):
+                raise SageMakerError(f"cannot check {job.kind.label} {job.name}: {first_line(err)}") from err
             pending = [j for j in jobs if j.name not in done]
-            for job in pending:
-                stop_job(client, job)
+            for unfinished in pending:
+                stop_job(client, unfinished)
             raise JobTimeoutError(
-                f"SageMaker {pending[0].kind.label} {pending[0].name} did not finish within {timeout_s:g}s "
+                f"SageMaker {job.kind.label} {job.name} did not finish within {timeout_s:g}s "
                 "(sagemaker.timeout_s); it was asked to stop; raise the timeout or use larger instances"
-            )
-        sleep(min(poll_interval_s, remaining))
+            ) from None
+        described = aws_call(
+            f"check {job.kind.label} {job.name}",
+            lambda j=job: getattr(client, j.kind.describe)(**{j.kind.name_key: j.name}),
+        )
+        if described[job.kind.status_key] != COMPLETED:  # the waiter's success states include Stopped
+            raise _failed(job, described)
+        done[job.name] = described
+    return done
 
 
 @contextlib.contextmanager

@@ -138,8 +138,6 @@ def run_training_job(
     validation: tuple[FeatureRows, np.ndarray],
     model_out: Path,
     after_create: Callable[[JobHandle], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
 ) -> TrainingJobResult:
     """Creates (or attaches to) the candidate's training job, waits, downloads its model.tar.gz.
 
@@ -154,8 +152,6 @@ def run_training_job(
         validation: Validation feature rows and labels (the container reports its metrics on them).
         model_out: Where SageMaker's model.tar.gz is written, as SageMaker wrote it.
         after_create: Called once the job exists (fault-injection drills use it).
-        sleep: Sleep function (tests pass a fake).
-        clock: Monotonic clock (tests pass a fake).
     """
     start = time.perf_counter()
     base = job_name("train", package_type, fingerprint, candidate_key)
@@ -169,12 +165,12 @@ def run_training_job(
     jobs: list[JobHandle] = []
     with stop_on_cancel(clients.sagemaker, jobs):
         job = start_or_attach(
-            clients.sagemaker, TRAINING, base, lambda _: request, stage, sleep, config.poll_interval_s
+            clients.sagemaker, TRAINING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
         )
         jobs.append(job)
         if after_create is not None:
             after_create(job)
-        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s, sleep, clock)
+        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
     model_data = str(described[job.name]["ModelArtifacts"]["S3ModelArtifacts"])
     download_file(clients, S3Uri.parse(model_data), model_out)
     return TrainingJobResult(job.name, job.created, model_data, round(time.perf_counter() - start, 3))

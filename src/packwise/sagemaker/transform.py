@@ -16,7 +16,7 @@ import hashlib
 import io
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,6 @@ def score_with_transform(
     kind: str,
     fingerprint: str,
     identity: Sequence[str] = (),
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[dict[str, np.ndarray], list[TransformRun]]:
     """Scores ``products`` with every model in parallel transform jobs; probabilities in ``products`` order.
 
@@ -194,8 +192,6 @@ def score_with_transform(
         kind: ``eval`` or ``score``, part of the job names.
         fingerprint: Fingerprint of the product data, part of the job and input names.
         identity: More of what decides the inputs (e.g. the shard), part of the names.
-        sleep: Sleep function (tests pass a fake).
-        clock: Monotonic clock (tests pass a fake).
 
     Returns:
         Probabilities per model key (float32, aligned with ``products``) and the jobs that produced them.
@@ -225,11 +221,11 @@ def score_with_transform(
 
             request = transform_request(config, sm_model, input_uri, output_uri)
             job = start_or_attach(
-                clients.sagemaker, TRANSFORM, base, lambda _, r=request: r, stage, sleep, config.poll_interval_s
+                clients.sagemaker, TRANSFORM, base, lambda _, r=request: r, stage, time.sleep, config.poll_interval_s
             )
             jobs.append(job)
             planned.append((model.key, job))
-        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s, sleep, clock)
+        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
     probabilities: dict[str, np.ndarray] = {}
     runs = []
     for key, job in planned:

@@ -1,4 +1,4 @@
-"""The inference job's steps: one plain function per inference component.
+"""The inference job's steps: one plain function per inference component, named like it.
 
 extract (products of the mode, streamed into a content-addressed parquet file) and resolve (the model of
 every package type) run side by side; prepare checks the products against what those models read;
@@ -10,10 +10,8 @@ Run records under ``storage.root/runs`` tie a run together for the exit handler 
 outputs of the tasks it guards): ``<run_id>.json`` (extract), ``<run_id>.models.json`` (resolve),
 ``<run_id>.load.json`` (load) and ``<run_id>.summary.json`` (notify).
 """
-
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,14 +21,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from packwise.config import FeatureConfig, InferenceConfig, NotifyConfig, RegistryConfig, WarehouseConfig
+from packwise.config import (
+    ComputeConfig,
+    FeatureConfig,
+    InferenceConfig,
+    NotifyConfig,
+    RegistryConfig,
+    SageMakerConfig,
+    WarehouseConfig,
+)
 from packwise.errors import ConfigError, DataValidationError, ModelNotFoundError, PackwiseError, WarehouseError
 from packwise.files import publish_directory, sha256_file
+from packwise.inference.shards import MANIFEST_FILE, PRODUCTS_FILE, shard_name
 from packwise.progress import task_report
 
-PRODUCTS_FILE = "products.parquet"
-MANIFEST_FILE = "manifest.json"
-SHARD_PREFIX = "shard-"
 MODES = ("daily", "monthly")
 # The daily query's `$since` before any watermark exists: older than any product.
 EPOCH = datetime(1, 1, 1)
@@ -351,137 +355,30 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
         }
 
 
-# -- shard -----------------------------------------------------------------------------------------
-
-
-def rows_per_shard(products_path: Path, columns: Sequence[str], target_rows: int, target_bytes: int) -> int:
-    """Rows per shard: the row target, or fewer when the columns' uncompressed bytes would pass the byte target."""
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(products_path).metadata
-    if meta.num_rows == 0:
-        return target_rows
-    wanted = set(columns)
-    total = 0
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for c in range(group.num_columns):
-            chunk = group.column(c)
-            if chunk.path_in_schema in wanted:
-                total += chunk.total_uncompressed_size
-    per_row = max(1.0, total / meta.num_rows)
-    return max(1, min(target_rows, int(target_bytes // per_row)))
-
-
-def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[str]:
-    """Cuts the products into shard files of the configured target size, holding only the scored columns.
-
-    Shards live beside the extract in a directory named by their layout, so the same products and
-    targets give the same shards (reused, not rewritten). An empty extract gives one empty shard: a
-    ParallelFor over nothing would leave its collector nothing to collect.
-
-    Returns:
-        The shard files, in product_id order.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from packwise.faults import maybe_fail
-
-    with task_report("shard-products", None):
-        maybe_fail("shard-products")
-        products_path = Path(plan["products_path"])
-        columns = list(plan["columns"])
-        per_shard = rows_per_shard(products_path, columns, inference.shard_target_rows, inference.shard_target_bytes)
-        layout = hashlib.sha256(json.dumps([columns, per_shard]).encode()).hexdigest()[:16]
-        final = Path(plan["extract_dir"]) / f"shards-{layout}"
-        manifest = final / MANIFEST_FILE
-        if manifest.exists():
-            return [str(final / name) for name in json.loads(manifest.read_text())["shards"]]
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
-        try:
-            source = pq.ParquetFile(products_path, pre_buffer=False)
-            schema = source.schema_arrow
-            schema = pa.schema([schema.field(c) for c in columns])
-            names: list[str] = []
-            writer: pq.ParquetWriter | None = None
-            in_shard = 0
-
-            def next_writer() -> pq.ParquetWriter:
-                name = f"{SHARD_PREFIX}{len(names):05d}.parquet"
-                names.append(name)
-                return pq.ParquetWriter(tmp / name, schema, compression="zstd", compression_level=1)
-
-            batch_size = min(per_shard, inference.batch_rows)
-            for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
-                offset = 0
-                while offset < batch.num_rows:
-                    if writer is None or in_shard >= per_shard:
-                        if writer is not None:
-                            writer.close()
-                        writer, in_shard = next_writer(), 0
-                    take = min(per_shard - in_shard, batch.num_rows - offset)
-                    writer.write_batch(batch.slice(offset, take))
-                    in_shard += take
-                    offset += take
-            if writer is None:
-                writer = next_writer()
-            writer.close()
-            (tmp / MANIFEST_FILE).write_text(
-                json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
-            )
-            publish_directory(tmp, final, MANIFEST_FILE)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return [str(final / name) for name in names]
-
-
-def shard_name(shard_path: str | Path) -> str:
-    return Path(shard_path).stem
-
-
 # -- score -----------------------------------------------------------------------------------------
 
 
-def load_scoring_models(plan: Mapping[str, Any]) -> list[Any]:
-    """The plan's models, loaded, in package type order."""
-    from packwise.artifact import load_model_artifact
-    from packwise.scoring import ScoringModel
-
-    out = []
-    for package_type in plan["package_types"]:
-        entry = plan["models"][package_type]
-        loaded = load_model_artifact(Path(entry["path"]))
-        out.append(
-            ScoringModel(
-                package_type=package_type,
-                version=int(entry["version"]),
-                booster=loaded.booster,
-                spec=loaded.spec,
-                threshold=float(entry["threshold"]),
-            )
-        )
-    return out
-
-
 def score_shard(
-    shard_path: Path, plan: Mapping[str, Any], inference: InferenceConfig, out_path: Path
+    shard_path: Path,
+    plan: Mapping[str, Any],
+    compute: ComputeConfig,
+    sagemaker: SageMakerConfig | None,
+    inference: InferenceConfig,
+    out_path: Path,
 ) -> dict[str, Any]:
-    """Scores one shard with every package type's model; see `packwise.scoring`.
+    """Scores one shard with every package type's model where ``compute.inference`` says; see `packwise.compute`.
 
     Returns:
-        Rows, recommended type counts, unseen category counts and timings of the shard.
+        The shard's name, rows, recommended type counts, unseen category counts and timings.
     """
+    from packwise.compute import open_compute
     from packwise.faults import maybe_fail
-    from packwise.scoring import Scorer
 
     name = shard_name(shard_path)
     with task_report("score-shard", name):
         maybe_fail("score-shard", name)
-        scorer = Scorer(load_scoring_models(plan), threads=inference.score_threads)
-        stats = scorer.score_file(shard_path, out_path, inference.batch_rows)
-        return {"shard": name, **stats.to_dict()}
+        stats = open_compute("inference", compute, sagemaker, inference).score_shard(shard_path, plan, out_path)
+        return {"shard": name, **stats}
 
 
 # -- collect ---------------------------------------------------------------------------------------
@@ -515,7 +412,7 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
             rows = pq.ParquetFile(path).metadata.num_rows
             if rows != int(stats["rows"]):
                 raise PackwiseError(f"collect: {path} holds {rows} rows, its task reported {stats['rows']}")
-            total.add(ScoreStats.from_dict(dict(stats)))
+            total.add(ScoreStats.model_validate(dict(stats)))
             files.append(str(path))
         if total.rows != int(plan["n_products"]):
             raise PackwiseError(
@@ -540,7 +437,7 @@ def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def load_run(
+def load_predictions(
     manifest: Mapping[str, Any],
     files: Sequence[Path],
     warehouse: WarehouseConfig,
@@ -566,14 +463,14 @@ def load_run(
     """
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.predictions import load_predictions
+    from packwise.predictions import load_predictions as load_once
     from packwise.warehouse import open_warehouse
 
     with task_report("load-predictions", None):
         maybe_fail("load-predictions")
         check_mode(mode)
         with open_warehouse(warehouse) as wh:
-            result = load_predictions(
+            result = load_once(
                 wh,
                 list(files),
                 run_id=run_id,
@@ -595,92 +492,7 @@ def load_run(
 # -- notify ----------------------------------------------------------------------------------------
 
 
-def _shares(counts: Mapping[str, int], package_types: Sequence[str]) -> dict[str, float]:
-    n = sum(int(counts.get(t, 0)) for t in package_types)
-    return {t: (int(counts.get(t, 0)) / n if n else 0.0) for t in package_types}
-
-
-def summarize_inference_run(
-    storage_root: Path, run_id: str, package_types: Sequence[str], pipeline_state: str = "", error_message: str = ""
-) -> dict[str, Any]:
-    """The run's outcome from its run records; written as ``<run_id>.summary``."""
-    from packwise.lineage import read_run_record, write_run_record
-
-    extract = read_run_record(storage_root, run_id) or {}
-    models = read_run_record(storage_root, f"{run_id}.models") or {}
-    load = read_run_record(storage_root, f"{run_id}.load")
-    types = list(package_types)
-    summary: dict[str, Any] = {
-        "run_id": run_id,
-        "pipeline": "inference",
-        "mode": extract.get("mode") or (load or {}).get("mode"),
-        "pipeline_state": pipeline_state,
-        "error": error_message,
-        "loaded": bool(load and load.get("loaded")),
-        "already_loaded": bool(load and not load.get("loaded")),
-        "n_products": None,
-        "since": extract.get("since"),
-        "watermark_before": None,
-        "watermark_after": None,
-        "models": {t: m.get("version") for t, m in models.items()},
-        "models_pinned": sorted(t for t, m in models.items() if m.get("pinned")),
-        "unseen": {},
-        "package_types": [],
-    }
-    if load is not None:
-        previous = load.get("previous") or None
-        shares = _shares(load.get("recommended") or {}, types)
-        before = _shares(previous["recommended"], types) if previous else None
-        summary.update(
-            n_products=load["n_products"],
-            watermark_before=load.get("watermark_before"),
-            watermark_after=load.get("watermark_after"),
-            unseen=load.get("unseen") or {},
-            previous_run_id=None if previous is None else previous["run_id"],
-            superseded=load.get("superseded", 0),
-        )
-        summary["models"] = load.get("models") or summary["models"]
-        summary["package_types"] = [
-            {
-                "package_type": t,
-                "count": int((load.get("recommended") or {}).get(t, 0)),
-                "share": shares[t],
-                "previous_share": None if before is None else before[t],
-                "change": None if before is None else shares[t] - before[t],
-            }
-            for t in types
-        ]
-    write_run_record(storage_root, f"{run_id}.summary", summary)
-    return summary
-
-
-def inference_summary_markdown(summary: Mapping[str, Any]) -> tuple[str, str]:
-    """Subject line and Markdown body of an inference-run notification."""
-    state = "loaded" if summary["loaded"] else "already loaded" if summary["already_loaded"] else "failed"
-    subject = (
-        f"Packwise inference {summary.get('mode')} ({summary['run_id']}): {state}, "
-        f"{summary.get('n_products') if summary.get('n_products') is not None else '-'} products"
-    )
-    lines = ["| package type | recommended | share | change | model |", "|---|---|---|---|---|"]
-    for row in summary.get("package_types", []):
-        change = "-" if row["change"] is None else f"{row['change'] * 100:+.1f} pp"
-        version = summary.get("models", {}).get(row["package_type"])
-        lines.append(
-            f"| {row['package_type']} | {row['count']} | {row['share'] * 100:.1f}% | {change} | "
-            f"{'-' if version is None else f'v{version}'} |"
-        )
-    unseen = {k: v for k, v in (summary.get("unseen") or {}).items() if v}
-    if unseen:
-        lines.append(
-            "\nUnseen category values (scored as all-zero one-hot): "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(unseen.items()))
-        )
-    if summary.get("error"):
-        lines.append(f"\nPipeline error: {summary['error']}")
-    return subject, "\n".join(lines)
-
-
-def notify_inference_run(
+def notify_inference(
     storage_root: Path,
     run_id: str,
     notify: NotifyConfig,
@@ -690,6 +502,7 @@ def notify_inference_run(
 ) -> dict[str, Any]:
     """Sends the run's summary; runs whether the body succeeded or not."""
     with task_report("notify-inference", None):
+        from packwise.inference.summary import inference_summary_markdown, summarize_inference_run
         from packwise.notify import open_notifier
 
         summary = summarize_inference_run(storage_root, run_id, package_types, pipeline_state, error_message)

@@ -1,0 +1,76 @@
+"""The local compute: training and scoring in the task's own process (xgboost on the task's CPUs)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packwise.compute import ModelToScore, TrainedCandidate, TrainRequest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from packwise.config import InferenceConfig
+
+
+class LocalCompute:
+    """Trains with the model type's plugin and scores with `packwise.scoring`, here and now.
+
+    Args:
+        inference: The ``inference`` section (shard scoring's batch rows and threads); defaults when None.
+    """
+
+    def __init__(self, inference: InferenceConfig | None = None) -> None:
+        from packwise.config import InferenceConfig
+
+        self.inference = inference or InferenceConfig()
+
+    def train(self, request: TrainRequest) -> TrainedCandidate:
+        from packwise.artifact import save_model_artifact
+        from packwise.features import build_features
+        from packwise.models import get_model_type
+        from packwise.split import read_split
+        from packwise.training import TrainSummary
+
+        start = time.perf_counter()
+        plugin = get_model_type(request.model.type)
+        columns = request.features.input_columns(plugin.uses_text)
+        products, labels = read_split(request.train_path, request.package_type, columns)
+        spec = plugin.fit_spec(products, request.features, request.model)
+        booster = plugin.train(build_features(products, spec), labels, request.model)
+        save_model_artifact(booster, spec, request.model.type, request.package_type, request.model_out)
+        return TrainedCandidate(
+            TrainSummary(
+                package_type=request.package_type,
+                model_type=request.model.type,
+                candidate_key=request.candidate_key,
+                data_fingerprint=request.data_fingerprint,
+                label_count=len(labels),
+                positive_rate=float(labels.mean()),
+                n_features=len(spec.names),
+                seconds=round(time.perf_counter() - start, 3),
+            )
+        )
+
+    def score(
+        self, products: pd.DataFrame, models: Sequence[ModelToScore], data_fingerprint: str
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        from packwise.artifact import load_model_artifact
+        from packwise.models.base import predict
+
+        prob = {}
+        for model in models:
+            loaded = load_model_artifact(model.model_file)
+            prob[model.key], _ = predict(loaded.booster, loaded.spec, products)
+        return prob, []
+
+    def score_shard(self, shard_path: Path, plan: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
+        from packwise.inference.shards import load_scoring_models
+        from packwise.scoring import Scorer
+
+        scorer = Scorer(load_scoring_models(plan), threads=self.inference.score_threads)
+        stats = scorer.score_file(shard_path, out_path, self.inference.batch_rows)
+        return stats.model_dump()

@@ -1,0 +1,166 @@
+"""The SageMaker compute: training jobs and batch transform (XGBoost 3.0-5), driven from the task.
+
+A retried or resumed task attaches to the jobs it already started (job names derive from what a job
+computes); a cancelled task stops its jobs. The outputs have the local compute's shape (a model.tar.gz
+stamped with Packwise's feature recipe; probabilities aligned with the products; the local scorer's
+parquet schema), so the steps around it do not know where the work ran.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packwise.compute import ModelToScore, TrainedCandidate, TrainRequest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from packwise.config import SageMakerConfig
+    from packwise.sagemaker.session import Clients
+
+
+class SageMakerCompute:
+    """Runs the work as SageMaker jobs.
+
+    Args:
+        config: The ``sagemaker`` section.
+        clients: AWS clients; opened from ``config`` (the standard credential chain) on first use when None.
+    """
+
+    def __init__(self, config: SageMakerConfig, clients: Clients | None = None) -> None:
+        self.config = config
+        self._clients = clients
+
+    @property
+    def clients(self) -> Clients:
+        if self._clients is None:
+            from packwise.sagemaker.session import open_clients
+
+            self._clients = open_clients(self.config)
+        return self._clients
+
+    def train(self, request: TrainRequest, after_create: Callable[[Any], None] | None = None) -> TrainedCandidate:
+        """Trains in a training job; ``after_create`` is called once the job exists (fault drills use it)."""
+        from packwise.artifact import load_model_artifact, save_model_artifact
+        from packwise.errors import ConfigError
+        from packwise.faults import maybe_fail
+        from packwise.features import build_features
+        from packwise.models import get_model_type
+        from packwise.sagemaker.training import run_training_job
+        from packwise.split import read_split
+        from packwise.training import TrainSummary
+
+        start = time.perf_counter()
+        model = request.model
+        plugin = get_model_type(model.type)
+        if plugin.uses_text:
+            raise ConfigError(
+                f"model.type {model.type} reads text, which SageMaker's CSV channels cannot carry; use a tabular "
+                "model type or set compute.training to local"
+            )
+        columns = request.features.input_columns(False)
+        products, labels = read_split(request.train_path, request.package_type, columns)
+        val_products, val_labels = read_split(request.validation_path, request.package_type, columns)
+        spec = plugin.fit_spec(products, request.features, model)
+        clients = self.clients
+        with tempfile.TemporaryDirectory(prefix="packwise-sm-train-") as tmp:
+            raw = Path(tmp) / "model.tar.gz"
+            job = run_training_job(
+                clients,
+                self.config,
+                model,
+                request.package_type,
+                request.candidate_key,
+                request.data_fingerprint,
+                (build_features(products, spec), labels),
+                (build_features(val_products, spec), val_labels),
+                raw,
+                after_create=after_create or (lambda _: maybe_fail("sagemaker-job-created", request.package_type)),
+            )
+            # SageMaker's booster knows nothing of Packwise: stamp the recipe on it (the trees are untouched)
+            trained = load_model_artifact(raw, spec=spec)
+            save_model_artifact(trained.booster, spec, model.type, request.package_type, request.model_out)
+        summary = TrainSummary(
+            package_type=request.package_type,
+            model_type=model.type,
+            candidate_key=request.candidate_key,
+            data_fingerprint=request.data_fingerprint,
+            label_count=len(labels),
+            positive_rate=float(labels.mean()),
+            n_features=len(spec.names),
+            seconds=round(time.perf_counter() - start, 3),
+        )
+        details = {"sagemaker_training_job": job.job_name, "sagemaker_model_data": job.model_data}
+        return TrainedCandidate(summary, details)
+
+    def score(
+        self, products: pd.DataFrame, models: Sequence[ModelToScore], data_fingerprint: str
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Scores in parallel batch transform jobs (one per model)."""
+        from packwise.sagemaker.transform import TransformModel, score_with_transform
+
+        transform_models = [TransformModel(m.key, m.package_type, m.model_file, m.spec) for m in models]
+        prob, runs = score_with_transform(
+            self.clients, self.config, products, transform_models, "eval", data_fingerprint
+        )
+        return prob, [r.job.name for r in runs]
+
+    def score_shard(self, shard_path: Path, plan: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
+        """Scores a shard with every package type's model in parallel batch transform jobs.
+
+        Job names derive from the shard's content digest, the shard name and each model file, so a retried
+        task attaches to its jobs.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from packwise.inference.shards import load_scoring_models, shard_name
+        from packwise.sagemaker.session import sha256_file
+        from packwise.sagemaker.transform import TransformModel, score_with_transform
+        from packwise.scoring import PRODUCT_ID, Scorer, ScoreStats, output_schema, recommend
+
+        start = time.perf_counter()
+        name = shard_name(shard_path)
+        models = load_scoring_models(plan)
+        scorer = Scorer(models, threads=1)
+        products = pq.read_table(shard_path, columns=scorer.input_columns).to_pandas()
+        transform_models = [
+            TransformModel(m.package_type, m.package_type, Path(plan["models"][m.package_type]["path"]), m.spec)
+            for m in models
+        ]
+        predicted = time.perf_counter()
+        prob_by_type, _ = score_with_transform(
+            self.clients,
+            self.config,
+            products,
+            transform_models,
+            "score",
+            sha256_file(shard_path),
+            (name,),
+        )
+        seconds_predict = time.perf_counter() - predicted
+        package_types = [m.package_type for m in models]
+        prob = np.column_stack([prob_by_type[t] for t in package_types]).astype(np.float32)
+        rec = recommend(prob, [m.threshold for m in models])
+        columns: list[pa.Array] = [pa.array(products[PRODUCT_ID].astype(str).to_numpy(), type=pa.string())]
+        columns += [pa.array(prob[:, j]) for j in range(prob.shape[1])]
+        columns.append(pa.DictionaryArray.from_arrays(pa.array(rec, type=pa.int32()), pa.array(package_types)))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.name}.tmp")
+        pq.write_table(pa.Table.from_arrays(columns, schema=output_schema(package_types)), tmp, compression="zstd")
+        tmp.replace(out_path)
+        counts = np.bincount(rec, minlength=len(package_types))
+        stats = ScoreStats(
+            rows=len(products),
+            recommended={t: int(c) for t, c in zip(package_types, counts, strict=True)},
+            unseen=scorer.unseen(scorer.features(products)),
+            seconds=time.perf_counter() - start,
+            seconds_predict=seconds_predict,
+        )
+        return stats.model_dump()

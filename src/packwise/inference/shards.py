@@ -1,0 +1,133 @@
+"""Shard planning: the layout of an extract's files, shards of a target size, the models a shard is scored with.
+
+``shard_products`` cuts the prepared products into parquet shards of about ``inference.shard_rows`` rows or
+``inference.shard_bytes`` bytes (content-keyed: the same products and layout reuse the same shards);
+``load_scoring_models`` loads the plan's model files for a shard's scorer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from packwise.config import InferenceConfig
+from packwise.files import publish_directory
+from packwise.progress import task_report
+
+PRODUCTS_FILE = "products.parquet"
+MANIFEST_FILE = "manifest.json"
+SHARD_PREFIX = "shard-"
+
+
+def rows_per_shard(products_path: Path, columns: Sequence[str], target_rows: int, target_bytes: int) -> int:
+    """Rows per shard: the row target, or fewer when the columns' uncompressed bytes would pass the byte target."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(products_path).metadata
+    if meta.num_rows == 0:
+        return target_rows
+    wanted = set(columns)
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            if chunk.path_in_schema in wanted:
+                total += chunk.total_uncompressed_size
+    per_row = max(1.0, total / meta.num_rows)
+    return max(1, min(target_rows, int(target_bytes // per_row)))
+
+
+def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[str]:
+    """Cuts the products into shard files of the configured target size, holding only the scored columns.
+
+    Shards live beside the extract in a directory named by their layout, so the same products and
+    targets give the same shards (reused, not rewritten). An empty extract gives one empty shard: a
+    ParallelFor over nothing would leave its collector nothing to collect.
+
+    Returns:
+        The shard files, in product_id order.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from packwise.faults import maybe_fail
+
+    with task_report("shard-products", None):
+        maybe_fail("shard-products")
+        products_path = Path(plan["products_path"])
+        columns = list(plan["columns"])
+        per_shard = rows_per_shard(products_path, columns, inference.shard_target_rows, inference.shard_target_bytes)
+        layout = hashlib.sha256(json.dumps([columns, per_shard]).encode()).hexdigest()[:16]
+        final = Path(plan["extract_dir"]) / f"shards-{layout}"
+        manifest = final / MANIFEST_FILE
+        if manifest.exists():
+            return [str(final / name) for name in json.loads(manifest.read_text())["shards"]]
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
+        try:
+            source = pq.ParquetFile(products_path, pre_buffer=False)
+            schema = source.schema_arrow
+            schema = pa.schema([schema.field(c) for c in columns])
+            names: list[str] = []
+            writer: pq.ParquetWriter | None = None
+            in_shard = 0
+
+            def next_writer() -> pq.ParquetWriter:
+                name = f"{SHARD_PREFIX}{len(names):05d}.parquet"
+                names.append(name)
+                return pq.ParquetWriter(tmp / name, schema, compression="zstd", compression_level=1)
+
+            batch_size = min(per_shard, inference.batch_rows)
+            for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
+                offset = 0
+                while offset < batch.num_rows:
+                    if writer is None or in_shard >= per_shard:
+                        if writer is not None:
+                            writer.close()
+                        writer, in_shard = next_writer(), 0
+                    take = min(per_shard - in_shard, batch.num_rows - offset)
+                    writer.write_batch(batch.slice(offset, take))
+                    in_shard += take
+                    offset += take
+            if writer is None:
+                writer = next_writer()
+            writer.close()
+            (tmp / MANIFEST_FILE).write_text(
+                json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
+            )
+            publish_directory(tmp, final, MANIFEST_FILE)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return [str(final / name) for name in names]
+
+
+def shard_name(shard_path: str | Path) -> str:
+    return Path(shard_path).stem
+
+
+def load_scoring_models(plan: Mapping[str, Any]) -> list[Any]:
+    """The plan's models, loaded, in package type order."""
+    from packwise.artifact import load_model_artifact
+    from packwise.scoring import ScoringModel
+
+    out = []
+    for package_type in plan["package_types"]:
+        entry = plan["models"][package_type]
+        loaded = load_model_artifact(Path(entry["path"]))
+        out.append(
+            ScoringModel(
+                package_type=package_type,
+                version=int(entry["version"]),
+                booster=loaded.booster,
+                spec=loaded.spec,
+                threshold=float(entry["threshold"]),
+            )
+        )
+    return out
+
