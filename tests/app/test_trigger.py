@@ -18,7 +18,7 @@ import pytest
 from packwise.cluster import Cluster
 from packwise.config import PackwiseConfig, parse_config
 from packwise.trigger import TriggerObject, TriggerWatcher, lambda_handler, parse_trigger
-from tests.unit.test_cluster import RecordingKfpClient
+from tests.app.test_cluster import RecordingKfpClient
 
 BUCKET = "packwise-triggers"
 PREFIX = "triggers/"

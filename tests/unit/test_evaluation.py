@@ -150,6 +150,19 @@ def test_jensen_shannon_is_the_divergence_not_scipys_distance() -> None:
     assert jensen_shannon(p, q) < distance
 
 
+@pytest.mark.parametrize(
+    ("p", "q"),
+    [([0.5, 0.5], [1.0, 0.0]), ([0.7, 0.3], [0.4, 0.6]), ([0.999, 0.001], [0.998, 0.002]), ([0.2, 0.3, 0.5], [0.5, 0.3, 0.2])],
+)
+def test_jensen_shannon_is_the_textbook_divergence_in_bits(p: list[float], q: list[float]) -> None:
+    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
+
+    def kl(x: list[float]) -> float:
+        return math.fsum(a * math.log2(a / b) for a, b in zip(x, m, strict=True) if a > 0)
+
+    assert jensen_shannon(p, q) == pytest.approx((kl(p) + kl(q)) / 2, abs=1e-12)
+
+
 def test_jensen_shannon_bounds_and_symmetry() -> None:
     assert jensen_shannon([0.3, 0.7], [0.3, 0.7]) == 0.0
     assert jensen_shannon([1.0, 0.0], [0.0, 1.0]) == pytest.approx(1.0)
