@@ -152,7 +152,12 @@ def test_jensen_shannon_is_the_divergence_not_scipys_distance() -> None:
 
 @pytest.mark.parametrize(
     ("p", "q"),
-    [([0.5, 0.5], [1.0, 0.0]), ([0.7, 0.3], [0.4, 0.6]), ([0.999, 0.001], [0.998, 0.002]), ([0.2, 0.3, 0.5], [0.5, 0.3, 0.2])],
+    [
+        ([0.5, 0.5], [1.0, 0.0]),
+        ([0.7, 0.3], [0.4, 0.6]),
+        ([0.999, 0.001], [0.998, 0.002]),
+        ([0.2, 0.3, 0.5], [0.5, 0.3, 0.2]),
+    ],
 )
 def test_jensen_shannon_is_the_textbook_divergence_in_bits(p: list[float], q: list[float]) -> None:
     m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
