@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from packwise.errors import DataValidationError
 
@@ -32,8 +33,7 @@ a large but finite loss rather than infinity."""
 _DISTRIBUTION_TOLERANCE = 1e-6
 
 
-@dataclass(frozen=True)
-class RocCurve:
+class RocCurve(BaseModel):
     """A ROC curve, downsampled, in the shape KFP's `ClassificationMetrics.log_roc_curve` takes.
 
     Attributes:
@@ -44,26 +44,23 @@ class RocCurve:
             curve stays valid JSON.
     """
 
+    model_config = ConfigDict(frozen=True)
+
     fpr: tuple[float, ...]
     tpr: tuple[float, ...]
     thresholds: tuple[float, ...]
 
     def to_dict(self) -> dict[str, list[float]]:
-        """The curve as JSON-friendly lists."""
-        return {"fpr": list(self.fpr), "tpr": list(self.tpr), "thresholds": list(self.thresholds)}
+        """The curve as JSON-friendly lists (`model_dump(mode="json")`)."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RocCurve:
         """Inverse of `to_dict`."""
-        return cls(
-            fpr=tuple(float(v) for v in data["fpr"]),
-            tpr=tuple(float(v) for v in data["tpr"]),
-            thresholds=tuple(float(v) for v in data["thresholds"]),
-        )
+        return cls.model_validate(data)
 
 
-@dataclass(frozen=True)
-class ScoreMetrics:
+class ScoreMetrics(BaseModel):
     """How well one model's probabilities separate the labels of one validation split.
 
     Attributes:
@@ -77,6 +74,8 @@ class ScoreMetrics:
         roc_curve: The ROC curve, at most `ROC_MAX_POINTS` points.
     """
 
+    model_config = ConfigDict(frozen=True)
+
     n: int
     positive_rate: float
     auc: float
@@ -87,32 +86,13 @@ class ScoreMetrics:
     roc_curve: RocCurve
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as JSON-friendly values (lists, floats, ints)."""
-        return {
-            "n": self.n,
-            "positive_rate": self.positive_rate,
-            "auc": self.auc,
-            "pr_auc": self.pr_auc,
-            "log_loss": self.log_loss,
-            "threshold": self.threshold,
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "roc_curve": self.roc_curve.to_dict(),
-        }
+        """The metrics as JSON-friendly values (lists, floats, ints): `model_dump(mode="json")`."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreMetrics:
         """Inverse of `to_dict`."""
-        (tn, fp), (fn, tp) = data["confusion_matrix"]
-        return cls(
-            n=int(data["n"]),
-            positive_rate=float(data["positive_rate"]),
-            auc=float(data["auc"]),
-            pr_auc=float(data["pr_auc"]),
-            log_loss=float(data["log_loss"]),
-            threshold=float(data["threshold"]),
-            confusion_matrix=((int(tn), int(fp)), (int(fn), int(tp))),
-            roc_curve=RocCurve.from_dict(data["roc_curve"]),
-        )
+        return cls.model_validate(data)
 
 
 def downsample_indices(length: int, max_points: int = ROC_MAX_POINTS) -> list[int]:
