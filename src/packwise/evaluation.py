@@ -50,15 +50,6 @@ class RocCurve(BaseModel):
     tpr: tuple[float, ...]
     thresholds: tuple[float, ...]
 
-    def to_dict(self) -> dict[str, list[float]]:
-        """The curve as JSON-friendly lists (`model_dump(mode="json")`)."""
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RocCurve:
-        """Inverse of `to_dict`."""
-        return cls.model_validate(data)
-
 
 class ScoreMetrics(BaseModel):
     """How well one model's probabilities separate the labels of one validation split.
@@ -86,13 +77,8 @@ class ScoreMetrics(BaseModel):
     roc_curve: RocCurve
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as JSON-friendly values (lists, floats, ints): `model_dump(mode="json")`."""
+        """`model_dump(mode="json")`, kept for training.py and sagemaker/steps.py (their slices convert them)."""
         return self.model_dump(mode="json")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScoreMetrics:
-        """Inverse of `to_dict`."""
-        return cls.model_validate(data)
 
 
 def downsample_indices(length: int, max_points: int = ROC_MAX_POINTS) -> list[int]:
@@ -156,7 +142,7 @@ def score_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> Sco
         threshold: Rows with `prob >= threshold` are predicted suitable (for the confusion matrix).
 
     Returns:
-        The metrics, JSON-friendly through `ScoreMetrics.to_dict`.
+        The metrics, JSON-friendly through `model_dump(mode="json")`.
 
     Raises:
         DataValidationError: If the inputs are malformed, or all labels are of one class (AUC and

@@ -103,15 +103,6 @@ class Evidence(BaseModel):
             )
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """The evidence as JSON-friendly values: `model_dump(mode="json")`."""
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Evidence:
-        """Inverse of `to_dict`."""
-        return cls.model_validate(data)
-
 
 class CriterionResult(BaseModel):
     """One criterion of one gate decision.
@@ -141,15 +132,6 @@ class CriterionResult(BaseModel):
         if value is None or math.isfinite(value):
             return value
         return str(value)  # 'inf' / '-inf' / 'nan': strict JSON has no literal for them; they parse back
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-friendly values; infinite values become the strings 'inf' / '-inf'."""
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CriterionResult:
-        """Inverse of `to_dict`."""
-        return cls.model_validate(data)
 
     def breach(self) -> str:
         """The value and the bound it is past, e.g. `auc_drop_abs 0.0300 > reject bound 0.02`."""
@@ -312,12 +294,12 @@ class GateDecision(BaseModel):
         raise KeyError(f"no gate criterion {name!r}; known: {', '.join(r.name for r in self.criteria)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The decision as JSON-friendly values, for passing between pipeline tasks: `model_dump(mode="json")`."""
+        """`model_dump(mode="json")`, kept for training.py and components (their slices convert the callers)."""
         return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateDecision:
-        """Inverse of `to_dict`."""
+        """`model_validate` with the one-line error of an unknown outcome, kept for training.py's caller."""
         outcome = data["outcome"]
         if outcome not in STATUS_BY_OUTCOME:
             raise ValueError(f"unknown gate outcome {outcome!r}; expected approve, review or reject")

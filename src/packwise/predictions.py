@@ -94,7 +94,7 @@ class LoadResult(BaseModel):
     recommended: dict[str, int] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """`model_dump()`: the ledger row in `previous` as it was read."""
+        """`model_dump()` (the ledger row in `previous` as read), kept for inference.py (its slice converts it)."""
         return self.model_dump()
 
 

@@ -86,7 +86,7 @@ class SplitSummary(BaseModel):
         return data
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (plain ints, floats, strings): `model_dump(mode="json")`."""
+        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
         return self.model_dump(mode="json")
 
 

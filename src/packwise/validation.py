@@ -60,10 +60,6 @@ class LabelStats(BaseModel):
         n_pos = int((labels == 1).sum())
         return cls(n_labels=n, n_positive=n_pos, positive_rate=n_pos / n if n else 0.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        """`model_dump(mode="json")`."""
-        return self.model_dump(mode="json")
-
 
 class SnapshotStats(BaseModel):
     """What a valid snapshot holds.
@@ -97,7 +93,7 @@ class SnapshotStats(BaseModel):
         return {**data, "ignored_label_rows": ignored}
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (plain ints, floats, strings): `model_dump(mode="json")`."""
+        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
         return self.model_dump(mode="json")
 
 

@@ -101,8 +101,8 @@ def test_downsample_indices() -> None:
 
 def test_score_metrics_round_trips_through_strict_json() -> None:
     m = score_metrics(Y4, P4, threshold=0.5)
-    text = json.dumps(m.to_dict(), allow_nan=False)
-    assert ScoreMetrics.from_dict(json.loads(text)) == m
+    text = json.dumps(m.model_dump(mode="json"), allow_nan=False)
+    assert ScoreMetrics.model_validate(json.loads(text)) == m
 
 
 @pytest.mark.parametrize("labels, only", [([1, 1, 1], "suitable (1)"), ([0, 0, 0], "unsuitable (0)")])
