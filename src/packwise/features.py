@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from packwise.config import FeatureConfig
 from packwise.errors import DataValidationError
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
 _DIMS = ("length_cm", "width_cm", "height_cm")
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
+class FeatureSpec(BaseModel):
     """The exact recipe of a model's input columns."""
+
+    model_config = ConfigDict(frozen=True)
 
     numeric: tuple[str, ...]
     boolean: tuple[str, ...]
@@ -61,29 +63,13 @@ class FeatureSpec:
         return cols
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "numeric": list(self.numeric),
-                "boolean": list(self.boolean),
-                "categorical": {k: list(v) for k, v in self.categorical.items()},
-                "derived": list(self.derived),
-                "text_column": self.text_column,
-                "text_hash_features": self.text_hash_features,
-            },
-            sort_keys=True,
-        )
+        """The spec as canonical JSON (sorted keys): stored in model files and part of scoring cache keys."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
-        d: dict[str, Any] = json.loads(text)
-        return cls(
-            numeric=tuple(d["numeric"]),
-            boolean=tuple(d["boolean"]),
-            categorical={k: tuple(v) for k, v in d["categorical"].items()},
-            derived=tuple(d["derived"]),
-            text_column=d.get("text_column"),
-            text_hash_features=int(d.get("text_hash_features", 0)),
-        )
+        """Inverse of `to_json`."""
+        return cls.model_validate_json(text)
 
 
 @dataclass

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
+
 from packwise.errors import DataValidationError
 from packwise.evaluation import label_shift
 
@@ -56,8 +58,7 @@ _REL_TOL = 1e-9
 _ABS_TOL = 1e-12
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(BaseModel):
     """What the gate knows about one model of a package type.
 
     Attributes:
@@ -70,6 +71,8 @@ class Evidence:
         positive_rate: Share of the model's training labels that are 1 (suitable).
     """
 
+    model_config = ConfigDict(frozen=True)
+
     package_type: str
     version: int | None
     auc: float
@@ -78,7 +81,8 @@ class Evidence:
     label_count: int
     positive_rate: float
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _plausible(self) -> Evidence:
         problems = [
             f"{name} {value!r} is not within [0, 1]"
             for name, value in (
@@ -97,45 +101,10 @@ class Evidence:
             raise DataValidationError(
                 f"gate evidence for {who}: {'; '.join(problems)}; re-run its evaluation on the validation split"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The evidence as JSON-friendly values."""
-        return {
-            "package_type": self.package_type,
-            "version": self.version,
-            "auc": self.auc,
-            "pr_auc": self.pr_auc,
-            "log_loss": self.log_loss,
-            "label_count": self.label_count,
-            "positive_rate": self.positive_rate,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Evidence:
-        """Inverse of `to_dict`."""
-        return cls(
-            package_type=str(data["package_type"]),
-            version=None if data.get("version") is None else int(data["version"]),
-            auc=float(data["auc"]),
-            pr_auc=float(data["pr_auc"]),
-            log_loss=float(data["log_loss"]),
-            label_count=int(data["label_count"]),
-            positive_rate=float(data["positive_rate"]),
-        )
+        return self
 
 
-def _float_to_json(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return str(value)  # 'inf' / '-inf' / 'nan': strict JSON has no literal for them
-
-
-def _float_from_json(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-@dataclass(frozen=True)
-class CriterionResult:
+class CriterionResult(BaseModel):
     """One criterion of one gate decision.
 
     Attributes:
@@ -148,6 +117,8 @@ class CriterionResult:
         verdict: `pass`, `review`, `reject`, `n/a` (comparative, no champion) or `off` (no bounds).
     """
 
+    model_config = ConfigDict(frozen=True)
+
     name: str
     kind: Kind
     value: float | None
@@ -156,30 +127,11 @@ class CriterionResult:
     direction: Direction
     verdict: Verdict
 
-    def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-friendly values; infinite values become the strings 'inf' / '-inf'."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "value": _float_to_json(self.value),
-            "review": self.review,
-            "reject": self.reject,
-            "direction": self.direction,
-            "verdict": self.verdict,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CriterionResult:
-        """Inverse of `to_dict`."""
-        return cls(
-            name=str(data["name"]),
-            kind=data["kind"],
-            value=_float_from_json(data["value"]),
-            review=_float_from_json(data["review"]),
-            reject=_float_from_json(data["reject"]),
-            direction=data["direction"],
-            verdict=data["verdict"],
-        )
+    @field_serializer("value")
+    def _value_to_json(self, value: float | None) -> float | str | None:
+        if value is None or math.isfinite(value):
+            return value
+        return str(value)  # 'inf' / '-inf' / 'nan': strict JSON has no literal for them; they parse back
 
     def breach(self) -> str:
         """The value and the bound it is past, e.g. `auc_drop_abs 0.0300 > reject bound 0.02`."""
@@ -304,8 +256,7 @@ def _verdict(value: float | None, limit: Limit, direction: Direction) -> Verdict
     return "pass"
 
 
-@dataclass(frozen=True)
-class GateDecision:
+class GateDecision(BaseModel):
     """The gate's decision for one package type, with every criterion and the evidence behind it.
 
     Attributes:
@@ -318,6 +269,8 @@ class GateDecision:
         champion: The champion's evidence; None for the first model of its type.
         label_shift_metric: How `label_shift` was measured (`jensen_shannon` or `l_infinity`).
     """
+
+    model_config = ConfigDict(frozen=True)
 
     package_type: str
     outcome: Outcome
@@ -341,34 +294,16 @@ class GateDecision:
         raise KeyError(f"no gate criterion {name!r}; known: {', '.join(r.name for r in self.criteria)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The decision as JSON-friendly values, for passing between pipeline tasks."""
-        return {
-            "package_type": self.package_type,
-            "outcome": self.outcome,
-            "status": self.status,
-            "reason": self.reason,
-            "criteria": [c.to_dict() for c in self.criteria],
-            "candidate": self.candidate.to_dict(),
-            "champion": None if self.champion is None else self.champion.to_dict(),
-            "label_shift_metric": self.label_shift_metric,
-        }
+        """`model_dump(mode="json")`, kept for training.py and components (their slices convert the callers)."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateDecision:
-        """Inverse of `to_dict`."""
+        """`model_validate` with the one-line error of an unknown outcome, kept for training.py's caller."""
         outcome = data["outcome"]
         if outcome not in STATUS_BY_OUTCOME:
             raise ValueError(f"unknown gate outcome {outcome!r}; expected approve, review or reject")
-        return cls(
-            package_type=str(data["package_type"]),
-            outcome=outcome,
-            status=str(data["status"]),
-            reason=str(data["reason"]),
-            criteria=tuple(CriterionResult.from_dict(c) for c in data["criteria"]),
-            candidate=Evidence.from_dict(data["candidate"]),
-            champion=None if data.get("champion") is None else Evidence.from_dict(data["champion"]),
-            label_shift_metric=str(data.get("label_shift_metric", "jensen_shannon")),
-        )
+        return cls.model_validate(data)
 
     def report_markdown(self) -> str:
         """A Markdown report of the decision, for the KFP UI and the registry's model description."""

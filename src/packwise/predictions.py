@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
 
 from packwise.errors import WarehouseError
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
@@ -69,8 +69,7 @@ def predictions_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
     return cols
 
 
-@dataclass(frozen=True)
-class LoadResult:
+class LoadResult(BaseModel):
     """What a load did.
 
     Attributes:
@@ -83,6 +82,8 @@ class LoadResult:
         previous: The ledger row of the previous run of the same mode that scored products, if any.
     """
 
+    model_config = ConfigDict(frozen=True)
+
     run_id: str
     loaded: bool
     n_products: int
@@ -90,10 +91,11 @@ class LoadResult:
     watermark_before: str | None
     watermark_after: str | None
     previous: dict[str, Any] | None = None
-    recommended: dict[str, int] = field(default_factory=dict)
+    recommended: dict[str, int] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """`model_dump()` (the ledger row in `previous` as read), kept for inference.py (its slice converts it)."""
+        return self.model_dump()
 
 
 def _iso(value: Any) -> str | None:

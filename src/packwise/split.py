@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from packwise.errors import ConfigError, DataValidationError
 from packwise.files import atomic_write
@@ -53,8 +53,7 @@ def label_column(package_type: str) -> str:
     return f"{LABEL_PREFIX}{package_type}"
 
 
-@dataclass(frozen=True)
-class SplitSummary:
+class SplitSummary(BaseModel):
     """What the split produced.
 
     Attributes:
@@ -68,6 +67,8 @@ class SplitSummary:
         validation: Label statistics per package type in the validation split.
     """
 
+    model_config = ConfigDict(frozen=True)
+
     n_train: int
     n_validation: int
     train_ratio: float
@@ -77,20 +78,17 @@ class SplitSummary:
     train: dict[str, LabelStats]
     validation: dict[str, LabelStats]
 
+    @model_serializer(mode="wrap")
+    def _by_package_type(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The component output groups both sides under each package type.
+        data: dict[str, Any] = handler(self)
+        train, validation = data.pop("train"), data.pop("validation")
+        data["package_types"] = {name: {"train": train[name], "validation": validation[name]} for name in train}
+        return data
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (plain ints, floats, strings)."""
-        return {
-            "n_train": self.n_train,
-            "n_validation": self.n_validation,
-            "train_ratio": self.train_ratio,
-            "seed": self.seed,
-            "n_strata": self.n_strata,
-            "n_pooled": self.n_pooled,
-            "package_types": {
-                name: {"train": self.train[name].to_dict(), "validation": self.validation[name].to_dict()}
-                for name in self.train
-            },
-        }
+        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
+        return self.model_dump(mode="json")
 
 
 def _hash_order(product_ids: pd.Series, seed: int) -> np.ndarray:

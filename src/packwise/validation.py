@@ -12,13 +12,13 @@ Nulls in feature columns are allowed: the models treat them as missing values.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, computed_field, model_serializer
 
 from packwise.config import FeatureConfig
 from packwise.errors import DataValidationError
@@ -38,8 +38,7 @@ _STRING = frozenset({"string"})
 _LABEL = frozenset({"integer", "float", "boolean"})
 
 
-@dataclass(frozen=True)
-class LabelStats:
+class LabelStats(BaseModel):
     """Label counts of one package type (in a snapshot or in one split).
 
     Attributes:
@@ -47,6 +46,8 @@ class LabelStats:
         n_positive: Of those, products labelled 1 (suitable).
         positive_rate: n_positive / n_labels, 0.0 when there are no labels.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     n_labels: int
     n_positive: int
@@ -59,12 +60,8 @@ class LabelStats:
         n_pos = int((labels == 1).sum())
         return cls(n_labels=n, n_positive=n_pos, positive_rate=n_pos / n if n else 0.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"n_labels": self.n_labels, "n_positive": self.n_positive, "positive_rate": self.positive_rate}
 
-
-@dataclass(frozen=True)
-class SnapshotStats:
+class SnapshotStats(BaseModel):
     """What a valid snapshot holds.
 
     Attributes:
@@ -75,26 +72,29 @@ class SnapshotStats:
         ignored_label_rows: Label rows per package type that is not configured (ignored, not an error).
     """
 
+    model_config = ConfigDict(frozen=True)
+
     n_products: int
     n_labelled_products: int
     n_label_rows: int
     package_types: dict[str, LabelStats]
-    ignored_label_rows: dict[str, int] = field(default_factory=dict)
+    ignored_label_rows: dict[str, int] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def n_ignored_label_rows(self) -> int:
         return sum(self.ignored_label_rows.values())
 
+    @model_serializer(mode="wrap")
+    def _wire_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The component output's key order, as before the model: the total before its breakdown.
+        data: dict[str, Any] = handler(self)
+        ignored = data.pop("ignored_label_rows")
+        return {**data, "ignored_label_rows": ignored}
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (plain ints, floats, strings)."""
-        return {
-            "n_products": self.n_products,
-            "n_labelled_products": self.n_labelled_products,
-            "n_label_rows": self.n_label_rows,
-            "package_types": {name: s.to_dict() for name, s in self.package_types.items()},
-            "n_ignored_label_rows": self.n_ignored_label_rows,
-            "ignored_label_rows": dict(self.ignored_label_rows),
-        }
+        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
+        return self.model_dump(mode="json")
 
 
 # --- column kinds -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import yaml
 
 from packwise.config import PackwiseConfig
 from packwise_components.images import COMPONENT_IMAGES, SERVICE_IMAGES, resolve_images
-from tests.unit.test_image_contents import (
+from tests.pipelines.test_image_contents import (
     ROOT,
     ImportWalker,
     all_image_extras,

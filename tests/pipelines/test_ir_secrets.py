@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise.cli import app
+from packwise_app.cli import app
 from packwise.config import parse_config
 from packwise_app.cluster import run_arguments
 from packwise_components.images import ImageSet

@@ -101,8 +101,8 @@ def test_downsample_indices() -> None:
 
 def test_score_metrics_round_trips_through_strict_json() -> None:
     m = score_metrics(Y4, P4, threshold=0.5)
-    text = json.dumps(m.to_dict(), allow_nan=False)
-    assert ScoreMetrics.from_dict(json.loads(text)) == m
+    text = json.dumps(m.model_dump(mode="json"), allow_nan=False)
+    assert ScoreMetrics.model_validate(json.loads(text)) == m
 
 
 @pytest.mark.parametrize("labels, only", [([1, 1, 1], "suitable (1)"), ([0, 0, 0], "unsuitable (0)")])
@@ -148,6 +148,24 @@ def test_jensen_shannon_is_the_divergence_not_scipys_distance() -> None:
     distance = float(scipy_js_distance(p, q, base=2))
     assert jensen_shannon(p, q) == pytest.approx(distance**2)
     assert jensen_shannon(p, q) < distance
+
+
+@pytest.mark.parametrize(
+    ("p", "q"),
+    [
+        ([0.5, 0.5], [1.0, 0.0]),
+        ([0.7, 0.3], [0.4, 0.6]),
+        ([0.999, 0.001], [0.998, 0.002]),
+        ([0.2, 0.3, 0.5], [0.5, 0.3, 0.2]),
+    ],
+)
+def test_jensen_shannon_is_the_textbook_divergence_in_bits(p: list[float], q: list[float]) -> None:
+    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
+
+    def kl(x: list[float]) -> float:
+        return math.fsum(a * math.log2(a / b) for a, b in zip(x, m, strict=True) if a > 0)
+
+    assert jensen_shannon(p, q) == pytest.approx((kl(p) + kl(q)) / 2, abs=1e-12)
 
 
 def test_jensen_shannon_bounds_and_symmetry() -> None:

@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,6 +24,11 @@ CHAMPION = Evidence(
 CANDIDATE = Evidence(
     package_type="bag", version=None, auc=0.91, pr_auc=0.72, log_loss=0.29, label_count=1100, positive_rate=0.30
 )
+
+
+def replace(evidence: Evidence, **change: Any) -> Evidence:
+    """A validated copy with some fields changed (model_copy would skip the evidence checks)."""
+    return Evidence.model_validate({**evidence.model_dump(), **change})
 
 
 # Explicit bounds, so these tests do not move when the shipped defaults are tuned.

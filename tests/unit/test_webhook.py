@@ -182,7 +182,7 @@ def test_train_refuses_an_unusable_webhook_before_the_run(
     import yaml
     from typer.testing import CliRunner
 
-    from packwise.cli import app
+    from packwise_app.cli import app
 
     if value is None:
         monkeypatch.delenv("PACKWISE_WEBHOOK_URL", raising=False)

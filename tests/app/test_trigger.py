@@ -18,7 +18,7 @@ import pytest
 from packwise.config import PackwiseConfig, parse_config
 from packwise_app.cluster import Cluster
 from packwise_app.trigger import TriggerObject, TriggerWatcher, lambda_handler, parse_trigger
-from tests.unit.test_cluster import RecordingKfpClient
+from tests.app.test_cluster import RecordingKfpClient
 
 BUCKET = "packwise-triggers"
 PREFIX = "triggers/"
@@ -311,7 +311,7 @@ def test_a_trigger_file_cannot_touch_what_decides_what_reaches_production(
     ],
 )
 def test_model_choices_stay_within_the_operators_bounds(base_config: PackwiseConfig, model: dict, reason: str) -> None:
-    from packwise.trigger import TriggerError
+    from packwise_app.trigger import TriggerError
 
     body = json.dumps({"pipeline": "training", "params": {"week": 2}, "config": {"model": model}}).encode()
     with pytest.raises(TriggerError) as err:
@@ -320,7 +320,7 @@ def test_model_choices_stay_within_the_operators_bounds(base_config: PackwiseCon
 
 
 def test_allowed_model_choices_pass_and_the_operator_may_narrow_the_types(base_config: PackwiseConfig) -> None:
-    from packwise.trigger import TriggerError
+    from packwise_app.trigger import TriggerError
 
     model = {"type": "xgboost_text", "num_boost_round": 300, "params": {"eta": 0.05, "max_depth": 4}}
     body = json.dumps({"pipeline": "training", "params": {"week": 2}, "config": {"model": model}}).encode()
@@ -400,7 +400,7 @@ class _CountingS3:
 def test_an_oversized_file_is_refused_before_it_is_read(
     s3: Any, cluster: Cluster, kfp: RecordingKfpClient, base_config: PackwiseConfig
 ) -> None:
-    from packwise.trigger import MAX_TRIGGER_BYTES
+    from packwise_app.trigger import MAX_TRIGGER_BYTES
 
     before = len(kfp.named("create_run_from_pipeline_package"))
     key = f"{PREFIX}huge.yaml"

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise.cli import app
-from packwise.cluster import validate_params
+from packwise_app.cli import app
+from packwise_app.cluster import validate_params
 from packwise.errors import ConfigError
 from packwise.lineage import RUN_ID_PATTERN, check_run_id, effective_run_id, read_run_record, write_run_record
-from packwise.trigger import TriggerError, parse_trigger
+from packwise_app.trigger import TriggerError, parse_trigger
 from tests.conftest import make_config
 
 BAD = ["../../../escape", "a/b", "..", "x..y", ".hidden", "-flag", "", "a" * 64, "run id", "run\nid", "P[/red]X"]

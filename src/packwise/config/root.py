@@ -1,0 +1,98 @@
+"""The whole configuration: one section per concern, and the checks that span sections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from packwise.config.base import StrictModel as _Strict
+from packwise.config.cluster import ClusterConfig
+from packwise.config.data import NotifyConfig, RegistryConfig, StorageConfig, WarehouseConfig
+from packwise.config.ml import FeatureConfig, GateConfig, InferenceConfig, ModelConfig, PackageTypeConfig, SplitConfig
+from packwise.config.sagemaker import ComputeConfig, SageMakerConfig
+
+
+class PackwiseConfig(_Strict):
+    """Everything Packwise reads. See the README's configuration reference."""
+
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    package_types: list[PackageTypeConfig] = Field(
+        default_factory=lambda: [
+            PackageTypeConfig(name="own_container", threshold=0.5),
+            PackageTypeConfig(name="bag", threshold=0.5),
+            PackageTypeConfig(name="mailer", threshold=0.5),
+            PackageTypeConfig(name="box", threshold=0.5),
+        ],
+        min_length=1,
+        description="[{name, threshold}] least protective first; the last is the fallback recommendation.",
+    )
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig)
+
+    @model_validator(mode="after")
+    def _sagemaker_settings(self) -> PackwiseConfig:
+        needed: list[str] = []
+        if self.compute.uses_sagemaker:
+            needed = ["region", "bucket", "role_arn"]
+        elif self.registry.backend == "sagemaker":
+            needed = ["region", "bucket"]
+        for key in needed:
+            if getattr(self.sagemaker, key) is None:
+                user = "compute" if self.compute.uses_sagemaker else "registry.backend"
+                raise ValueError(f"sagemaker.{key} is required when {user} uses sagemaker; set it in the config file")
+        return self
+
+    @field_validator("package_types")
+    @classmethod
+    def _unique(cls, value: list[PackageTypeConfig]) -> list[PackageTypeConfig]:
+        names = [p.name for p in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"package type {dup[0]!r} is listed twice")
+        return value
+
+    @property
+    def package_type_names(self) -> list[str]:
+        return [p.name for p in self.package_types]
+
+    def resolved(self) -> PackwiseConfig:
+        """Absolute paths everywhere, so tasks in other processes or containers agree."""
+        storage = self.storage.resolved()
+        wh_path = self.warehouse.path
+        if not wh_path.is_absolute():
+            wh_path = (Path.cwd() / wh_path).resolve()
+        registry = self.registry
+        if registry.tracking_uri is None:
+            registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{storage.root / 'mlflow.db'}"})
+        if registry.artifact_root is None:
+            registry = registry.model_copy(update={"artifact_root": (storage.root / "mlartifacts").as_uri()})
+        if registry.backend == "sagemaker":
+            # Tasks receive only the registry section; it carries the SageMaker location it needs.
+            registry = registry.model_copy(update={"sagemaker": self.sagemaker})
+        return self.model_copy(
+            update={
+                "storage": storage,
+                "warehouse": self.warehouse.model_copy(update={"path": wh_path}),
+                "registry": registry,
+            }
+        )
+
+    def section_json(self, name: str) -> str:
+        """One section as canonical JSON: a pipeline parameter whose change invalidates only its tasks."""
+        value = getattr(self, name)
+        if isinstance(value, list):
+            return json.dumps([v.model_dump(mode="json") for v in value], sort_keys=True)
+        return json.dumps(value.model_dump(mode="json"), sort_keys=True)
+
+
