@@ -75,10 +75,50 @@ class StorageConfig(_Strict):
 class WarehouseConfig(_Strict):
     """The label and product warehouse. DuckDB (one file, no server) is the embedded default."""
 
-    backend: Literal["duckdb"] = Field("duckdb", description="Warehouse backend.")
+    backend: Literal["duckdb", "postgres", "redshift"] = Field(
+        "duckdb", description="Warehouse backend: duckdb (embedded file), postgres or redshift (Data API)."
+    )
     path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
     products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
     labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
+    dsn_env: str | None = Field(
+        None, description="postgres: name of the environment variable holding the DSN (never the DSN itself)."
+    )
+    redshift_cluster: str | None = Field(None, description="redshift: provisioned cluster identifier.")
+    redshift_workgroup: str | None = Field(None, description="redshift: Serverless workgroup name.")
+    redshift_database: str | None = Field(None, description="redshift: database name.")
+    redshift_db_user: str | None = Field(None, description="redshift: database user (temporary credentials).")
+    redshift_secret_arn: str | None = Field(None, description="redshift: Secrets Manager ARN of the credentials.")
+    redshift_iam_role: str | None = Field(None, description="redshift: IAM role ARN UNLOAD and COPY use for S3.")
+    redshift_s3_staging: str | None = Field(
+        None, description="redshift: s3://bucket/prefix where UNLOAD writes and COPY reads."
+    )
+    aws_region: str | None = Field(None, description="redshift: AWS region (default: the standard AWS chain).")
+    aws_endpoint_url: str | None = Field(None, description="redshift: endpoint URL override (tests).")
+    statement_timeout_s: float = Field(900.0, gt=0, description="redshift: seconds to wait for one statement.")
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> WarehouseConfig:
+        if self.dsn_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.dsn_env):
+            raise ValueError(
+                "warehouse.dsn_env must be the NAME of an environment variable holding the DSN "
+                "(e.g. PACKWISE_WAREHOUSE_DSN), never the DSN itself"
+            )
+        if self.backend == "postgres" and not self.dsn_env:
+            raise ValueError("warehouse.dsn_env is required for the postgres backend (e.g. PACKWISE_WAREHOUSE_DSN)")
+        if self.backend == "redshift":
+            if (self.redshift_cluster is None) == (self.redshift_workgroup is None):
+                raise ValueError("redshift: set one of warehouse.redshift_cluster and warehouse.redshift_workgroup")
+            missing = [
+                f"warehouse.{k}"
+                for k in ("redshift_database", "redshift_iam_role", "redshift_s3_staging")
+                if not getattr(self, k)
+            ]
+            if missing:
+                raise ValueError(f"redshift: set {', '.join(missing)}")
+            if not str(self.redshift_s3_staging).startswith("s3://"):
+                raise ValueError("warehouse.redshift_s3_staging must be an s3://bucket/prefix URL")
+        return self
 
 
 class FeatureConfig(_Strict):
@@ -242,14 +282,36 @@ class GateConfig(_Strict):
 class NotifyConfig(_Strict):
     """Where the decision summary goes. `log` writes it to the task log and a file."""
 
-    backend: Literal["log", "webhook"] = Field("log", description="log (task log) or webhook (JSON POST).")
+    backend: Literal["log", "webhook", "sns", "cloudwatch"] = Field(
+        "log", description="One notifier: log, webhook, sns or cloudwatch (see backends for several)."
+    )
+    backends: list[Literal["log", "webhook", "sns", "cloudwatch"]] = Field(
+        default_factory=list, description="Several notifiers at once, e.g. [log, sns, cloudwatch]; replaces backend."
+    )
     webhook_url: str | None = Field(None, description="Webhook URL (Slack/Teams-compatible `text` field).")
     timeout_s: float = Field(10.0, gt=0, description="Webhook timeout in seconds.")
+    sns_topic_arn: str | None = Field(None, description="sns: topic ARN receiving one message per run.")
+    cloudwatch_namespace: str = Field("Packwise", min_length=1, description="cloudwatch: metric namespace.")
+    alarm_topic_arn: str | None = Field(None, description="`packwise alarms apply`: SNS topic the alarms notify.")
+    schedule_period_s: int = Field(
+        86_400, ge=60, description="Longest expected gap between runs; no run for that long fires the alarm."
+    )
+    aws_region: str | None = Field(None, description="sns/cloudwatch: AWS region (default: the standard AWS chain).")
+    aws_endpoint_url: str | None = Field(None, description="sns/cloudwatch: endpoint URL override (tests).")
+
+    @property
+    def active(self) -> list[str]:
+        """The notifiers to send to, in order: `backends` when set, else the single `backend`."""
+        return list(dict.fromkeys(self.backends)) if self.backends else [self.backend]
 
     @model_validator(mode="after")
     def _url(self) -> NotifyConfig:
-        if self.backend == "webhook" and not self.webhook_url:
+        if self.backends and "backend" in self.model_fields_set:
+            raise ValueError("set notify.backends or notify.backend, not both (backends: [log, sns] replaces it)")
+        if "webhook" in self.active and not self.webhook_url:
             raise ValueError("notify.webhook_url is required when notify.backend is webhook")
+        if "sns" in self.active and not self.sns_topic_arn:
+            raise ValueError("notify.sns_topic_arn is required for the sns notifier")
         return self
 
 

@@ -63,7 +63,7 @@ def model_version_column(package_type: str) -> str:
 def predictions_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
     """The predictions table's columns for these package types, in order."""
     cols = [("product_id", "VARCHAR"), ("run_id", "VARCHAR"), ("mode", "VARCHAR"), (RECOMMENDED, "VARCHAR")]
-    cols += [(prob_column(t), "DOUBLE") for t in package_types]
+    cols += [(prob_column(t), "DOUBLE PRECISION") for t in package_types]
     cols += [(model_version_column(t), "INTEGER") for t in package_types]
     cols.append(("is_current", "BOOLEAN"))
     return cols

@@ -55,12 +55,12 @@ PRODUCTS = TableSpec(
         ("title", "VARCHAR"),
         ("category", "VARCHAR"),
         ("material", "VARCHAR"),
-        ("length_cm", "DOUBLE"),
-        ("width_cm", "DOUBLE"),
-        ("height_cm", "DOUBLE"),
-        ("weight_kg", "DOUBLE"),
-        ("fragility", "DOUBLE"),
-        ("price", "DOUBLE"),
+        ("length_cm", "DOUBLE PRECISION"),
+        ("width_cm", "DOUBLE PRECISION"),
+        ("height_cm", "DOUBLE PRECISION"),
+        ("weight_kg", "DOUBLE PRECISION"),
+        ("fragility", "DOUBLE PRECISION"),
+        ("price", "DOUBLE PRECISION"),
         ("is_liquid", "BOOLEAN"),
         ("has_battery", "BOOLEAN"),
         ("added_at", "TIMESTAMP"),
@@ -210,8 +210,17 @@ def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehous
         from packwise.warehouse.duckdb import DuckDBWarehouse
 
         return DuckDBWarehouse(config.path, read_only=read_only)
+    if config.backend == "postgres":
+        from packwise.warehouse.postgres import PostgresWarehouse
+
+        assert config.dsn_env is not None  # the config model guarantees it
+        return PostgresWarehouse(config.dsn_env, read_only=read_only)
+    if config.backend == "redshift":
+        from packwise.warehouse.redshift import RedshiftWarehouse
+
+        return RedshiftWarehouse.from_config(config, read_only=read_only)
     raise WarehouseError(  # pragma: no cover - the config model only admits known backends
-        f"unknown warehouse backend {config.backend!r}; set warehouse.backend to duckdb"
+        f"unknown warehouse backend {config.backend!r}; set warehouse.backend to duckdb, postgres or redshift"
     )
 
 
