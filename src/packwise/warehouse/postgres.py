@@ -35,6 +35,11 @@ BACKEND = "postgres"
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
+def server_type(portable: str) -> str:
+    """The schema's portable type in PostgreSQL and Redshift spelling (DuckDB's DOUBLE is DOUBLE PRECISION)."""
+    return "DOUBLE PRECISION" if portable == "DOUBLE" else portable
+
+
 def _message(err: BaseException) -> str:
     """The server's first line without the driver's prefixes (`NOT_FOUND: ... ERROR:  `)."""
     text = str(err).strip()
@@ -348,7 +353,7 @@ class PostgresWarehouse:
         """Creates products, labels and run_watermarks if they are missing."""
         with self.transaction():
             for spec in TABLES:
-                cols = [f"{col} {sql_type}" for col, sql_type in spec.columns]
+                cols = [f"{col} {server_type(sql_type)}" for col, sql_type in spec.columns]
                 if spec.primary_key:
                     cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
                 self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
