@@ -249,9 +249,17 @@ def load_predictions(
         WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
     """
     from packwise.faults import maybe_fail
+    from packwise.warehouse import RunLoader
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
+    if isinstance(warehouse, RunLoader):  # Redshift: COPY from S3 into a stage, then one batch transaction
+        result: LoadResult = warehouse.load_run(
+            files, run_id=run_id, mode=mode, package_types=package_types, versions=versions,
+            expected_rows=expected_rows, since=since, watermark=watermark, recommended=recommended,
+            unseen=unseen, batch_rows=batch_rows,
+        )  # fmt: skip
+        return result
     with warehouse.transaction():
         _ensure_tables(warehouse, package_types)
         done = _ledger_row(warehouse, run_id)

@@ -192,6 +192,18 @@ class Warehouse(Protocol):
         ...
 
 
+@runtime_checkable
+class RunLoader(Protocol):
+    """A backend with its own exactly-once prediction load (Redshift: COPY from S3, then one batch).
+
+    `packwise.predictions.load_predictions` hands the whole load to `load_run` when the backend has it.
+    """
+
+    def load_run(self, files: Sequence[Path], **kwargs: Any) -> Any:
+        """Loads a run's scored files exactly once; the keywords are load_predictions' own."""
+        ...
+
+
 def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehouse:
     """Opens the warehouse that `config.backend` names.
 
@@ -230,6 +242,7 @@ __all__ = [
     "RUN_WATERMARKS",
     "TABLES",
     "QueryError",
+    "RunLoader",
     "TableSpec",
     "Warehouse",
     "check_identifier",
