@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from packwise.alarms_cli import alarms_app
 from packwise.config import PackwiseConfig, dump_default_config, load_config
 from packwise.errors import ConfigError, PackwiseError
 
@@ -65,6 +66,7 @@ def _mount_cluster() -> None:
 
 
 _mount_cluster()
+app.add_typer(alarms_app, name="alarms")
 
 
 @config_app.command("show")

@@ -296,6 +296,10 @@ class NotifyConfig(_Strict):
     schedule_period_s: int = Field(
         86_400, ge=60, description="Longest expected gap between runs; no run for that long fires the alarm."
     )
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="Links in every sns message, {run_id} filled in, e.g. {KFP run: https://kfp/#/runs/details/{run_id}}.",
+    )
     aws_region: str | None = Field(None, description="sns/cloudwatch: AWS region (default: the standard AWS chain).")
     aws_endpoint_url: str | None = Field(None, description="sns/cloudwatch: endpoint URL override (tests).")
 
