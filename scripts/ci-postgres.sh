@@ -3,6 +3,7 @@
 #
 #   eval "$(scripts/ci-postgres.sh)"   # exports PACKWISE_TEST_PG_DSN and PACKWISE_TEST_PG_DIR
 #   scripts/ci-postgres.sh stop DIR    # stops the cluster started in DIR and removes DIR
+#   scripts/ci-postgres.sh install     # only installs the package (CI: the tests start their own cluster)
 #
 # Installs Debian's postgresql package when initdb is missing. The cluster runs as user postgres
 # (initdb refuses root) on 127.0.0.1, a free port, password (scram) authentication over TCP with a
@@ -30,6 +31,7 @@ if [[ -z "$bin" ]]; then
   apt-get install -y --no-install-recommends postgresql >&2
   bin="$(find_bindir)"
 fi
+[[ "${1:-}" == "install" ]] && exit 0
 
 dir="$(mktemp -d /tmp/packwise-pg.XXXXXX)"
 chown postgres "$dir"
