@@ -241,3 +241,38 @@ def test_append_to_a_missing_table_writes_nothing(postgres_dsn_env: str) -> None
             wh.append("labels", _labels(2))
         assert not wh.table_exists("labels")
     assert os.environ[postgres_dsn_env]
+
+
+def test_a_load_killed_before_its_commit_leaves_the_server_as_it_was(
+    pg: Any, postgres_dsn_env: str, tmp_path: Path
+) -> None:
+    """kill -9 inside the transaction (everything written, nothing committed): the server rolls back."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 400), 1)], "run-1")
+    before = _table(pg)
+    second = scored_file(tmp_path / "b.parquet", _ids(201, 400), 2)
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        import packwise.faults
+        from packwise.warehouse.postgres import PostgresWarehouse
+        from tests.unit.test_inference_loader import _load
+
+        def die(task, package_type=None):
+            if (task, package_type) == ("load-predictions", "commit"):
+                os._exit(9)  # no rollback, no close: as if killed
+        packwise.faults.maybe_fail = die
+        _load(PostgresWarehouse({postgres_dsn_env!r}), [Path({str(second)!r})], "run-2")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    pd.testing.assert_frame_equal(_table(pg), before)
+    assert read_watermark(pg, "monthly") == datetime(2026, 2, 1)
+    _load(pg, [second], "run-2")
+    current = current_predictions(pg)
+    assert len(current) == 600 and current.groupby("run_id").size().to_dict() == {"run-1": 200, "run-2": 400}

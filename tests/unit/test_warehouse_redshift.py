@@ -433,3 +433,34 @@ def test_a_short_stage_is_dropped_and_nothing_swapped(api: DataApi, s3: Any, tmp
         load_predictions(wh, files, **_load_kwargs(31))
     assert api.sql()[-1] == f"DROP TABLE IF EXISTS {_stage_name('run-7')}"
     assert "BatchExecuteStatement" not in [n for n, _ in api.calls]
+
+
+def test_an_empty_unload_gives_an_empty_file_with_the_querys_schema(api: DataApi, s3: Any, tmp_path: Path) -> None:
+    wh = _open(api, s3)
+    api.ok()  # UNLOAD writes no part
+    api.ok(rows=[], columns=[("product_id", "varchar"), ("added_at", "timestamp"), ("weight_kg", "float8")])
+    assert wh.copy_query_to_parquet("SELECT * FROM products WHERE false", None, tmp_path / "e.parquet") == 0
+    schema = pq.read_schema(tmp_path / "e.parquet")
+    assert schema.names == ["product_id", "added_at", "weight_kg"]
+    assert schema.field("added_at").type == pa.timestamp("us") and schema.field("weight_kg").type == pa.float64()
+
+
+def test_fetch_reads_every_result_page(api: DataApi, s3: Any) -> None:
+    wh = _open(api, s3)
+    sid = "paged"
+    api.stub.add_response("execute_statement", {"Id": sid})
+    api.stub.add_response("describe_statement", {"Id": sid, "Status": "FINISHED", "HasResultSet": True}, {"Id": sid})
+    meta = [{"name": "run_id", "typeName": "varchar"}, {"name": "loaded_at", "typeName": "timestamp"}]
+    api.stub.add_response(
+        "get_statement_result",
+        {"Records": [[_field("a"), _field("2026-02-01 00:00:00")]], "ColumnMetadata": meta, "NextToken": "t2"},
+        {"Id": sid},
+    )
+    api.stub.add_response(
+        "get_statement_result",
+        {"Records": [[_field("b"), _field(None)]], "ColumnMetadata": meta},
+        {"Id": sid, "NextToken": "t2"},
+    )
+    frame = wh.fetch_df("SELECT run_id, loaded_at FROM prediction_runs")
+    assert frame["run_id"].tolist() == ["a", "b"]
+    assert frame["loaded_at"].iloc[0] == pd.Timestamp("2026-02-01") and pd.isna(frame["loaded_at"].iloc[1])
