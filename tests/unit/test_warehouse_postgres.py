@@ -276,3 +276,24 @@ def test_a_load_killed_before_its_commit_leaves_the_server_as_it_was(
     _load(pg, [second], "run-2")
     current = current_predictions(pg)
     assert len(current) == 600 and current.groupby("run_id").size().to_dict() == {"run-1": 200, "run-2": 400}
+
+
+def test_the_compiled_pipelines_hold_the_variable_name_never_the_dsn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from packwise.cli import app
+
+    secret = "postgresql://packwise:s3cret-value@db.internal:5432/analytics"
+    monkeypatch.setenv("PACKWISE_WAREHOUSE_DSN", secret)
+    result = CliRunner().invoke(
+        app,
+        ["compile", "--out", str(tmp_path), "--set", "warehouse.backend=postgres",
+         "--set", "warehouse.dsn_env=PACKWISE_WAREHOUSE_DSN"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    irs = [p.read_text() for p in tmp_path.glob("*.yaml")]
+    assert len(irs) >= 2
+    assert all("s3cret-value" not in ir and "db.internal" not in ir for ir in irs)
+    assert all("PACKWISE_WAREHOUSE_DSN" in ir for ir in irs)
