@@ -41,7 +41,7 @@ console = Console()
 
 def _check_notify(cfg: PackwiseConfig) -> None:
     """A webhook whose URL is missing or not http(s) fails here, before the run, not in its last task."""
-    if cfg.notify.backend == "webhook":
+    if "webhook" in cfg.notify.active:
         from packwise.notify.webhook import webhook_url
 
         webhook_url(cfg.notify)
@@ -63,6 +63,15 @@ def _mount_cluster() -> None:
 
 
 _mount_cluster()
+
+
+def _mount_alarms() -> None:
+    from packwise_app.alarms_cli import alarms_app
+
+    app.add_typer(alarms_app, name="alarms")
+
+
+_mount_alarms()
 
 
 @config_app.command("show")

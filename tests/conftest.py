@@ -11,6 +11,7 @@ import pytest
 from packwise.config import PackwiseConfig, parse_config
 
 if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
     from tests.sagemaker_emulator import SageMakerEmulator
 
 
@@ -53,3 +54,22 @@ def emulator() -> Iterator[SageMakerEmulator]:
             mp.setenv(key, value)
         with sagemaker_emulator() as running:
             yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the whole session (initdb + pg_ctl in a temporary directory)."""
+    from tests.postgres_server import find_bindir, postgres_server
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed: run scripts/ci-postgres.sh (apt-get install postgresql)")
+    with postgres_server(bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn_env(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh empty database whose DSN is in $PACKWISE_TEST_WAREHOUSE_DSN; returns the variable's name."""
+    monkeypatch.setenv("PACKWISE_TEST_WAREHOUSE_DSN", postgres.create_database())
+    return "PACKWISE_TEST_WAREHOUSE_DSN"

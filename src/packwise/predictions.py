@@ -63,7 +63,7 @@ def model_version_column(package_type: str) -> str:
 def predictions_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
     """The predictions table's columns for these package types, in order."""
     cols = [("product_id", "VARCHAR"), ("run_id", "VARCHAR"), ("mode", "VARCHAR"), (RECOMMENDED, "VARCHAR")]
-    cols += [(prob_column(t), "DOUBLE") for t in package_types]
+    cols += [(prob_column(t), "DOUBLE PRECISION") for t in package_types]
     cols += [(model_version_column(t), "INTEGER") for t in package_types]
     cols.append(("is_current", "BOOLEAN"))
     return cols
@@ -251,9 +251,17 @@ def load_predictions(
         WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
     """
     from packwise.faults import maybe_fail
+    from packwise.warehouse import RunLoader
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
+    if isinstance(warehouse, RunLoader):  # Redshift: COPY from S3 into a stage, then one batch transaction
+        result: LoadResult = warehouse.load_run(
+            files, run_id=run_id, mode=mode, package_types=package_types, versions=versions,
+            expected_rows=expected_rows, since=since, watermark=watermark, recommended=recommended,
+            unseen=unseen, batch_rows=batch_rows,
+        )  # fmt: skip
+        return result
     with warehouse.transaction():
         _ensure_tables(warehouse, package_types)
         done = _ledger_row(warehouse, run_id)

@@ -59,6 +59,7 @@ def summarize_training_run(
         "run_id": run_id,
         "week": record.get("week"),
         "fingerprint": fingerprint,
+        "n_labels": record.get("n_labels"),
         "pipeline_state": pipeline_state,
         "error": error_message,
         "package_types": rows,

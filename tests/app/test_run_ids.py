@@ -12,10 +12,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise_app.cli import app
-from packwise_app.cluster import validate_params
 from packwise.errors import ConfigError
 from packwise.lineage import RUN_ID_PATTERN, check_run_id, effective_run_id, read_run_record, write_run_record
+from packwise_app.cli import app
+from packwise_app.cluster import validate_params
 from packwise_app.trigger import TriggerError, parse_trigger
 from tests.conftest import make_config
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise_app.cli import app
 from packwise.config import parse_config
+from packwise_app.cli import app
 from packwise_app.cluster import run_arguments
 from packwise_components.images import ImageSet
 

@@ -53,10 +53,50 @@ class StorageConfig(_Strict):
 class WarehouseConfig(_Strict):
     """The label and product warehouse. DuckDB (one file, no server) is the embedded default."""
 
-    backend: Literal["duckdb"] = Field("duckdb", description="Warehouse backend.")
+    backend: Literal["duckdb", "postgres", "redshift"] = Field(
+        "duckdb", description="Warehouse backend: duckdb (embedded file), postgres or redshift (Data API)."
+    )
     path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
     products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
     labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
+    dsn_env: str | None = Field(
+        None, description="postgres: name of the environment variable holding the DSN (never the DSN itself)."
+    )
+    redshift_cluster: str | None = Field(None, description="redshift: provisioned cluster identifier.")
+    redshift_workgroup: str | None = Field(None, description="redshift: Serverless workgroup name.")
+    redshift_database: str | None = Field(None, description="redshift: database name.")
+    redshift_db_user: str | None = Field(None, description="redshift: database user (temporary credentials).")
+    redshift_secret_arn: str | None = Field(None, description="redshift: Secrets Manager ARN of the credentials.")
+    redshift_iam_role: str | None = Field(None, description="redshift: IAM role ARN UNLOAD and COPY use for S3.")
+    redshift_s3_staging: str | None = Field(
+        None, description="redshift: s3://bucket/prefix where UNLOAD writes and COPY reads."
+    )
+    aws_region: str | None = Field(None, description="redshift: AWS region (default: the standard AWS chain).")
+    aws_endpoint_url: str | None = Field(None, description="redshift: endpoint URL override (tests).")
+    statement_timeout_s: float = Field(900.0, gt=0, description="redshift: seconds to wait for one statement.")
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> WarehouseConfig:
+        if self.dsn_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.dsn_env):
+            raise ValueError(
+                "warehouse.dsn_env must be the NAME of an environment variable holding the DSN "
+                "(e.g. PACKWISE_WAREHOUSE_DSN), never the DSN itself"
+            )
+        if self.backend == "postgres" and not self.dsn_env:
+            raise ValueError("warehouse.dsn_env is required for the postgres backend (e.g. PACKWISE_WAREHOUSE_DSN)")
+        if self.backend == "redshift":
+            if (self.redshift_cluster is None) == (self.redshift_workgroup is None):
+                raise ValueError("redshift: set one of warehouse.redshift_cluster and warehouse.redshift_workgroup")
+            missing = [
+                f"warehouse.{k}"
+                for k in ("redshift_database", "redshift_iam_role", "redshift_s3_staging")
+                if not getattr(self, k)
+            ]
+            if missing:
+                raise ValueError(f"redshift: set {', '.join(missing)}")
+            if not str(self.redshift_s3_staging).startswith("s3://"):
+                raise ValueError("warehouse.redshift_s3_staging must be an s3://bucket/prefix URL")
+        return self
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -69,7 +109,12 @@ class NotifyConfig(_Strict):
     IR defaults): the config names the environment variable that holds it, filled from a Secret on a cluster.
     """
 
-    backend: Literal["log", "webhook"] = Field("log", description="log (task log) or webhook (JSON POST).")
+    backend: Literal["log", "webhook", "sns", "cloudwatch"] = Field(
+        "log", description="One notifier: log, webhook, sns or cloudwatch (see backends for several)."
+    )
+    backends: list[Literal["log", "webhook", "sns", "cloudwatch"]] = Field(
+        default_factory=list, description="Several notifiers at once, e.g. [log, sns, cloudwatch]; replaces backend."
+    )
     webhook_url_env: str | None = Field(
         "PACKWISE_WEBHOOK_URL",
         description="Name of the env var holding the webhook URL (http/https; a secret, never in config or IR). "
@@ -80,6 +125,23 @@ class NotifyConfig(_Strict):
     retry_backoff_s: float = Field(
         1.0, ge=0, le=60, description="Webhook backoff factor: waits 0, 2x, 4x, ... this many seconds between tries."
     )
+    sns_topic_arn: str | None = Field(None, description="sns: topic ARN receiving one message per run.")
+    cloudwatch_namespace: str = Field("Packwise", min_length=1, description="cloudwatch: metric namespace.")
+    alarm_topic_arn: str | None = Field(None, description="`packwise alarms apply`: SNS topic the alarms notify.")
+    schedule_period_s: int = Field(
+        86_400, ge=60, description="Longest expected gap between runs; no run for that long fires the alarm."
+    )
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="Links in every sns message, {run_id} filled in, e.g. {KFP run: https://kfp/#/runs/details/{run_id}}.",
+    )
+    aws_region: str | None = Field(None, description="sns/cloudwatch: AWS region (default: the standard AWS chain).")
+    aws_endpoint_url: str | None = Field(None, description="sns/cloudwatch: endpoint URL override (tests).")
+
+    @property
+    def active(self) -> list[str]:
+        """The notifiers to send to, in order: `backends` when set, else the single `backend`."""
+        return list(dict.fromkeys(self.backends)) if self.backends else [self.backend]
 
     @model_validator(mode="before")
     @classmethod
@@ -104,7 +166,11 @@ class NotifyConfig(_Strict):
 
     @model_validator(mode="after")
     def _url(self) -> NotifyConfig:
-        if self.backend == "webhook" and not self.webhook_url_env:
+        if self.backends and "backend" in self.model_fields_set:
+            raise ValueError("set notify.backends or notify.backend, not both (backends: [log, sns] replaces it)")
+        if "sns" in self.active and not self.sns_topic_arn:
+            raise ValueError("notify.sns_topic_arn is required for the sns notifier")
+        if "webhook" in self.active and not self.webhook_url_env:
             raise ValueError(
                 "notify.webhook_url_env is required when notify.backend is webhook (the name of the env var "
                 "holding the URL)"

@@ -192,6 +192,18 @@ class Warehouse(Protocol):
         ...
 
 
+@runtime_checkable
+class RunLoader(Protocol):
+    """A backend with its own exactly-once prediction load (Redshift: COPY from S3, then one batch).
+
+    `packwise.predictions.load_predictions` hands the whole load to `load_run` when the backend has it.
+    """
+
+    def load_run(self, files: Sequence[Path], **kwargs: Any) -> Any:
+        """Loads a run's scored files exactly once; the keywords are load_predictions' own."""
+        ...
+
+
 def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehouse:
     """Opens the warehouse that `config.backend` names.
 
@@ -210,8 +222,17 @@ def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehous
         from packwise.warehouse.duckdb import DuckDBWarehouse
 
         return DuckDBWarehouse(config.path, read_only=read_only)
+    if config.backend == "postgres":
+        from packwise.warehouse.postgres import PostgresWarehouse
+
+        assert config.dsn_env is not None  # the config model guarantees it
+        return PostgresWarehouse(config.dsn_env, read_only=read_only)
+    if config.backend == "redshift":
+        from packwise.warehouse.redshift import RedshiftWarehouse
+
+        return RedshiftWarehouse.from_config(config, read_only=read_only)
     raise WarehouseError(  # pragma: no cover - the config model only admits known backends
-        f"unknown warehouse backend {config.backend!r}; set warehouse.backend to duckdb"
+        f"unknown warehouse backend {config.backend!r}; set warehouse.backend to duckdb, postgres or redshift"
     )
 
 
@@ -221,6 +242,7 @@ __all__ = [
     "RUN_WATERMARKS",
     "TABLES",
     "QueryError",
+    "RunLoader",
     "TableSpec",
     "Warehouse",
     "check_identifier",

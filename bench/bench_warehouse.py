@@ -1,0 +1,176 @@
+"""Warehouse benchmark: extract and load on DuckDB and PostgreSQL, side by side (compare ratios, not seconds).
+
+For N products (default 1M):
+
+1. extract: `copy_query_to_parquet` of the inventory query (every product, ordered by product_id) into
+   one Parquet file, as the inference extract does.
+2. load: `load_predictions` of N scored rows (4 package types, 8 shard files) into an empty predictions
+   table: stage, supersede, insert, ledger and watermark in one transaction.
+
+Each phase runs in a fresh process; rows/s and its peak RSS (`ru_maxrss`) are printed per backend.
+The tables are filled by a setup process that is not timed.
+
+PostgreSQL: the DSN in $PACKWISE_BENCH_PG_DSN, else a throwaway cluster started by scripts/ci-postgres.sh
+(and stopped afterwards).
+
+Usage: python bench/bench_warehouse.py [--products 1000000] [--workdir /tmp/packwise-bench-warehouse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from packwise.config import WarehouseConfig
+from packwise.scoring import output_schema
+from packwise.warehouse import PRODUCTS, open_warehouse
+
+TYPES = ["own_container", "bag", "mailer", "box"]
+SHARDS = 8
+DSN_ENV = "PACKWISE_BENCH_PG_DSN"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(backend: str, workdir: Path) -> WarehouseConfig:
+    if backend == "duckdb":
+        return WarehouseConfig(path=workdir / "warehouse.duckdb")
+    return WarehouseConfig(backend="postgres", dsn_env=DSN_ENV)
+
+
+def _products(n: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, Any] = {
+        "product_id": pa.array([f"P{i:09d}" for i in range(n)]),
+        "title": pa.array(rng.choice(["Mug", "Lamp", "Shoe box", "Phone case", "Book"], n)),
+        "category": pa.array(rng.choice(["kitchen", "home", "fashion", "electronics", "books"], n)),
+        "material": pa.array(rng.choice(["glass", "plastic", "paper", "metal"], n)),
+    }
+    for name in ("length_cm", "width_cm", "height_cm", "weight_kg", "fragility", "price"):
+        arrays[name] = pa.array(rng.random(n) * 50)
+    arrays["is_liquid"] = pa.array(rng.random(n) < 0.1)
+    arrays["has_battery"] = pa.array(rng.random(n) < 0.2)
+    arrays["added_at"] = pa.array(
+        np.datetime64("2026-01-01") + rng.integers(0, 86_400 * 30, n).astype("timedelta64[s]"), pa.timestamp("us")
+    )
+    return pa.table({name: arrays[name] for name in PRODUCTS.column_names})
+
+
+def _scored(workdir: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(1)
+    files = []
+    per = -(-n // SHARDS)
+    for shard in range(SHARDS):
+        lo, hi = shard * per, min(n, (shard + 1) * per)
+        ids = [f"P{i:09d}" for i in range(lo, hi)]
+        prob = rng.random((hi - lo, len(TYPES))).astype(np.float32)
+        rec = rng.integers(0, len(TYPES), hi - lo).astype(np.int32)
+        arrays = [pa.array(ids)] + [pa.array(prob[:, j]) for j in range(len(TYPES))]
+        arrays.append(pa.DictionaryArray.from_arrays(pa.array(rec), pa.array(TYPES)))
+        path = workdir / f"scored-{shard:02d}.parquet"
+        pq.write_table(pa.Table.from_arrays(arrays, schema=output_schema(TYPES)), path)
+        files.append(path)
+    return files
+
+
+def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
+    """Runs one phase in this process; returns rows, seconds and peak RSS."""
+    config = _config(backend, workdir)
+    if name == "setup":
+        with open_warehouse(config) as wh:
+            for table in ("predictions", "prediction_runs", "run_watermarks", "products", "labels"):
+                wh.execute(f"DROP TABLE IF EXISTS {table}")
+            wh.ensure_schema()
+            products = _products(n)
+            for start in range(0, n, 250_000):
+                wh.append("products", products.slice(start, 250_000))
+        if not (workdir / "scored-00.parquet").exists():
+            _scored(workdir, n)
+        return {"rows": n}
+    start = time.perf_counter()
+    if name == "extract":
+        with open_warehouse(config, read_only=True) as wh:
+            rows = wh.copy_query_to_parquet(
+                "SELECT p.* FROM products AS p", None, workdir / f"extract-{backend}.parquet", ["product_id"]
+            )
+    else:
+        from packwise.predictions import load_predictions
+
+        files = sorted(workdir.glob("scored-*.parquet"))
+        with open_warehouse(config) as wh:
+            result = load_predictions(
+                wh, files, run_id="bench-1", mode="monthly", package_types=TYPES, versions=dict.fromkeys(TYPES, 1),
+                expected_rows=n, since=None, watermark=datetime(2026, 2, 1), recommended={"box": n}, unseen={},
+            )  # fmt: skip
+            rows = result.n_products
+    seconds = time.perf_counter() - start
+    return {"rows": rows, "seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", name, "--backend", backend, "--workdir", str(workdir),
+         "--products", str(n)],
+        check=True, capture_output=True, text=True, env=os.environ,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/packwise-bench-warehouse"))
+    parser.add_argument("--phase", choices=["setup", "extract", "load"])
+    parser.add_argument("--backend", choices=["duckdb", "postgres"])
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.backend, args.workdir, args.products)))
+        return
+
+    cluster_dir = None
+    if not os.environ.get(DSN_ENV):
+        script = str(REPO / "scripts/ci-postgres.sh")
+        started = subprocess.run(["bash", script], check=True, capture_output=True, text=True)
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines())
+        os.environ[DSN_ENV] = exports["PACKWISE_TEST_PG_DSN"].strip("'")
+        cluster_dir = exports["PACKWISE_TEST_PG_DIR"].strip("'")
+    try:
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        for backend in ("duckdb", "postgres"):
+            _child("setup", backend, args.workdir, args.products)
+            results[backend] = {p: _child(p, backend, args.workdir, args.products) for p in ("extract", "load")}
+    finally:
+        if cluster_dir:
+            subprocess.run(["bash", str(REPO / "scripts/ci-postgres.sh"), "stop", cluster_dir], check=False)
+        shutil.rmtree(args.workdir, ignore_errors=True)
+
+    print(f"{args.products:,} products; rows/s and peak RSS per phase (one process each)\n")
+    print(
+        f"{'phase':<8} {'duckdb rows/s':>14} {'postgres rows/s':>16} {'pg/duck':>8} {'duckdb RSS':>11} "
+        f"{'postgres RSS':>13}"
+    )
+    for p in ("extract", "load"):
+        d, g = results["duckdb"][p], results["postgres"][p]
+        d_rate, g_rate = d["rows"] / d["seconds"], g["rows"] / g["seconds"]
+        print(
+            f"{p:<8} {d_rate:>14,.0f} {g_rate:>16,.0f} {g_rate / d_rate:>8.2f} "
+            f"{d['rss_mib']:>8.0f} MiB {g['rss_mib']:>10.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

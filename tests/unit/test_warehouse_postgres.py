@@ -1,0 +1,299 @@
+"""The PostgreSQL warehouse against a real server: the protocol, streamed extracts, the exactly-once load
+with a failure injected at every write inside its transaction, and the one-line errors for bad input."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from packwise.config import WarehouseConfig
+from packwise.errors import WarehouseError
+from packwise.predictions import PREDICTION_RUNS, PREDICTIONS, current_predictions, read_watermark
+from packwise.snapshot import extract_snapshot
+from packwise.warehouse import QueryError, Warehouse, open_warehouse
+from packwise.warehouse.duckdb import DuckDBWarehouse
+from packwise.warehouse.postgres import PostgresWarehouse, bind_positional
+from tests.postgres_server import PostgresServer
+from tests.unit.test_inference_loader import _ids, _load, scored_file
+from tests.unit.test_warehouse import _labels
+
+PORTABLE_LABELS_SQL = """
+SELECT product_id, package_type, label FROM (
+    SELECT product_id, package_type, label, row_number() OVER (
+        PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC) AS rn
+    FROM labels WHERE week <= $week
+) AS latest WHERE rn = 1
+""".strip()
+
+
+@pytest.fixture
+def pg(postgres_dsn_env: str) -> Any:
+    with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)) as warehouse:
+        warehouse.ensure_schema()
+        yield warehouse
+
+
+def _table(wh: Any) -> pd.DataFrame:
+    return wh.fetch_df(f"SELECT * FROM {PREDICTIONS} ORDER BY product_id, run_id").reset_index(drop=True)
+
+
+def _stages(wh: Any) -> list[str]:
+    found = wh.fetch_df("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'prediction_stage%'")
+    return list(found["table_name"])
+
+
+def test_open_warehouse_gives_a_postgres_backend_satisfying_the_protocol(pg: Any) -> None:
+    assert isinstance(pg, PostgresWarehouse) and isinstance(pg, Warehouse)
+    pg.append("labels", _labels(3))
+    assert pg.fetch_df("SELECT count(*) AS n FROM labels WHERE week = $week", {"week": 1})["n"].iloc[0] == 3
+
+
+def test_named_params_become_positional_and_none_becomes_null() -> None:
+    sql, values = bind_positional("SELECT $a, $b, $a, $c", {"a": 1, "b": None, "c": "x", "unused": 2})
+    assert sql == "SELECT $1, NULL, $1, $2" and values == (1, "x")
+    with pytest.raises(QueryError, match=r"\$missing"):
+        bind_positional("SELECT $missing", {})
+
+
+def test_transaction_rolls_back_everything_and_nested_blocks_join(pg: Any) -> None:
+    with pytest.raises(RuntimeError), pg.transaction():
+        pg.append("labels", _labels(2))
+        with pg.transaction():
+            pg.execute("DELETE FROM labels")
+            pg.append("labels", _labels(5))
+        raise RuntimeError("boom")
+    assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == 0
+    with pg.transaction():
+        pg.append("labels", _labels(4))
+    assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == 4
+
+
+def test_replace_table_replaces_every_row_and_creates_a_missing_table(pg: Any) -> None:
+    pg.append("labels", _labels(5))
+    assert pg.replace_table("labels", _labels(2)) == 2
+    assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == 2
+    pg.replace_table("extra", pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    assert pg.fetch_df("SELECT b FROM extra ORDER BY a")["b"].tolist() == ["x", "y"]
+
+
+def test_read_only_refuses_writes(pg: Any, postgres_dsn_env: str) -> None:
+    with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env), read_only=True) as ro:
+        assert ro.table_exists("labels")
+        with pytest.raises(QueryError, match="read-only"):
+            ro.execute("DELETE FROM labels")
+
+
+def test_extract_gives_the_same_parquet_bytes_as_duckdb(pg: Any, tmp_path: Path) -> None:
+    labels = _labels(3_000)
+    pg.append("labels", labels)
+    with DuckDBWarehouse(":memory:") as duck:
+        duck.ensure_schema()
+        duck.append("labels", labels)
+        n_duck = duck.copy_query_to_parquet("SELECT * FROM labels", None, tmp_path / "d.parquet", ["product_id"])
+    n_pg = pg.copy_query_to_parquet(
+        "SELECT * FROM labels WHERE week <= $week", {"week": 1}, tmp_path / "p.parquet", ["product_id"]
+    )
+    assert n_pg == n_duck == 3_000
+    assert pq.read_table(tmp_path / "p.parquet").equals(pq.read_table(tmp_path / "d.parquet"))
+    assert (tmp_path / "p.parquet").read_bytes() == (tmp_path / "d.parquet").read_bytes()
+
+
+def test_snapshot_extract_from_postgres(pg: Any, postgres_dsn_env: str, config_factory: Any) -> None:
+    from tests.conftest import seed
+
+    duck_cfg = config_factory()
+    seed(duck_cfg, n_products=300, weeks=2)
+    with open_warehouse(duck_cfg.warehouse) as duck:
+        for name in ("products", "labels"):
+            pg.append(name, duck.fetch_df(f"SELECT * FROM {name}"))
+    cfg = config_factory(
+        warehouse={"backend": "postgres", "dsn_env": postgres_dsn_env, "labels_query": PORTABLE_LABELS_SQL}
+    )
+    info = extract_snapshot(cfg, week=2)
+    duck_info = extract_snapshot(duck_cfg.model_copy(update={"storage": cfg.storage}), week=2)
+    assert info.n_products > 0 and info.fingerprint == duck_info.fingerprint
+
+
+def test_exactly_once_load_supersedes_and_moves_the_watermark(pg: Any, tmp_path: Path) -> None:
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 1_000), 1)], "run-1")
+    result = _load(pg, [scored_file(tmp_path / "b.parquet", _ids(501, 1_000), 2)], "run-2")
+    assert result.loaded and result.superseded == 500
+    again = _load(pg, [scored_file(tmp_path / "b.parquet", _ids(501, 1_000), 2)], "run-2")
+    assert not again.loaded
+    current = current_predictions(pg)
+    assert len(current) == 1_500 and current["product_id"].is_unique
+    assert current.groupby("run_id").size().to_dict() == {"run-1": 500, "run-2": 1_000}
+    assert read_watermark(pg, "monthly") == datetime(2026, 2, 1)
+    assert _stages(pg) == []
+
+
+class _FailingAt:
+    """Wraps a warehouse so that its `n`-th write (execute or append) raises, as a crash there would."""
+
+    def __init__(self, inner: Any, n: int) -> None:
+        self._inner, self._n, self.writes = inner, n, 0
+
+    def _count(self) -> None:
+        self.writes += 1
+        if self.writes == self._n:
+            raise ConnectionError(f"injected failure at write {self._n}")
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self._count()
+        self._inner.execute(sql, params)
+
+    def append(self, name: str, data: Any) -> int:
+        self._count()
+        return int(self._inner.append(name, data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_load_failing_at_any_write_leaves_the_previous_predictions_and_watermark(pg: Any, tmp_path: Path) -> None:
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1", mode="daily")
+    before = _table(pg)
+    files = [scored_file(tmp_path / "b.parquet", _ids(151, 300), 2)]
+    counter = _FailingAt(pg, 0)
+    _load(counter, files, "dry-run", mode="daily")  # counts the writes one load makes
+    pg.execute(f"DELETE FROM {PREDICTIONS} WHERE run_id = 'dry-run'")
+    pg.execute(f"UPDATE {PREDICTIONS} SET is_current = TRUE")
+    pg.execute(f"DELETE FROM {PREDICTION_RUNS} WHERE run_id = 'dry-run'")
+    pg.execute("UPDATE run_watermarks SET run_id = 'run-1', watermark = '2026-02-01'")
+    pd.testing.assert_frame_equal(_table(pg), before)
+    assert counter.writes >= 8
+    for n in range(1, counter.writes + 1):
+        with pytest.raises(ConnectionError):
+            _load(_FailingAt(pg, n), files, "run-2", mode="daily", watermark=datetime(2026, 3, 1))
+        pd.testing.assert_frame_equal(_table(pg), before)
+        assert pg.fetch_df(f"SELECT run_id FROM {PREDICTION_RUNS}")["run_id"].tolist() == ["run-1"]
+        assert read_watermark(pg, "daily") == datetime(2026, 2, 1)
+        assert _stages(pg) == []
+    _load(pg, files, "run-2", mode="daily", watermark=datetime(2026, 3, 1))
+    assert read_watermark(pg, "daily") == datetime(2026, 3, 1)
+    assert len(current_predictions(pg)) == 450
+
+
+# -- bad input: one line, names the backend and the fix, nothing written -----------------------------
+
+
+def test_an_unset_dsn_variable_says_which_to_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PACKWISE_NO_SUCH_DSN", raising=False)
+    with pytest.raises(WarehouseError, match=r"postgres warehouse: .*\$PACKWISE_NO_SUCH_DSN.*export it") as info:
+        open_warehouse(WarehouseConfig(backend="postgres", dsn_env="PACKWISE_NO_SUCH_DSN"))
+    assert "\n" not in str(info.value)
+
+
+def test_a_dsn_value_in_the_config_is_refused() -> None:
+    with pytest.raises(ValueError, match="NAME of an environment variable"):
+        WarehouseConfig(backend="postgres", dsn_env="postgresql://u:secret@db/x")
+
+
+def test_an_unreachable_server_is_one_line_naming_backend_and_fix(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch, config_factory: Any
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    monkeypatch.setenv("PACKWISE_DOWN_DSN", f"postgresql://postgres:x@127.0.0.1:{port}/postgres")
+    cfg = config_factory(warehouse={"backend": "postgres", "dsn_env": "PACKWISE_DOWN_DSN"})
+    with pytest.raises(WarehouseError) as info:
+        extract_snapshot(cfg, week=1)
+    message = str(info.value)
+    assert message.startswith("postgres warehouse: cannot reach the server at 127.0.0.1:")
+    assert "start it, or fix the host/port in the DSN in $PACKWISE_DOWN_DSN" in message and "\n" not in message
+    assert not cfg.storage.snapshots.exists()
+
+
+def test_a_wrong_password_is_one_line_naming_backend_and_fix(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACKWISE_BAD_DSN", postgres.dsn(password="wrong"))
+    with pytest.raises(WarehouseError) as info:
+        open_warehouse(WarehouseConfig(backend="postgres", dsn_env="PACKWISE_BAD_DSN"))
+    message = str(info.value)
+    assert message.startswith('postgres warehouse: password authentication failed for user "postgres"')
+    assert message.endswith("fix the user or password in the DSN held by $PACKWISE_BAD_DSN") and "\n" not in message
+    assert "wrong" not in message  # the secret never reaches a log
+
+
+def test_a_missing_table_is_one_line_and_leaves_no_snapshot(postgres_dsn_env: str, config_factory: Any) -> None:
+    cfg = config_factory(warehouse={"backend": "postgres", "dsn_env": postgres_dsn_env})
+    with pytest.raises(WarehouseError) as info:
+        extract_snapshot(cfg, week=1)
+    message = str(info.value)
+    assert 'postgres: relation "products" does not exist' in message and "\n" not in message
+    assert "fix warehouse.products_query" in message
+    assert not list(cfg.storage.snapshots.glob("*")) if cfg.storage.snapshots.exists() else True
+
+
+def test_append_to_a_missing_table_writes_nothing(postgres_dsn_env: str) -> None:
+    with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)) as wh:
+        with pytest.raises(WarehouseError, match="postgres warehouse: table labels does not exist; run `packwise seed`"):  # noqa: E501
+            wh.append("labels", _labels(2))
+        assert not wh.table_exists("labels")
+    assert os.environ[postgres_dsn_env]
+
+
+def test_a_load_killed_before_its_commit_leaves_the_server_as_it_was(
+    pg: Any, postgres_dsn_env: str, tmp_path: Path
+) -> None:
+    """kill -9 inside the transaction (everything written, nothing committed): the server rolls back."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 400), 1)], "run-1")
+    before = _table(pg)
+    second = scored_file(tmp_path / "b.parquet", _ids(201, 400), 2)
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        import packwise.faults
+        from packwise.warehouse.postgres import PostgresWarehouse
+        from tests.unit.test_inference_loader import _load
+
+        def die(task, package_type=None):
+            if (task, package_type) == ("load-predictions", "commit"):
+                os._exit(9)  # no rollback, no close: as if killed
+        packwise.faults.maybe_fail = die
+        _load(PostgresWarehouse({postgres_dsn_env!r}), [Path({str(second)!r})], "run-2")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    pd.testing.assert_frame_equal(_table(pg), before)
+    assert read_watermark(pg, "monthly") == datetime(2026, 2, 1)
+    _load(pg, [second], "run-2")
+    current = current_predictions(pg)
+    assert len(current) == 600 and current.groupby("run_id").size().to_dict() == {"run-1": 200, "run-2": 400}
+
+
+def test_the_compiled_pipelines_hold_the_variable_name_never_the_dsn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from packwise.cli import app
+
+    secret = "postgresql://packwise:s3cret-value@db.internal:5432/analytics"
+    monkeypatch.setenv("PACKWISE_WAREHOUSE_DSN", secret)
+    result = CliRunner().invoke(
+        app,
+        ["compile", "--out", str(tmp_path), "--set", "warehouse.backend=postgres",
+         "--set", "warehouse.dsn_env=PACKWISE_WAREHOUSE_DSN"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    irs = [p.read_text() for p in tmp_path.glob("*.yaml")]
+    assert len(irs) >= 2
+    assert all("s3cret-value" not in ir and "db.internal" not in ir for ir in irs)
+    assert all("PACKWISE_WAREHOUSE_DSN" in ir for ir in irs)
