@@ -21,6 +21,8 @@ from packwise.synthetic.catalogue import (
 from packwise.synthetic.labels import (
     LabelCorruption,
     LabelDrop,
+    LabelNoise,
+    LabelRewrite,
     LabelShift,
     SeedSpec,
     SeedSummary,
@@ -39,6 +41,8 @@ __all__ = [
     "PACKAGING_COST",
     "LabelCorruption",
     "LabelDrop",
+    "LabelNoise",
+    "LabelRewrite",
     "LabelShift",
     "SeedSpec",
     "SeedSummary",

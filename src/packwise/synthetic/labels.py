@@ -19,6 +19,8 @@ from packwise.synthetic.catalogue import (
     _CORRUPT_STREAM,
     _DROP_STREAM,
     _LABELS_STREAM,
+    _NOISE_STREAM,
+    _REWRITE_STREAM,
     _WEEK,
     BASE_DATE,
     FEEDBACK_RATE,
@@ -60,6 +62,34 @@ class LabelCorruption(_Knob):
     value: Literal[0, 1] = 1
 
 
+class LabelNoise(_Knob):
+    """That fraction of that week's labels of that type are replaced by random labels.
+
+    A broken join or a mis-keyed feedback feed: the replaced labels are Bernoulli draws at the positive
+    rate of the labels they replace, so the week's positive rate is unchanged (unlike `LabelCorruption`)
+    and only the link between product and label is lost.
+    """
+
+    fraction: float = Field(gt=0.0, le=1.0)
+
+
+class LabelRewrite(_Knob):
+    """In that week, that fraction of the type's labels from earlier weeks are re-stated with random labels.
+
+    A backfill gone wrong: the rows arrive in `week` (as feedback, so the latest label wins) for products
+    labelled before it, drawn at the positive rate of the labels they restate. A snapshot of an earlier week
+    still holds the old labels, as the champion's snapshot on disk does.
+    """
+
+    fraction: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _after_first_week(self) -> Self:
+        if self.week < 2:
+            raise ValueError("rewrite.week must be 2 or later: week 1 has no earlier labels to rewrite")
+        return self
+
+
 class LabelDrop(_Knob):
     """That fraction of the type's labels from weeks 1..week are missing (a lost partition)."""
 
@@ -80,6 +110,8 @@ class SeedSpec(BaseModel):
     shift: LabelShift | None = None
     corrupt: LabelCorruption | None = None
     label_drop: LabelDrop | None = None
+    label_noise: LabelNoise | None = None
+    rewrite: LabelRewrite | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -90,7 +122,7 @@ class SeedSpec(BaseModel):
             )
         if not self.package_types or len(set(self.package_types)) != len(self.package_types):
             raise ValueError("package_types must list each type once, at least one")
-        for name in ("shift", "corrupt", "label_drop"):
+        for name in ("shift", "corrupt", "label_drop", "label_noise", "rewrite"):
             knob = getattr(self, name)
             if knob is None:
                 continue
@@ -204,6 +236,8 @@ def generate_labels(spec: SeedSpec, products: pd.DataFrame) -> pd.DataFrame:
             )
     labels = pd.concat(frames, ignore_index=True)
     labels = _apply_corruption(spec, labels)
+    labels = _apply_noise(spec, labels)
+    labels = _apply_rewrite(spec, labels)
     labels = _apply_drop(spec, labels)
     labels["label"] = labels["label"].astype("int16")
     labels["week"] = labels["week"].astype("int32")
@@ -224,6 +258,44 @@ def _apply_corruption(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
     col = out.columns.get_loc("label")
     out.iloc[stuck, col] = bool(knob.value)
     return out
+
+
+def _apply_noise(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
+    knob = spec.label_noise
+    if knob is None:
+        return labels
+    rows = np.flatnonzero(((labels["package_type"] == knob.package_type) & (labels["week"] == knob.week)).to_numpy())
+    rng = _rng(spec.seed, _NOISE_STREAM, _type_key(knob.package_type), knob.week)
+    noisy = rng.choice(rows, round(knob.fraction * len(rows)), replace=False)
+    rate = float(labels["label"].to_numpy()[noisy].astype(float).mean()) if len(noisy) else 0.0
+    out = labels.copy()
+    out.iloc[noisy, out.columns.get_loc("label")] = rng.random(len(noisy)) < rate
+    return out
+
+
+def _apply_rewrite(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
+    knob = spec.rewrite
+    if knob is None:
+        return labels
+    earlier = labels[(labels["package_type"] == knob.package_type) & (labels["week"] < knob.week)]
+    # The label each product holds before the rewrite week: the latest one, as the labels query picks it.
+    latest = earlier.sort_values(["week", "observed_at", "source"], kind="stable").groupby("product_id").tail(1)
+    latest = latest.sort_values("product_id", kind="stable")
+    rng = _rng(spec.seed, _REWRITE_STREAM, _type_key(knob.package_type), knob.week)
+    picked = latest.iloc[np.sort(rng.choice(len(latest), round(knob.fraction * len(latest)), replace=False))]
+    rate = float(picked["label"].astype(float).mean()) if len(picked) else 0.0
+    start = pd.Timestamp(BASE_DATE) + (knob.week - 1) * _WEEK
+    rewritten = pd.DataFrame(
+        {
+            "product_id": picked["product_id"].to_numpy(),
+            "package_type": knob.package_type,
+            "label": rng.random(len(picked)) < rate,
+            "week": knob.week,
+            "observed_at": start + pd.to_timedelta(rng.random(len(picked)) * _WEEK.total_seconds(), "s"),
+            "source": "feedback",
+        }
+    )
+    return pd.concat([labels, rewritten], ignore_index=True)
 
 
 def _apply_drop(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
