@@ -67,6 +67,15 @@ def _mount_cluster() -> None:
 _mount_cluster()
 
 
+def _mount_gate() -> None:
+    from packwise.gate_cli import register
+
+    register(app)
+
+
+_mount_gate()
+
+
 @config_app.command("show")
 def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """Print the effective configuration (file + overrides over the embedded defaults)."""
