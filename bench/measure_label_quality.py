@@ -4,7 +4,8 @@ For each seed and scenario, seeds a small warehouse, replays training and the ga
 every criterion measured, and prints the week-4 (last-week) values of every label-quality statistic and of
 the validation-split criteria, per package type, plus the decision under the default policy.
 
-Usage: python bench/measure_label_quality.py [--seeds 1-5] [--products 8000] [--labels 1500] [--out file.csv]
+Usage: python bench/measure_label_quality.py [--seeds 1-5] [--products 6000] [--labels 1200] [--rounds 80]
+       [--out file.csv]
 """
 
 from __future__ import annotations
@@ -25,14 +26,19 @@ from packwise.warehouse import open_warehouse
 SCENARIOS: dict[str, dict[str, Any]] = {
     "clean": {},
     "noise 0.3": {"label_noise": {"package_type": "mailer", "week": 4, "fraction": 0.3}},
-    "noise 0.5": {"label_noise": {"package_type": "mailer", "week": 4, "fraction": 0.5}},
+    "noise 0.6": {"label_noise": {"package_type": "mailer", "week": 4, "fraction": 0.6}},
     "rewrite 0.2": {"rewrite": {"package_type": "mailer", "week": 4, "fraction": 0.2}},
 }
 
 
-def run(seed: int, scenario: str, products: int, labels: int, root: Path) -> list[dict[str, Any]]:
+def run(seed: int, scenario: str, products: int, labels: int, rounds: int, root: Path) -> list[dict[str, Any]]:
     cfg = parse_config(
-        {"storage": {"root": str(root)}, "warehouse": {"path": str(root / "warehouse.duckdb")}}, "measure"
+        {
+            "storage": {"root": str(root)},
+            "warehouse": {"path": str(root / "warehouse.duckdb")},
+            "model": {"num_boost_round": rounds},
+        },
+        "measure",
     ).resolved()
     cfg.warehouse.path.parent.mkdir(parents=True, exist_ok=True)
     with open_warehouse(cfg.warehouse) as wh:
@@ -54,8 +60,9 @@ def run(seed: int, scenario: str, products: int, labels: int, root: Path) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1-5")
-    parser.add_argument("--products", type=int, default=8_000)
-    parser.add_argument("--labels", type=int, default=1_500)
+    parser.add_argument("--products", type=int, default=6_000)
+    parser.add_argument("--labels", type=int, default=1_200, help="Labels per package type per week.")
+    parser.add_argument("--rounds", type=int, default=80, help="Boosting rounds (the tests use 80).")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", type=Path, default=None)
     opts = parser.parse_args()
@@ -64,7 +71,7 @@ def main() -> None:
         for scenario in opts.scenarios.split(","):
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
-                rows += run(seed, scenario, opts.products, opts.labels, Path(tmp))
+                rows += run(seed, scenario, opts.products, opts.labels, opts.rounds, Path(tmp))
             print(f"seed {seed} {scenario}: {time.perf_counter() - start:.0f}s", flush=True)
     frame = pd.DataFrame(rows)
     if opts.out:

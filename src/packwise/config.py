@@ -182,6 +182,9 @@ class PackageTypeConfig(_Strict):
 
     name: str
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Suitability probability that recommends it.")
+    cost: float | None = Field(
+        None, ge=0.0, description="Packaging cost of one package (material and handling), for inference.policy cost."
+    )
 
     @field_validator("name")
     @classmethod
@@ -392,6 +395,18 @@ class InferenceConfig(_Strict):
     batch_rows: int = Field(131_072, ge=1_024, le=4_194_304, description="Rows per record batch while scoring.")
     local_parallelism: int = Field(
         2, ge=1, le=64, description="Shards scored at once (kfp.local caps it at 2; a cluster honours it)."
+    )
+    # Recommendation policy (packwise.recommendation); see the README, "Cost-aware recommendation".
+    policy: Literal["threshold", "cost"] = Field(
+        "threshold",
+        description="threshold: least protective type clearing its threshold; cost: lowest expected cost "
+        "(needs package_types[].cost and damage_cost).",
+    )
+    damage_cost: float | None = Field(
+        None, gt=0.0, description="Cost of one item damaged in transit (refund, return, goodwill)."
+    )
+    package_costs: dict[str, float] | None = Field(
+        None, description="Copied from package_types[].cost when the config is resolved; leave unset."
     )
     score_threads: int = Field(
         0,
@@ -607,6 +622,15 @@ class PackwiseConfig(_Strict):
                 raise ValueError(f"sagemaker.{key} is required when {user} uses sagemaker; set it in the config file")
         return self
 
+    @model_validator(mode="after")
+    def _cost_policy(self) -> PackwiseConfig:
+        if self.inference.policy == "cost":
+            missing = [p.name for p in self.package_types if p.cost is None]
+            if missing or self.inference.damage_cost is None:
+                what = f"package_types[].cost of {', '.join(missing)}" if missing else "inference.damage_cost"
+                raise ValueError(f"inference.policy cost needs {what}; set it, or use inference.policy threshold")
+        return self
+
     @field_validator("package_types")
     @classmethod
     def _unique(cls, value: list[PackageTypeConfig]) -> list[PackageTypeConfig]:
@@ -634,8 +658,13 @@ class PackwiseConfig(_Strict):
         if registry.backend == "sagemaker":
             # Tasks receive only the registry section; it carries the SageMaker location it needs.
             registry = registry.model_copy(update={"sagemaker": self.sagemaker})
+        costs = {p.name: p.cost for p in self.package_types}
+        inference = self.inference.model_copy(
+            update={"package_costs": None if None in costs.values() else {k: float(v or 0.0) for k, v in costs.items()}}
+        )
         return self.model_copy(
             update={
+                "inference": inference,
                 "storage": storage,
                 "warehouse": self.warehouse.model_copy(update={"path": wh_path}),
                 "registry": registry,

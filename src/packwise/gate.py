@@ -314,7 +314,10 @@ QUALITY_CRITERIA: tuple[_QualityCriterion, ...] = (
 )
 """Label-quality criteria (comparative: n/a without a champion and its snapshot), after `CRITERIA`."""
 
-_MEASURES: dict[str, str] = {c.name: c.measures for c in (*CRITERIA, *QUALITY_CRITERIA)}
+_MEASURES: dict[str, str] = {
+    **{c.name: c.measures for c in CRITERIA},
+    **{c.name: c.measures for c in QUALITY_CRITERIA},
+}
 
 
 def _past(value: float, bound: float | None, direction: Direction) -> bool:

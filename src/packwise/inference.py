@@ -495,7 +495,10 @@ def score_shard(
     name = shard_name(shard_path)
     with task_report("score-shard", name):
         maybe_fail("score-shard", name)
-        scorer = Scorer(load_scoring_models(plan), threads=inference.score_threads)
+        from packwise.recommendation import cost_model
+
+        cost = cost_model(inference.policy, inference.package_costs, inference.damage_cost, plan["package_types"])
+        scorer = Scorer(load_scoring_models(plan), threads=inference.score_threads, cost=cost)
         stats = scorer.score_file(shard_path, out_path, inference.batch_rows)
         return {"shard": name, **stats.to_dict()}
 
@@ -546,6 +549,7 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
             "models": model_versions(plan),
             "seconds_scoring": round(total.seconds, 3),
             "seconds_predict": round(total.seconds_predict, 3),
+            "expected_cost": total.expected_cost,
         }
 
 
@@ -604,6 +608,7 @@ def load_run(
                 batch_rows=inference.batch_rows,
             )
         record = {**result.to_dict(), "mode": mode, "models": manifest["models"], "unseen": manifest["unseen"]}
+        record["expected_cost"] = manifest.get("expected_cost")
         write_run_record(storage_root, f"{run_id}.load", record)
         return record
 
@@ -642,6 +647,7 @@ def summarize_inference_run(
         "models_pinned": sorted(t for t, m in models.items() if m.get("pinned")),
         "unseen": {},
         "package_types": [],
+        "expected_cost": None,
     }
     if load is not None:
         previous = load.get("previous") or None
@@ -654,6 +660,7 @@ def summarize_inference_run(
             unseen=load.get("unseen") or {},
             previous_run_id=None if previous is None else previous["run_id"],
             superseded=load.get("superseded", 0),
+            expected_cost=load.get("expected_cost"),
         )
         summary["models"] = load.get("models") or summary["models"]
         summary["package_types"] = [
@@ -685,6 +692,10 @@ def inference_summary_markdown(summary: Mapping[str, Any]) -> tuple[str, str]:
             f"| {row['package_type']} | {row['count']} | {row['share'] * 100:.1f}% | {change} | "
             f"{'-' if version is None else f'v{version}'} |"
         )
+    if summary.get("expected_cost") is not None and summary.get("n_products"):
+        per_product = summary["expected_cost"] / summary["n_products"]
+        total = summary["expected_cost"]
+        lines.append(f"\nExpected cost (packaging + damage): {total:,.2f} ({per_product:.3f} per product)")
     unseen = {k: v for k, v in (summary.get("unseen") or {}).items() if v}
     if unseen:
         lines.append(
