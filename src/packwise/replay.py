@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from packwise.gate import GateDecision
 
 
+_BLOCKING = {"review": "review", "reject": "reject"}
+
+
 @dataclass(frozen=True)
 class _Champion:
     week: int
@@ -55,11 +58,12 @@ class ReplayResult:
         return self.decisions[policy][week][package_type].status
 
     def differing_criteria(self, week: int, package_type: str) -> list[str]:
-        """Criteria whose verdict differs between the policies for that cell, in report order."""
+        """Criteria that hold a candidate back (review or reject) under some policies but not all, for that
+        cell, in report order. Pass, off and n/a all let it through, so they count as the same."""
         cells = [self.decisions[p][week][package_type] for p in self.decisions]
         names = [c.name for c in cells[0].criteria]
-        verdicts = [{c.name: c.verdict for c in cell.criteria} for cell in cells]
-        return [n for n in names if len({v.get(n, "off") for v in verdicts}) > 1]
+        verdicts = [{c.name: _BLOCKING.get(c.verdict, "through") for c in cell.criteria} for cell in cells]
+        return [n for n in names if len({v.get(n, "through") for v in verdicts}) > 1]
 
 
 def parse_weeks(text: str) -> list[int]:
