@@ -230,15 +230,15 @@ class GateConfig(_Strict):
     label_count_max_fraction: Limit = _lim(5.0, None, "Highest candidate/champion training label count ratio.")
     # Label quality against the champion's snapshot (packwise.label_quality); defaults from measurements
     # over seeds 1-5, clean and noisy (README, "Label-quality criteria").
-    label_churn: Limit = _lim(0.02, 0.05, "Share of products labelled in both snapshots whose label changed.")
+    label_churn: Limit = _lim(0.01, 0.03, "Share of products labelled in both snapshots whose label changed.")
     champion_disagreement: Limit = _lim(
-        0.02, 0.05, "Share of new labels the champion confidently contradicts, minus that share on its validation."
+        0.03, 0.06, "Share of new labels the champion confidently contradicts, minus that share on its validation."
     )
     frozen_auc_drop: Limit = _lim(
-        0.005, 0.015, "Champion AUC minus candidate AUC on the champion's validation labels as they were."
+        0.01, 0.02, "Champion AUC minus candidate AUC on the champion's validation labels as they were."
     )
     frozen_log_loss_increase: Limit = _lim(
-        0.01, 0.03, "Candidate log loss minus champion log loss on the champion's validation labels as they were."
+        0.015, 0.03, "Candidate log loss minus champion log loss on the champion's validation labels as they were."
     )
     confident_probability: float = Field(
         0.9, gt=0.5, lt=1.0, description="A champion probability this far towards a class is a confident prediction."
