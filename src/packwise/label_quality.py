@@ -228,3 +228,38 @@ def measure_label_quality(
         frozen_candidate_log_loss=_log_loss(ref_labels, cand_prob),
         frozen_champion_log_loss=_log_loss(ref_labels, champ_prob),
     )
+
+
+def champion_label_quality(
+    package_type: str,
+    candidate: LoadedModel,
+    champion: LoadedModel,
+    champion_fingerprint: str,
+    snapshot_dir: Path,
+    snapshots_root: Path,
+    train_ratio: float,
+    split_seed: int,
+    confident: float = DEFAULT_CONFIDENT,
+) -> LabelQuality | None:
+    """`measure_label_quality` against the champion's stored snapshot; None when it is not in storage.
+
+    Args:
+        package_type: The package type.
+        candidate: The candidate model.
+        champion: The champion model.
+        champion_fingerprint: The registry version's `data_fingerprint`.
+        snapshot_dir: This run's snapshot.
+        snapshots_root: `storage.snapshots` (snapshots are content-addressed there by fingerprint).
+        train_ratio: `split.train_ratio`.
+        split_seed: `split.seed`.
+        confident: `gate.confident_probability`.
+    """
+    from packwise.snapshot import LABELS_FILE, PRODUCTS_FILE
+
+    champion_dir = Path(snapshots_root) / champion_fingerprint
+    stored = all((champion_dir / name).exists() for name in (LABELS_FILE, PRODUCTS_FILE))
+    if not champion_fingerprint or not stored:
+        return None  # pruned or never local: the label-quality criteria read n/a rather than block
+    return measure_label_quality(
+        package_type, candidate, champion, Path(snapshot_dir), champion_dir, train_ratio, split_seed, confident
+    )

@@ -96,6 +96,41 @@ def train_candidate(
 
 
 @dataclass(frozen=True)
+class LabelQualityInputs:
+    """What the evaluate step needs to measure label quality against the champion's snapshot.
+
+    Attributes:
+        snapshot_dir: This run's snapshot directory.
+        snapshots_root: `storage.snapshots`, where the champion's snapshot is found by its fingerprint.
+        train_ratio: `split.train_ratio`.
+        split_seed: `split.seed`.
+        confident: `gate.confident_probability`.
+    """
+
+    snapshot_dir: Path
+    snapshots_root: Path
+    train_ratio: float
+    split_seed: int
+    confident: float
+
+    def measure(self, package_type: str, candidate: Any, champion: Any, version: Any) -> Any:
+        """The `LabelQuality` of the candidate against the champion `version`; None if its snapshot is gone."""
+        from packwise.label_quality import champion_label_quality
+
+        return champion_label_quality(
+            package_type,
+            candidate,
+            champion,
+            version.data_fingerprint,
+            self.snapshot_dir,
+            self.snapshots_root,
+            self.train_ratio,
+            self.split_seed,
+            self.confident,
+        )
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
     """Candidate and champion, both scored on this run's validation split."""
 
@@ -104,6 +139,7 @@ class EvaluationResult:
     champion: dict[str, Any] | None
     champion_version: int | None
     champion_label_stats: dict[str, Any] | None
+    label_quality: dict[str, Any] | None = None  # packwise.label_quality.LabelQuality.to_dict()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -120,11 +156,13 @@ def evaluate_candidate(
     threshold: float,
     registry_config: RegistryConfig,
     scratch_dir: Path,
+    label_quality: LabelQualityInputs | None = None,
 ) -> EvaluationResult:
     """Scores the candidate and re-scores the current champion on the same validation rows.
 
     Stored champion metrics come from an older split and are not comparable, so the champion's model
-    is fetched from the registry and scored here.
+    is fetched from the registry and scored here. With `label_quality`, this run's labels are also
+    measured against the champion's snapshot (`packwise.label_quality`) for the gate.
     """
     from packwise.artifact import load_model_artifact
     from packwise.evaluation import score_metrics
@@ -143,18 +181,21 @@ def evaluate_candidate(
         registry = open_registry(registry_config)
         champ = registry.champion(package_type)
         champ_metrics = None
+        quality = None
         if champ is not None:
             scratch_dir.mkdir(parents=True, exist_ok=True)
             champ_file = registry.download_model(package_type, champ.version, scratch_dir)
             champion = load_model_artifact(champ_file)
             champ_prob, _ = predict(champion.booster, champion.spec, products)
             champ_metrics = score_metrics(labels, champ_prob, threshold).to_dict()
+            quality = None if label_quality is None else label_quality.measure(package_type, candidate, champion, champ)
         return EvaluationResult(
             package_type=package_type,
             candidate=cand_metrics.to_dict(),
             champion=champ_metrics,
             champion_version=None if champ is None else champ.version,
             champion_label_stats=None if champ is None else dict(champ.label_stats),
+            label_quality=None if champ is None or quality is None else quality.to_dict(),
         )
 
 
@@ -188,7 +229,10 @@ def compare_with_champion(train_json: str, evaluation_json: str, gate: GateConfi
                 label_count=int(ev.champion_label_stats["count"]),
                 positive_rate=float(ev.champion_label_stats["positive_rate"]),
             )
-        return evaluate_gate(cand, champ, gate)
+        from packwise.label_quality import LabelQuality
+
+        quality = None if ev.label_quality is None else LabelQuality.from_dict(ev.label_quality)
+        return evaluate_gate(cand, champ, gate, quality)
 
 
 def register_candidate(
