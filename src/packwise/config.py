@@ -235,7 +235,7 @@ class GateConfig(_Strict):
         0.03, 0.06, "Share of new labels the champion confidently contradicts, minus that share on its validation."
     )
     frozen_auc_drop: Limit = _lim(
-        0.01, 0.02, "Champion AUC minus candidate AUC on the champion's validation labels as they were."
+        None, 0.03, "Champion AUC minus candidate AUC on the champion's validation labels as they were."
     )
     frozen_log_loss_increase: Limit = _lim(
         0.015, 0.03, "Candidate log loss minus champion log loss on the champion's validation labels as they were."
