@@ -74,6 +74,15 @@ def _mount_alarms() -> None:
 _mount_alarms()
 
 
+def _mount_gate() -> None:
+    from packwise_app.gate_cli import register
+
+    register(app)
+
+
+_mount_gate()
+
+
 @config_app.command("show")
 def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """Print the effective configuration (file + overrides over the embedded defaults)."""
@@ -111,9 +120,17 @@ def seed(
     weeks: int = typer.Option(4, help="Weeks of label history."),
     labels_per_week: int = typer.Option(4_000, help="New labels per package type per week."),
     seed_value: int = typer.Option(7, "--seed", help="Random seed; the same seed gives the same data."),
-    noise: float = typer.Option(0.03, help="Share of labels flipped at random."),
+    flip_rate: float = typer.Option(0.03, help="Share of all shipment labels flipped at random (baseline noise)."),
     shift: str | None = typer.Option(None, help="TYPE:WEEK:DELTA - that week's positive rate moves by DELTA."),
-    corrupt: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the week's labels flipped."),
+    corrupt: str | None = typer.Option(
+        None, help="TYPE:WEEK:FRACTION - that share of the week's labels stuck at 1 (a stuck feed)."
+    ),
+    noise: str | None = typer.Option(
+        None, help="TYPE:WEEK:FRACTION - that share of the week's labels random, at the same positive rate."
+    ),
+    rewrite: str | None = typer.Option(
+        None, help="TYPE:WEEK:FRACTION - in WEEK, that share of earlier weeks' labels re-stated at random."
+    ),
     label_drop: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the type's labels lost."),
 ) -> None:
     """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
@@ -127,13 +144,15 @@ def seed(
             "n_products": products,
             "weeks": weeks,
             "labels_per_week": labels_per_week,
-            "noise": noise,
+            "noise": flip_rate,
             "package_types": cfg.package_type_names,
         }
         for name, raw, field_name in (
             ("shift", shift, "positive_rate_delta"),
             ("corrupt", corrupt, "fraction"),
             ("label_drop", label_drop, "fraction"),
+            ("label_noise", noise, "fraction"),
+            ("rewrite", rewrite, "fraction"),
         ):
             if raw:
                 spec_data[name] = _parse_knob(name, raw, field_name)
@@ -149,14 +168,18 @@ def seed(
     console.print(f"seeded {cfg.warehouse.path}: {summary}", highlight=False)
 
 
+def _flag(knob: str) -> str:
+    return {"label_noise": "noise"}.get(knob, knob.replace("_", "-"))
+
+
 def _parse_knob(name: str, raw: str, field_name: str) -> dict[str, Any]:
     parts = raw.split(":")
     if len(parts) != 3:
-        raise ConfigError(f"--{name.replace('_', '-')} {raw!r}: expected TYPE:WEEK:VALUE, e.g. mailer:3:0.4")
+        raise ConfigError(f"--{_flag(name)} {raw!r}: expected TYPE:WEEK:VALUE, e.g. mailer:3:0.4")
     try:
         return {"package_type": parts[0], "week": int(parts[1]), field_name: float(parts[2])}
     except ValueError:
-        raise ConfigError(f"--{name.replace('_', '-')} {raw!r}: WEEK must be an integer and VALUE a number") from None
+        raise ConfigError(f"--{_flag(name)} {raw!r}: WEEK must be an integer and VALUE a number") from None
 
 
 _STATE_STYLE = {"running": "cyan", "succeeded": "green", "cached": "blue", "failed": "red"}

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
 
 from packwise.errors import DataValidationError
 from packwise.evaluation import label_shift
+from packwise.label_quality import LabelQuality
 
 if TYPE_CHECKING:
     from packwise.config import GateConfig, Limit
@@ -231,7 +232,44 @@ CRITERIA: tuple[_Criterion, ...] = (
 )
 """Every gate criterion, in report order. Each name is a `GateConfig` field holding its `Limit`."""
 
-_MEASURES: dict[str, str] = {c.name: c.measures for c in CRITERIA}
+
+@dataclass(frozen=True)
+class _QualityCriterion:
+    name: str
+    direction: Direction
+    measures: str
+    value: Callable[[LabelQuality], float | None]
+
+
+QUALITY_CRITERIA: tuple[_QualityCriterion, ...] = (
+    _QualityCriterion(
+        "label_churn", "max", "changed labels / products labelled in both snapshots", lambda q: q.churn_rate
+    ),
+    _QualityCriterion(
+        "champion_disagreement",
+        "max",
+        "new labels the champion confidently contradicts - same on its validation",
+        lambda q: q.disagreement_excess,
+    ),
+    _QualityCriterion(
+        "frozen_auc_drop",
+        "max",
+        "champion AUC - candidate AUC, champion's validation labels as they were",
+        lambda q: q.frozen_champion_auc - q.frozen_candidate_auc,
+    ),
+    _QualityCriterion(
+        "frozen_log_loss_increase",
+        "max",
+        "candidate log loss - champion log loss, champion's validation labels as they were",
+        lambda q: q.frozen_candidate_log_loss - q.frozen_champion_log_loss,
+    ),
+)
+"""Label-quality criteria (comparative: n/a without a champion and its snapshot), after `CRITERIA`."""
+
+_MEASURES: dict[str, str] = {
+    **{c.name: c.measures for c in CRITERIA},
+    **{c.name: c.measures for c in QUALITY_CRITERIA},
+}
 
 
 def _past(value: float, bound: float | None, direction: Direction) -> bool:
@@ -268,6 +306,7 @@ class GateDecision(BaseModel):
         candidate: The candidate's evidence.
         champion: The champion's evidence; None for the first model of its type.
         label_shift_metric: How `label_shift` was measured (`jensen_shannon` or `l_infinity`).
+        label_quality: The label-quality evidence; None without a champion or its snapshot.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -280,6 +319,7 @@ class GateDecision(BaseModel):
     candidate: Evidence
     champion: Evidence | None
     label_shift_metric: str = "jensen_shannon"
+    label_quality: LabelQuality | None = None
 
     @property
     def approved(self) -> bool:
@@ -347,12 +387,36 @@ class GateDecision(BaseModel):
         for label, fmt in rows:
             champ = "—" if self.champion is None else fmt(self.champion)
             lines.append(f"| {label} | {fmt(self.candidate)} | {champ} |")
+        lines += _label_quality_markdown(self.label_quality)
         return "\n".join(lines) + "\n"
 
     def _why(self) -> str:
         # The reason without its leading outcome word, which the report already shows in bold.
         _, _, rest = self.reason.partition(": ")
         return rest or self.reason
+
+
+def _label_quality_markdown(q: LabelQuality | None) -> list[str]:
+    lines = ["", "## Label quality against the champion's snapshot", ""]
+    if q is None:
+        return [*lines, "Not measured: no champion, or its snapshot is not in storage (the criteria are n/a)."]
+    lines += [
+        f"Champion snapshot `{q.champion_fingerprint[:16]}`; a confident prediction is >= {q.confident:g} "
+        "towards a class.",
+        "",
+        "| Measurement | Count | Share |",
+        "|---|---|---|",
+        f"| Labels changed since the champion's snapshot | {q.n_changed:,} of {q.n_common:,} | {q.churn_rate:.4f} |",
+        f"| New labels the champion confidently contradicts | {q.n_new_contradicted:,} of {q.n_new:,} | "
+        f"{q.new_contradiction_rate:.4f} |",
+        f"| Champion's validation labels it confidently contradicts | {q.n_reference_contradicted:,} of "
+        f"{q.n_reference:,} | {q.reference_contradiction_rate:.4f} |",
+        "",
+        f"Frozen reference ({q.n_frozen:,} champion validation products, labels as they were): candidate AUC "
+        f"{q.frozen_candidate_auc:.4f} / log loss {q.frozen_candidate_log_loss:.4f}, champion AUC "
+        f"{q.frozen_champion_auc:.4f} / log loss {q.frozen_champion_log_loss:.4f}.",
+    ]
+    return lines
 
 
 def _fmt_value(value: float | None) -> str:
@@ -381,7 +445,12 @@ def _reason(outcome: Outcome, results: list[CriterionResult], first_model: bool)
     return f"{word}: {prefix}{deciding}"
 
 
-def evaluate_gate(candidate: Evidence, champion: Evidence | None, gate: GateConfig) -> GateDecision:
+def evaluate_gate(
+    candidate: Evidence,
+    champion: Evidence | None,
+    gate: GateConfig,
+    label_quality: LabelQuality | None = None,
+) -> GateDecision:
     """Decides whether the candidate replaces the champion of its package type.
 
     Args:
@@ -389,6 +458,8 @@ def evaluate_gate(candidate: Evidence, champion: Evidence | None, gate: GateConf
         champion: The champion's scores on the same split and its training label stats; None if the
             package type has no champion yet (then only the absolute criteria apply).
         gate: Bounds of every criterion.
+        label_quality: This run's labels against the champion's snapshot (`packwise.label_quality`);
+            None when there is no champion or its snapshot is gone (the label-quality criteria are n/a).
 
     Returns:
         The decision: `reject` if any criterion is past its reject bound, else `review` if any is past
@@ -418,6 +489,20 @@ def evaluate_gate(candidate: Evidence, champion: Evidence | None, gate: GateConf
                 verdict=verdict,
             )
         )
+    for quality in QUALITY_CRITERIA:
+        limit = getattr(gate, quality.name)
+        value = None if champion is None or label_quality is None else quality.value(label_quality)
+        results.append(
+            CriterionResult(
+                name=quality.name,
+                kind="comparative",
+                value=value,
+                review=limit.review,
+                reject=limit.reject,
+                direction=quality.direction,
+                verdict=_verdict(value, limit, quality.direction),
+            )
+        )
     verdicts = {r.verdict for r in results}
     outcome: Outcome = "reject" if "reject" in verdicts else "review" if "review" in verdicts else "approve"
     reason = _reason(outcome, results, first_model=champion is None)
@@ -434,4 +519,5 @@ def evaluate_gate(candidate: Evidence, champion: Evidence | None, gate: GateConf
         candidate=candidate,
         champion=champion,
         label_shift_metric=gate.label_shift_metric,
+        label_quality=label_quality,
     )

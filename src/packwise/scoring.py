@@ -37,6 +37,8 @@ from packwise.files import atomic_write
 if TYPE_CHECKING:
     import xgboost as xgb
 
+    from packwise.recommendation import CostModel
+
 PRODUCT_ID = "product_id"
 RECOMMENDED = "recommended_type"
 PROB_PREFIX = "prob_"
@@ -107,8 +109,11 @@ class ScoreStats(BaseModel):
     unseen: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
     seconds_predict: float = 0.0
+    expected_cost: float | None = None  # summed expected cost of the picks; None without configured costs
 
     def add(self, other: ScoreStats) -> None:
+        if other.expected_cost is not None:
+            self.expected_cost = (self.expected_cost or 0.0) + other.expected_cost
         self.rows += other.rows
         for k, v in other.recommended.items():
             self.recommended[k] = self.recommended.get(k, 0) + v
@@ -125,10 +130,17 @@ class ScoreStats(BaseModel):
 class Scorer:
     """Scores product frames with one model per package type (in configuration order)."""
 
-    def __init__(self, models: Sequence[ScoringModel], threads: int = 0, prefetch: bool | None = None) -> None:
+    def __init__(
+        self,
+        models: Sequence[ScoringModel],
+        threads: int = 0,
+        prefetch: bool | None = None,
+        cost: CostModel | None = None,
+    ) -> None:
         if not models:
             raise ValueError("no models to score with")
         self.models = list(models)
+        self.cost = cost  # the cost policy and expected cost (packwise.recommendation); None: threshold only
         # Overlapping reads and features with prediction pays only with a core to spare: XGBoost already
         # uses every core, and on two cores the prefetch thread slowed prediction more than it hid.
         nthread = threads or task_threads()
@@ -205,7 +217,8 @@ class Scorer:
             )
             for batch, rows in prepared:
                 prob, spent = self.predict(rows)
-                rec = recommend(prob, self.thresholds)
+                cost = self.cost
+                rec = cost.pick(prob) if cost and cost.policy == "cost" else recommend(prob, self.thresholds)
                 columns: list[pa.Array] = [batch.column(PRODUCT_ID).cast(pa.string())]
                 columns += [pa.array(prob[:, j]) for j in range(prob.shape[1])]
                 columns.append(pa.DictionaryArray.from_arrays(pa.array(rec, type=pa.int32()), names))
@@ -216,6 +229,7 @@ class Scorer:
                     recommended={t: int(c) for t, c in zip(self.package_types, counts, strict=True)},
                     unseen=self.unseen(rows),
                     seconds_predict=spent,
+                    expected_cost=None if cost is None else cost.expected(prob, rec),
                 )
                 stats.add(batch_stats)
         stats.seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ from ``compute.training`` / ``compute.evaluation``). All of it runs without KFP.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,41 @@ def train(
         return open_compute("training", compute or ComputeConfig(), sagemaker).train(request)
 
 
+@dataclass(frozen=True)
+class LabelQualityInputs:
+    """What the evaluate step needs to measure label quality against the champion's snapshot.
+
+    Attributes:
+        snapshot_dir: This run's snapshot directory.
+        snapshots_root: `storage.snapshots`, where the champion's snapshot is found by its fingerprint.
+        train_ratio: `split.train_ratio`.
+        split_seed: `split.seed`.
+        confident: `gate.confident_probability`.
+    """
+
+    snapshot_dir: Path
+    snapshots_root: Path
+    train_ratio: float
+    split_seed: int
+    confident: float
+
+    def measure(self, package_type: str, candidate: Any, champion: Any, version: Any) -> Any:
+        """The `LabelQuality` of the candidate against the champion `version`; None if its snapshot is gone."""
+        from packwise.label_quality import champion_label_quality
+
+        return champion_label_quality(
+            package_type,
+            candidate,
+            champion,
+            version.data_fingerprint,
+            self.snapshot_dir,
+            self.snapshots_root,
+            self.train_ratio,
+            self.split_seed,
+            self.confident,
+        )
+
+
 class EvaluationResult(BaseModel):
     """Candidate and champion, both scored on this run's validation split (JSON: ``model_dump_json``)."""
 
@@ -99,6 +135,7 @@ class EvaluationResult(BaseModel):
     champion: dict[str, Any] | None
     champion_version: int | None
     champion_label_stats: dict[str, Any] | None
+    label_quality: dict[str, Any] | None = None  # packwise.label_quality.LabelQuality.to_dict()
 
 
 def evaluate(
@@ -111,6 +148,7 @@ def evaluate(
     data_fingerprint: str = "",
     compute: ComputeConfig | None = None,
     sagemaker: SageMakerConfig | None = None,
+    label_quality: LabelQualityInputs | None = None,
 ) -> tuple[EvaluationResult, list[str]]:
     """Scores the candidate and re-scores the current champion on the same validation rows.
 
@@ -128,6 +166,8 @@ def evaluate(
         data_fingerprint: Fingerprint of the split's data (names SageMaker's jobs and staged inputs).
         compute: The ``compute`` section: ``compute.evaluation`` says where the scoring runs; local when None.
         sagemaker: The ``sagemaker`` section, for ``compute.evaluation: sagemaker``.
+        label_quality: When given, this run's labels are also measured against the champion's snapshot
+            (`packwise.label_quality`) for the gate.
 
     Returns:
         The evaluation, and the names of the jobs that scored (none when local).
@@ -153,14 +193,20 @@ def evaluate(
             products, models, data_fingerprint
         )
         champ_metrics = None
+        quality = None
         if champ is not None:
             champ_metrics = score_metrics(labels, prob["champion"], threshold).to_dict()
+            if label_quality is not None:
+                quality = label_quality.measure(
+                    package_type, load_model_artifact(model_path), load_model_artifact(champ_file), champ
+                )
         result = EvaluationResult(
             package_type=package_type,
             candidate=score_metrics(labels, prob["candidate"], threshold).to_dict(),
             champion=champ_metrics,
             champion_version=None if champ is None else champ.version,
             champion_label_stats=None if champ is None else dict(champ.label_stats),
+            label_quality=None if quality is None else quality.to_dict(),
         )
         return result, jobs
 
@@ -195,7 +241,10 @@ def compare(train_json: str, evaluation_json: str, gate: GateConfig) -> GateDeci
                 label_count=int(ev.champion_label_stats["count"]),
                 positive_rate=float(ev.champion_label_stats["positive_rate"]),
             )
-        return evaluate_gate(cand, champ, gate)
+        from packwise.label_quality import LabelQuality
+
+        quality = None if ev.label_quality is None else LabelQuality.from_dict(ev.label_quality)
+        return evaluate_gate(cand, champ, gate, quality)
 
 
 def register(

@@ -13,9 +13,10 @@ import pytest
 from packwise.config import GateConfig, Limit
 from packwise.errors import DataValidationError
 from packwise.evaluation import jensen_shannon
-from packwise.gate import CRITERIA, STATUS_BY_OUTCOME, Evidence, GateDecision, evaluate_gate
+from packwise.gate import CRITERIA, QUALITY_CRITERIA, STATUS_BY_OUTCOME, Evidence, GateDecision, evaluate_gate
+from packwise.label_quality import LabelQuality
 
-NAMES = [c.name for c in CRITERIA]
+NAMES = [c.name for c in (*CRITERIA, *QUALITY_CRITERIA)]
 ABSOLUTE = {"min_auc", "min_pr_auc", "max_log_loss"}
 
 CHAMPION = Evidence(
@@ -159,12 +160,30 @@ def test_a_value_past_both_bounds_is_rejected_not_reviewed() -> None:
     assert decision.criterion("auc_drop_abs").verdict == "reject"
 
 
+CLEAN_QUALITY = LabelQuality(
+    package_type="bag",
+    champion_fingerprint="ab" * 32,
+    n_common=3000,
+    n_changed=6,
+    n_new=900,
+    n_new_contradicted=30,
+    n_reference=600,
+    n_reference_contradicted=19,
+    confident=0.9,
+    n_frozen=600,
+    frozen_candidate_auc=0.905,
+    frozen_champion_auc=0.90,
+    frozen_candidate_log_loss=0.30,
+    frozen_champion_log_loss=0.305,
+)
+
+
 def test_better_candidate_is_approved_on_defaults() -> None:
-    decision = evaluate_gate(CANDIDATE, CHAMPION, GateConfig())
+    decision = evaluate_gate(CANDIDATE, CHAMPION, GateConfig(), CLEAN_QUALITY)
     assert decision.outcome == "approve"
     assert decision.status == "Approved"
     assert decision.approved
-    assert decision.reason == "approved: all 12 criteria pass"
+    assert decision.reason == "approved: all 16 criteria pass"
     assert [r.name for r in decision.criteria] == NAMES
     assert all(r.verdict == "pass" for r in decision.criteria)
     # improvements are negative drops
@@ -235,7 +254,7 @@ def test_decision_round_trips_through_strict_json(champion: Evidence | None) -> 
 
 
 def test_report_lists_every_criterion_bound_value_and_verdict() -> None:
-    decision = evaluate_gate(replace(CANDIDATE, auc=0.89, log_loss=0.36), CHAMPION, STRICT)
+    decision = evaluate_gate(replace(CANDIDATE, auc=0.89, log_loss=0.36), CHAMPION, STRICT, CLEAN_QUALITY)
     report = decision.report_markdown()
     assert report.startswith("# Gate decision: `bag` — rejected")
     assert "Rejected" in report and decision.reason.partition(": ")[2] in report
@@ -268,6 +287,32 @@ def test_every_gate_config_limit_is_a_criterion() -> None:
         "label_count_min_fraction",
     }
     assert {c.name for c in CRITERIA if c.kind == "absolute"} == ABSOLUTE
+
+
+def test_label_quality_criteria_are_na_without_evidence_and_judge_it_when_given() -> None:
+    without = evaluate_gate(CANDIDATE, CHAMPION, GateConfig())
+    assert {without.criterion(c.name).verdict for c in QUALITY_CRITERIA} == {"n/a"}
+    assert without.approved
+    # a week whose new labels are partly random: the champion contradicts many more of them
+    noisy = replace(CLEAN_QUALITY, n_new_contradicted=120, frozen_candidate_auc=0.86)
+    decision = evaluate_gate(CANDIDATE, CHAMPION, GateConfig(), noisy)
+    assert decision.outcome == "reject"
+    assert decision.criterion("champion_disagreement").value == pytest.approx(120 / 900 - 19 / 600)
+    assert decision.criterion("champion_disagreement").verdict == "reject"
+    assert decision.criterion("frozen_auc_drop").verdict == "reject"
+    assert "champion_disagreement" in decision.reason
+    report = decision.report_markdown()
+    assert "## Label quality against the champion's snapshot" in report
+    assert "| New labels the champion confidently contradicts | 120 of 900 | 0.1333 |" in report
+    again = GateDecision.from_dict(json.loads(json.dumps(decision.to_dict())))
+    assert again == decision
+
+
+def test_rewritten_past_labels_trip_label_churn() -> None:
+    rewritten = replace(CLEAN_QUALITY, n_changed=450)
+    decision = evaluate_gate(CANDIDATE, CHAMPION, GateConfig(), rewritten)
+    assert decision.criterion("label_churn").value == pytest.approx(0.15)
+    assert decision.criterion("label_churn").verdict == "reject"
 
 
 def test_status_strings() -> None:

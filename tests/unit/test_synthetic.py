@@ -21,6 +21,8 @@ from packwise.synthetic import (
     PACKAGING_COST,
     LabelCorruption,
     LabelDrop,
+    LabelNoise,
+    LabelRewrite,
     LabelShift,
     SeedSpec,
     add_products,
@@ -283,6 +285,46 @@ def test_label_drop_removes_that_share_of_the_types_history(history: tuple[pd.Da
     assert box_at(dropped, 3) > box_at(dropped, 2)
 
 
+def test_noise_randomises_that_fraction_of_that_weeks_labels_at_the_same_positive_rate(
+    history: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    products, labels = history
+    spec = SMALL.model_copy(update={"label_noise": LabelNoise(package_type="mailer", week=3, fraction=0.5)})
+    noisy = generate_labels(spec, products)
+    target = (labels["package_type"] == "mailer") & (labels["week"] == 3)
+    _same_except(labels, noisy, target)  # other types and weeks: identical rows
+    assert (noisy.loc[target, "product_id"] == labels.loc[target, "product_id"]).all()
+    n = int(target.sum())
+    rate = labels.loc[target, "label"].mean()
+    # random labels at the positive rate: the rate stays, the link to the product is half gone
+    assert abs(noisy.loc[target, "label"].mean() - rate) <= 4 * (rate * (1 - rate) / (0.5 * n)) ** 0.5
+    changed = int((noisy.loc[target, "label"] != labels.loc[target, "label"]).sum())
+    expected = 0.5 * n * 2 * rate * (1 - rate)  # a random label differs from the old one with p 2r(1-r)
+    assert abs(changed - expected) <= 4 * expected**0.5
+    pd.testing.assert_frame_equal(generate_labels(spec, products), noisy)  # reproducible
+
+
+def test_rewrite_restates_earlier_labels_in_that_week_only(history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    products, labels = history
+    spec = SMALL.model_copy(update={"rewrite": LabelRewrite(package_type="bag", week=3, fraction=0.4)})
+    rewritten = generate_labels(spec, products)
+    before_week_2 = _latest(labels, 2)
+    # the champion's snapshot (week 2) is untouched; rows are only added, in week 3, as feedback
+    pd.testing.assert_frame_equal(
+        _latest(rewritten, 2).sort_values(["product_id", "package_type"]).reset_index(drop=True),
+        before_week_2.sort_values(["product_id", "package_type"]).reset_index(drop=True),
+    )
+    added = len(rewritten) - len(labels)
+    bag_before = before_week_2[before_week_2["package_type"] == "bag"]
+    assert added == round(0.4 * len(bag_before))
+    week3 = _latest(rewritten, 3).merge(_latest(labels, 3), on=["product_id", "package_type"], suffixes=("", "_old"))
+    changed = week3[week3["label"] != week3["label_old"]]
+    assert set(changed["package_type"]) == {"bag"}
+    rate = bag_before["label"].mean()
+    expected = added * 2 * rate * (1 - rate)
+    assert abs(len(changed) - expected) <= 4 * expected**0.5 + 0.05 * added  # a few were re-labelled in week 3
+
+
 def test_spec_rejects_inconsistent_knobs() -> None:
     with pytest.raises(ValidationError, match="crate"):
         SeedSpec(package_types=("bag", "crate"))
@@ -294,6 +336,10 @@ def test_spec_rejects_inconsistent_knobs() -> None:
         SeedSpec(nosie=0.1)
     with pytest.raises(ValidationError):
         LabelDrop(package_type="box", week=1, fraction=1.5)
+    with pytest.raises(ValidationError, match="earlier labels"):
+        LabelRewrite(package_type="box", week=1, fraction=0.2)
+    with pytest.raises(ValidationError, match="after the last week"):
+        SeedSpec(weeks=2, label_noise=LabelNoise(package_type="box", week=3, fraction=0.2))
 
 
 def test_more_labels_than_products_relabels_instead_of_failing() -> None:

@@ -69,8 +69,11 @@ class LocalCompute:
 
     def score_shard(self, shard_path: Path, plan: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
         from packwise.inference.shards import load_scoring_models
+        from packwise.recommendation import cost_model
         from packwise.scoring import Scorer
 
-        scorer = Scorer(load_scoring_models(plan), threads=self.inference.score_threads)
+        inference = self.inference
+        cost = cost_model(inference.policy, inference.package_costs, inference.damage_cost, plan["package_types"])
+        scorer = Scorer(load_scoring_models(plan), threads=inference.score_threads, cost=cost)
         stats = scorer.score_file(shard_path, out_path, self.inference.batch_rows)
         return stats.model_dump()

@@ -114,6 +114,9 @@ class PackageTypeConfig(_Strict):
 
     name: str
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Suitability probability that recommends it.")
+    cost: float | None = Field(
+        None, ge=0.0, description="Packaging cost of one package (material and handling), for inference.policy cost."
+    )
 
     @field_validator("name")
     @classmethod
@@ -157,6 +160,21 @@ class GateConfig(_Strict):
     )
     label_count_min_fraction: Limit = _lim(0.9, 0.5, "Lowest candidate/champion training label count ratio.")
     label_count_max_fraction: Limit = _lim(5.0, None, "Highest candidate/champion training label count ratio.")
+    # Label quality against the champion's snapshot (packwise.label_quality); defaults from measurements
+    # over seeds 1-5, clean and noisy (README, "Label-quality criteria").
+    label_churn: Limit = _lim(0.01, 0.03, "Share of products labelled in both snapshots whose label changed.")
+    champion_disagreement: Limit = _lim(
+        0.03, 0.06, "Share of new labels the champion confidently contradicts, minus that share on its validation."
+    )
+    frozen_auc_drop: Limit = _lim(
+        None, 0.03, "Champion AUC minus candidate AUC on the champion's validation labels as they were."
+    )
+    frozen_log_loss_increase: Limit = _lim(
+        0.015, 0.03, "Candidate log loss minus champion log loss on the champion's validation labels as they were."
+    )
+    confident_probability: float = Field(
+        0.9, gt=0.5, lt=1.0, description="A champion probability this far towards a class is a confident prediction."
+    )
     auto_approve: bool = Field(
         True,
         description="false: a candidate that passes every criterion waits as PendingManualApproval for a person "
@@ -192,6 +210,18 @@ class InferenceConfig(_Strict):
     batch_rows: int = Field(131_072, ge=1_024, le=4_194_304, description="Rows per record batch while scoring.")
     local_parallelism: int = Field(
         2, ge=1, le=64, description="Shards scored at once (kfp.local caps it at 2; a cluster honours it)."
+    )
+    # Recommendation policy (packwise.recommendation); see the README, "Cost-aware recommendation".
+    policy: Literal["threshold", "cost"] = Field(
+        "threshold",
+        description="threshold: least protective type clearing its threshold; cost: lowest expected cost "
+        "(needs package_types[].cost and damage_cost).",
+    )
+    damage_cost: float | None = Field(
+        None, gt=0.0, description="Cost of one item damaged in transit (refund, return, goodwill)."
+    )
+    package_costs: dict[str, float] | None = Field(
+        None, description="Copied from package_types[].cost when the config is resolved; leave unset."
     )
     score_threads: int = Field(
         0,

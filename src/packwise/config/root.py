@@ -53,6 +53,15 @@ class PackwiseConfig(_Strict):
                 raise ValueError(f"sagemaker.{key} is required when {user} uses sagemaker; set it in the config file")
         return self
 
+    @model_validator(mode="after")
+    def _cost_policy(self) -> PackwiseConfig:
+        if self.inference.policy == "cost":
+            missing = [p.name for p in self.package_types if p.cost is None]
+            if missing or self.inference.damage_cost is None:
+                what = f"package_types[].cost of {', '.join(missing)}" if missing else "inference.damage_cost"
+                raise ValueError(f"inference.policy cost needs {what}; set it, or use inference.policy threshold")
+        return self
+
     @field_validator("package_types")
     @classmethod
     def _unique(cls, value: list[PackageTypeConfig]) -> list[PackageTypeConfig]:
@@ -80,8 +89,13 @@ class PackwiseConfig(_Strict):
         if registry.backend == "sagemaker":
             # Tasks receive only the registry section; it carries the SageMaker location it needs.
             registry = registry.model_copy(update={"sagemaker": self.sagemaker})
+        costs = {p.name: p.cost for p in self.package_types}
+        inference = self.inference.model_copy(
+            update={"package_costs": None if None in costs.values() else {k: float(v or 0.0) for k, v in costs.items()}}
+        )
         return self.model_copy(
             update={
+                "inference": inference,
                 "storage": storage,
                 "warehouse": self.warehouse.model_copy(update={"path": wh_path}),
                 "registry": registry,

@@ -427,6 +427,7 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
             "models": model_versions(plan),
             "seconds_scoring": round(total.seconds, 3),
             "seconds_predict": round(total.seconds_predict, 3),
+            "expected_cost": total.expected_cost,
         }
 
 
@@ -485,6 +486,7 @@ def load_predictions(
                 batch_rows=inference.batch_rows,
             )
         record = {**result.to_dict(), "mode": mode, "models": manifest["models"], "unseen": manifest["unseen"]}
+        record["expected_cost"] = manifest.get("expected_cost")
         write_run_record(storage_root, f"{run_id}.load", record)
         return record
 

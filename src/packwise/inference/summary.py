@@ -38,6 +38,7 @@ def summarize_inference_run(
         "models_pinned": sorted(t for t, m in models.items() if m.get("pinned")),
         "unseen": {},
         "package_types": [],
+        "expected_cost": None,
     }
     if load is not None:
         previous = load.get("previous") or None
@@ -50,6 +51,7 @@ def summarize_inference_run(
             unseen=load.get("unseen") or {},
             previous_run_id=None if previous is None else previous["run_id"],
             superseded=load.get("superseded", 0),
+            expected_cost=load.get("expected_cost"),
         )
         summary["models"] = load.get("models") or summary["models"]
         summary["package_types"] = [
@@ -81,6 +83,10 @@ def inference_summary_markdown(summary: Mapping[str, Any]) -> tuple[str, str]:
             f"| {row['package_type']} | {row['count']} | {row['share'] * 100:.1f}% | {change} | "
             f"{'-' if version is None else f'v{version}'} |"
         )
+    if summary.get("expected_cost") is not None and summary.get("n_products"):
+        per_product = summary["expected_cost"] / summary["n_products"]
+        total = summary["expected_cost"]
+        lines.append(f"\nExpected cost (packaging + damage): {total:,.2f} ({per_product:.3f} per product)")
     unseen = {k: v for k, v in (summary.get("unseen") or {}).items() if v}
     if unseen:
         lines.append(
