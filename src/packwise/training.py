@@ -77,11 +77,7 @@ def train_candidate(
         start = time.perf_counter()
         plugin = get_model_type(model.type)
         products, labels = read_split(train_path, package_type, features.input_columns(plugin.uses_text))
-        spec = plugin.fit_spec(products, features, model)
-        from packwise.features import build_features
-
-        rows = build_features(products, spec)
-        booster = plugin.train(rows, labels, model)
+        booster, spec = plugin.fit(products, labels, features, model)
         save_model_artifact(booster, spec, model.type, package_type, model_out)
         return TrainSummary(
             package_type=package_type,
