@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ class StackedColumns(Protocol):
 
     @property
     def input_columns(self) -> tuple[str, ...]:
-        """The product columns it reads."""
+        """The product text columns it reads (validated as strings)."""
         ...
 
     @property
@@ -60,6 +60,30 @@ class StackedColumns(Protocol):
     def to_bytes(self) -> bytes:
         """The portable, reproducible serialisation `digest` is the SHA-256 of."""
         ...
+
+
+@dataclass(frozen=True)
+class StackedReference:
+    """What a recipe's JSON alone knows of its stacked columns: enough to plan, not to compute them."""
+
+    kind: str
+    names: tuple[str, ...]
+    input_columns: tuple[str, ...]
+    digest: str
+
+    def transform(self, products: pd.DataFrame) -> np.ndarray:
+        self._unavailable()
+
+    def to_bytes(self) -> bytes:
+        self._unavailable()
+
+    def _unavailable(self) -> NoReturn:
+        from packwise.errors import PackwiseError
+
+        raise PackwiseError(
+            f"feature recipe: its {self.kind} model is saved in the model file, not the recipe; "
+            "load the model with packwise.artifact.load_model_artifact"
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,14 @@ class FeatureSpec:
     def names(self) -> list[str]:
         text = [f"{self.text_column}#{i}" for i in range(self.text_hash_features)] if self.text_column else []
         return [*self.dense_names, *text]
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The text columns it reads: the hashed one, and the stacked model's."""
+        cols = [self.text_column] if self.text_column else []
+        if self.stacked is not None:
+            cols += [c for c in self.stacked.input_columns if c not in cols]
+        return cols
 
     @property
     def input_columns(self) -> list[str]:
@@ -122,10 +154,23 @@ class FeatureSpec:
 
     @classmethod
     def from_json(cls, text: str, stacked: StackedColumns | None = None) -> FeatureSpec:
-        """The recipe; `stacked` must be the saved columns model the JSON references, when it references one."""
+        """The recipe.
+
+        Args:
+            text: What `to_json` wrote.
+            stacked: The stacked columns model the JSON references (from the model file). Without it, a
+                recipe that references one gets a `StackedReference`: its columns are known, not computable.
+        """
         d: dict[str, Any] = json.loads(text)
         ref = d.get("stacked")
-        if ref is not None and (stacked is None or stacked_reference(stacked) != ref):
+        if ref is not None and stacked is None:
+            stacked = StackedReference(
+                kind=str(ref["kind"]),
+                names=tuple(ref["names"]),
+                input_columns=tuple(ref["inputs"]),
+                digest=str(ref["sha256"]),
+            )
+        if ref is not None and stacked is not None and stacked_reference(stacked) != ref:
             raise DataValidationError(
                 f"feature recipe: needs the stacked columns model {ref.get('kind')} with sha256 "
                 f"{ref.get('sha256')}, which the model file does not hold; re-run training"
@@ -143,7 +188,12 @@ class FeatureSpec:
 
 def stacked_reference(stacked: StackedColumns) -> dict[str, Any]:
     """What a recipe's JSON records of its stacked columns model."""
-    return {"kind": stacked.kind, "names": list(stacked.names), "sha256": stacked.digest}
+    return {
+        "kind": stacked.kind,
+        "names": list(stacked.names),
+        "inputs": list(stacked.input_columns),
+        "sha256": stacked.digest,
+    }
 
 
 @dataclass

@@ -186,3 +186,35 @@ def test_too_few_labels_of_a_class_is_a_one_line_error(splits: tuple[Path, Path]
     few[:3] = 1
     with pytest.raises(DataValidationError, match=r"at least 5 positive .* got 3 and"):
         get_model_type("stacked_text").fit(products, few, FeatureConfig(), MODEL)
+
+
+def test_inference_plans_from_the_recipe_json_alone_and_requires_the_title(
+    splits: tuple[Path, Path], mailer_model: Path, tmp_path: Path
+) -> None:
+    from packwise.features import FeatureSpec, build_features
+    from packwise.inference import prepare_products
+
+    recipe = load_model_artifact(mailer_model).spec.to_json()
+    planned = FeatureSpec.from_json(recipe)  # as the inference plan holds it: no text model attached
+    assert planned.to_json() == recipe and planned.text_columns == ["title"]
+    with pytest.raises(PackwiseError, match="load_model_artifact"):
+        build_features(read_split(splits[1], "mailer")[0], planned)
+    models = {
+        "package_types": ["mailer"],
+        "models": {"mailer": {"version": 1, "threshold": 0.5, "path": str(mailer_model), "spec": recipe}},
+    }
+    products, _ = read_split(splits[1], "mailer")
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    pq.write_table(pa.Table.from_pandas(products, preserve_index=False), extract / "products.parquet")
+    plan = prepare_products(extract, models, "monthly", 500)
+    assert "title" in plan["columns"] and plan["n_products"] == len(products)
+    pq.write_table(
+        pa.Table.from_pandas(products.drop(columns="title"), preserve_index=False), extract / "products.parquet"
+    )
+    with pytest.raises(DataValidationError, match=r"'title' is missing .*mailer v1"):
+        prepare_products(extract, models, "monthly", 500)
+    numbers = products.assign(title=1.0)
+    pq.write_table(pa.Table.from_pandas(numbers, preserve_index=False), extract / "products.parquet")
+    with pytest.raises(DataValidationError, match="title"):
+        prepare_products(extract, models, "monthly", 500)
