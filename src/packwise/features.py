@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from packwise.config import FeatureConfig
-from packwise.errors import DataValidationError
+from packwise.errors import DataValidationError, PackwiseError
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -78,8 +78,6 @@ class StackedReference:
         self._unavailable()
 
     def _unavailable(self) -> NoReturn:
-        from packwise.errors import PackwiseError
-
         raise PackwiseError(
             f"feature recipe: its {self.kind} model is saved in the model file, not the recipe; "
             "load the model with packwise.artifact.load_model_artifact"

@@ -72,15 +72,17 @@ class LinearTextModel:
     coef: tuple[float, ...]
     intercept: float
     KIND: ClassVar[str] = "linear_text"
-    _vectorizers: dict[str, TfidfVectorizer] = field(default_factory=dict, compare=False, repr=False)
-    _bytes: bytes = field(default=b"", compare=False, repr=False)
+    _vectorizers: dict[str, TfidfVectorizer] = field(init=False, compare=False, repr=False)
+    _bytes: bytes = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        vectorizers = {}
         for name, params in _VECTORIZERS.items():
             vocab = self.vocabularies[name]
             vec = _vectorizer({**params, "vocabulary": {term: i for i, term in enumerate(vocab)}})
             vec.idf_ = np.asarray(self.idf[name], dtype=np.float64)
-            self._vectorizers[name] = vec
+            vectorizers[name] = vec
+        object.__setattr__(self, "_vectorizers", vectorizers)
         n_terms = sum(len(v) for v in self.vocabularies.values())
         if len(self.coef) != n_terms:
             raise PackwiseError(f"text model: {len(self.coef)} coefficients for {n_terms} terms; re-run training")
