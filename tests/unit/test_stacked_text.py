@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -218,3 +219,12 @@ def test_inference_plans_from_the_recipe_json_alone_and_requires_the_title(
     pq.write_table(pa.Table.from_pandas(numbers, preserve_index=False), extract / "products.parquet")
     with pytest.raises(DataValidationError, match="title"):
         prepare_products(extract, models, "monthly", 500)
+
+
+def test_text_column_of_repeated_missing_and_no_titles(mailer_model: Path) -> None:
+    text = load_model_artifact(mailer_model).spec.stacked
+    assert isinstance(text, LinearTextModel)
+    frame = pd.DataFrame({"title": ["Classic wool socks", None, "Classic wool socks", "", "Boxed glass vase"]})
+    one_by_one = [text.logit(["" if pd.isna(t) else t])[0] for t in frame["title"]]
+    np.testing.assert_array_equal(text.transform(frame)[:, 0], np.asarray(one_by_one, dtype=np.float32))
+    assert text.transform(frame.iloc[:0]).shape == (0, 1)
