@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
 from packwise.config import FeatureConfig
-from packwise.errors import DataValidationError
+from packwise.errors import DataValidationError, PackwiseError
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -27,10 +26,71 @@ if TYPE_CHECKING:
 _DIMS = ("length_cm", "width_cm", "height_cm")
 
 
-class FeatureSpec(BaseModel):
-    """The exact recipe of a model's input columns."""
+class StackedColumns(Protocol):
+    """Dense columns computed by a model fitted at training time (e.g. a text model's logit).
 
-    model_config = ConfigDict(frozen=True)
+    Too large for the recipe's JSON, it is saved beside the booster in model.tar.gz (see
+    `packwise.artifact`); the recipe records its column names and the digest of its saved bytes.
+    """
+
+    @property
+    def kind(self) -> str:
+        """Which loader reads `to_bytes` back (see `packwise.models.load_stacked_columns`)."""
+        ...
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The columns it adds, after the recipe's other dense columns."""
+        ...
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The product text columns it reads (validated as strings)."""
+        ...
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of `to_bytes()`."""
+        ...
+
+    def transform(self, products: pd.DataFrame) -> np.ndarray:
+        """The columns for `products`: float32, shape (rows, len(names))."""
+        ...
+
+    def to_bytes(self) -> bytes:
+        """The portable, reproducible serialisation `digest` is the SHA-256 of."""
+        ...
+
+
+@dataclass(frozen=True)
+class StackedReference:
+    """What a recipe's JSON alone knows of its stacked columns: enough to plan, not to compute them."""
+
+    kind: str
+    names: tuple[str, ...]
+    input_columns: tuple[str, ...]
+    digest: str
+
+    def transform(self, products: pd.DataFrame) -> np.ndarray:
+        self._unavailable()
+
+    def to_bytes(self) -> bytes:
+        self._unavailable()
+
+    def _unavailable(self) -> NoReturn:
+        raise PackwiseError(
+            f"feature recipe: its {self.kind} model is saved in the model file, not the recipe; "
+            "load the model with packwise.artifact.load_model_artifact"
+        )
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The exact recipe of a model's input columns.
+
+    A dataclass with a hand-written JSON form, not a pydantic model: `stacked` holds a fitted model object
+    (saved beside the booster), which only a reference in the JSON stands for.
+    """
 
     numeric: tuple[str, ...]
     boolean: tuple[str, ...]
@@ -38,18 +98,29 @@ class FeatureSpec(BaseModel):
     derived: tuple[str, ...]
     text_column: str | None = None
     text_hash_features: int = 0
+    stacked: StackedColumns | None = None
 
     @property
     def dense_names(self) -> list[str]:
         names = [*self.numeric, *self.boolean, *self.derived]
         for col, vocab in self.categorical.items():
             names += [f"{col}={v}" for v in vocab]
+        if self.stacked is not None:
+            names += self.stacked.names
         return names
 
     @property
     def names(self) -> list[str]:
         text = [f"{self.text_column}#{i}" for i in range(self.text_hash_features)] if self.text_column else []
         return [*self.dense_names, *text]
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The text columns it reads: the hashed one, and the stacked model's."""
+        cols = [self.text_column] if self.text_column else []
+        if self.stacked is not None:
+            cols += [c for c in self.stacked.input_columns if c not in cols]
+        return cols
 
     @property
     def input_columns(self) -> list[str]:
@@ -60,16 +131,71 @@ class FeatureSpec(BaseModel):
             cols.append("weight_kg")
         if self.text_column:
             cols.append(self.text_column)
+        if self.stacked is not None:
+            cols += [c for c in self.stacked.input_columns if c not in cols]
         return cols
 
     def to_json(self) -> str:
-        """The spec as canonical JSON (sorted keys): stored in model files and part of scoring cache keys."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        d: dict[str, Any] = {
+            "numeric": list(self.numeric),
+            "boolean": list(self.boolean),
+            "categorical": {k: list(v) for k, v in self.categorical.items()},
+            "derived": list(self.derived),
+            "text_column": self.text_column,
+            "text_hash_features": self.text_hash_features,
+        }
+        if self.stacked is not None:  # absent otherwise: recipes without one keep their exact bytes
+            d["stacked"] = stacked_reference(self.stacked)
+        return json.dumps(d, sort_keys=True)
+
+    @staticmethod
+    def stacked_of(text: str) -> dict[str, Any] | None:
+        """The stacked-columns reference (kind, names, sha256) a recipe's JSON records, if any."""
+        ref: dict[str, Any] | None = json.loads(text).get("stacked")
+        return ref
 
     @classmethod
-    def from_json(cls, text: str) -> FeatureSpec:
-        """Inverse of `to_json`."""
-        return cls.model_validate_json(text)
+    def from_json(cls, text: str, stacked: StackedColumns | None = None) -> FeatureSpec:
+        """The recipe.
+
+        Args:
+            text: What `to_json` wrote.
+            stacked: The stacked columns model the JSON references (from the model file). Without it, a
+                recipe that references one gets a `StackedReference`: its columns are known, not computable.
+        """
+        d: dict[str, Any] = json.loads(text)
+        ref = d.get("stacked")
+        if ref is not None and stacked is None:
+            stacked = StackedReference(
+                kind=str(ref["kind"]),
+                names=tuple(ref["names"]),
+                input_columns=tuple(ref["inputs"]),
+                digest=str(ref["sha256"]),
+            )
+        if ref is not None and stacked is not None and stacked_reference(stacked) != ref:
+            raise DataValidationError(
+                f"feature recipe: needs the stacked columns model {ref.get('kind')} with sha256 "
+                f"{ref.get('sha256')}, which the model file does not hold; re-run training"
+            )
+        return cls(
+            numeric=tuple(d["numeric"]),
+            boolean=tuple(d["boolean"]),
+            categorical={k: tuple(v) for k, v in d["categorical"].items()},
+            derived=tuple(d["derived"]),
+            text_column=d.get("text_column"),
+            text_hash_features=int(d.get("text_hash_features", 0)),
+            stacked=stacked if ref is not None else None,
+        )
+
+
+def stacked_reference(stacked: StackedColumns) -> dict[str, Any]:
+    """What a recipe's JSON records of its stacked columns model."""
+    return {
+        "kind": stacked.kind,
+        "names": list(stacked.names),
+        "inputs": list(stacked.input_columns),
+        "sha256": stacked.digest,
+    }
 
 
 @dataclass
@@ -178,6 +304,8 @@ def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
         block[np.nonzero(known)[0], codes[known]] = 1.0
         unseen[col] = n_unseen
         j += len(vocab)
+    if spec.stacked is not None:
+        dense[:, j : j + len(spec.stacked.names)] = spec.stacked.transform(products)
     text = None
     if spec.text_column:
         text = _hash_text(products[spec.text_column], spec.text_hash_features)

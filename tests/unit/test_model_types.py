@@ -1,4 +1,4 @@
-"""Both shipped model types train, save in the SageMaker layout, load back and score the same."""
+"""Every shipped model type trains, saves in the SageMaker layout, loads back and scores the same."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return train, val
 
 
-@pytest.mark.parametrize("model_type", ["xgboost", "xgboost_text"])
+@pytest.mark.parametrize("model_type", ["xgboost", "xgboost_text", "stacked_text"])
 def test_model_type_trains_saves_loads_and_scores(splits: tuple[Path, Path], tmp_path: Path, model_type: str) -> None:
     train, val = splits
     model = ModelConfig(type=model_type, num_boost_round=60, text_hash_features=256)
@@ -55,7 +55,7 @@ def test_model_type_trains_saves_loads_and_scores(splits: tuple[Path, Path], tmp
 
 
 def test_unknown_model_type_names_the_known_ones() -> None:
-    assert {"xgboost", "xgboost_text"} <= set(known_model_types())
+    assert {"xgboost", "xgboost_text", "stacked_text"} <= set(known_model_types())
     with pytest.raises(ConfigError, match=r"known: .*xgboost_text"):
         get_model_type("lightgbm")
 

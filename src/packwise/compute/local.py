@@ -30,7 +30,6 @@ class LocalCompute:
 
     def train(self, request: TrainRequest) -> TrainedCandidate:
         from packwise.artifact import save_model_artifact
-        from packwise.features import build_features
         from packwise.models import get_model_type
         from packwise.split import read_split
         from packwise.training import TrainSummary
@@ -39,8 +38,7 @@ class LocalCompute:
         plugin = get_model_type(request.model.type)
         columns = request.features.input_columns(plugin.uses_text)
         products, labels = read_split(request.train_path, request.package_type, columns)
-        spec = plugin.fit_spec(products, request.features, request.model)
-        booster = plugin.train(build_features(products, spec), labels, request.model)
+        booster, spec = plugin.fit(products, labels, request.features, request.model)
         save_model_artifact(booster, spec, request.model.type, request.package_type, request.model_out)
         return TrainedCandidate(
             TrainSummary(

@@ -90,7 +90,7 @@ _DEFAULT_PARAMS: dict[str, float | int | str] = {
 class ModelConfig(_Strict):
     """Model type (a plugin name) and its hyperparameters."""
 
-    type: str = Field("xgboost", description="Registered model type: xgboost or xgboost_text.")
+    type: str = Field("xgboost", description="Registered model type: xgboost, xgboost_text or stacked_text.")
     params: dict[str, float | int | str] = Field(
         default_factory=lambda: dict(_DEFAULT_PARAMS),
         description="XGBoost booster parameters (objective and eval_metric are set by Packwise).",

@@ -277,7 +277,7 @@ def _serving_features(models: Mapping[str, Any]) -> tuple[FeatureConfig, bool, d
             ("derived", spec.derived),
         ):
             groups[group] += [c for c in cols if c not in groups[group]]
-        text = text or spec.text_column
+        text = text or next(iter(spec.text_columns), None)
         for col in spec.input_columns:
             needed_by.setdefault(col, label)
     try:

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 
 class ModelType(Protocol):
-    """What a model type provides. Its model file is always a native XGBoost booster."""
+    """What a model type provides. Its model file is always a native XGBoost booster.
+
+    Training calls `fit`; the recipe it returns is what scoring rebuilds the booster's inputs with
+    (`build_features`), so a type that needs a fitted model in front of the booster returns it as the
+    recipe's `stacked` columns and every scorer runs it with no change.
+    """
 
     name: str
     uses_text: bool
@@ -26,6 +31,12 @@ class ModelType(Protocol):
 
     def train(self, rows: FeatureRows, labels: np.ndarray, model: ModelConfig) -> xgb.Booster:
         """Trains a binary suitability classifier."""
+        ...
+
+    def fit(
+        self, products: pd.DataFrame, labels: np.ndarray, features: FeatureConfig, model: ModelConfig
+    ) -> tuple[xgb.Booster, FeatureSpec]:
+        """Fits the recipe and trains the booster on the labelled training products."""
         ...
 
 
@@ -48,6 +59,12 @@ class XGBoostBinary:
         # QuantileDMatrix adds about a third of the memory a DMatrix does, in the same time.
         dtrain = xgb.QuantileDMatrix(rows.matrix(), label=labels, max_bin=int(model.params.get("max_bin", 256)))
         return xgb.train(self.booster_params(model), dtrain, num_boost_round=model.num_boost_round)
+
+    def fit(
+        self, products: pd.DataFrame, labels: np.ndarray, features: FeatureConfig, model: ModelConfig
+    ) -> tuple[xgb.Booster, FeatureSpec]:
+        spec = self.fit_spec(products, features, model)
+        return self.train(build_features(products, spec), labels, model), spec
 
 
 def predict(booster: xgb.Booster, spec: FeatureSpec, products: pd.DataFrame) -> tuple[np.ndarray, FeatureRows]:
