@@ -183,12 +183,18 @@ def evaluate(
     registry_json: str,
     compute_json: str,
     sagemaker_json: str,
+    snapshot_dir: str,
+    storage_root: str,
+    split_json: str,
+    gate_json: str,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
 ) -> str:
     """Scores the candidate and re-scores the champion on this run's validation split.
 
-    With `compute.evaluation: sagemaker` both are scored in SageMaker batch transform jobs.
+    With `compute.evaluation: sagemaker` both are scored in SageMaker batch transform jobs. This run's
+    labels are also measured against the champion's snapshot (label churn, agreement with the champion,
+    the frozen reference) for the gate's label-quality criteria.
 
     Args:
         model: The candidate's model.tar.gz.
@@ -198,6 +204,10 @@ def evaluate(
         registry_json: The `registry` config section (JSON), to fetch the champion.
         compute_json: The `compute` config section (JSON): where the scoring runs.
         sagemaker_json: The `sagemaker` config section (JSON).
+        snapshot_dir: This run's label snapshot (the extract's output).
+        storage_root: Root of Packwise's storage, where the champion's snapshot is found by its fingerprint.
+        split_json: The `split` config section (JSON): how the champion's validation products were chosen.
+        gate_json: The `gate` config section (JSON): what counts as a confident champion prediction.
         metrics: AUC, PR-AUC and log loss of candidate and champion.
         classification: ROC curve and confusion matrix of the candidate.
 
@@ -207,8 +217,18 @@ def evaluate(
     import tempfile
     from pathlib import Path
 
-    from packwise.config import ComputeConfig, RegistryConfig, SageMakerConfig
+    from packwise.config import ComputeConfig, GateConfig, RegistryConfig, SageMakerConfig, SplitConfig, StorageConfig
+    from packwise.training import LabelQualityInputs
     from packwise.training import evaluate as run
+
+    split = SplitConfig.model_validate_json(split_json)
+    quality = LabelQualityInputs(
+        Path(snapshot_dir),
+        StorageConfig(root=Path(storage_root)).snapshots,
+        split.train_ratio,
+        split.seed,
+        GateConfig.model_validate_json(gate_json).confident_probability,
+    )
     from packwise_components.ui_artifacts import record_evaluation
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -222,6 +242,7 @@ def evaluate(
             validation_split.metadata["fingerprint"],
             ComputeConfig.model_validate_json(compute_json),
             SageMakerConfig.model_validate_json(sagemaker_json),
+            quality,
         )
     if jobs:
         metrics.metadata["sagemaker_transform_jobs"] = ",".join(jobs)

@@ -110,6 +110,10 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                     registry_json=registry_json,
                     compute_json=compute_json,
                     sagemaker_json=sagemaker_json,
+                    snapshot_dir=snapshot_dir,
+                    storage_root=storage_root,
+                    split_json=split_json,
+                    gate_json=gate_json,
                 )
                 compare_task = c.compare(
                     train_summary=train_task.outputs["Output"],

@@ -86,7 +86,12 @@ def plain_split(cfg: PackwiseConfig) -> dict[str, Any]:
         snapshot_dir, cfg.section_json("split"), cfg.package_type_names, train_split, validation_split
     )
     assert json.loads(summary)["fingerprint"] == fingerprint == train_split.metadata["fingerprint"]
-    return {"train": train_split, "validation": validation_split, "fingerprint": fingerprint}
+    return {
+        "train": train_split,
+        "validation": validation_split,
+        "fingerprint": fingerprint,
+        "snapshot_dir": snapshot_dir,
+    }
 
 
 def test_compare_as_plain_python(tmp_path: Path) -> None:
@@ -166,6 +171,10 @@ def test_train_evaluate_compare_register_as_plain_python(
         registry_json,
         cfg.section_json("compute"),
         cfg.section_json("sagemaker"),
+        plain_split["snapshot_dir"],
+        str(cfg.storage.root),
+        cfg.section_json("split"),
+        cfg.section_json("gate"),
         metrics,
         classification,
     )
@@ -221,6 +230,10 @@ def test_train_evaluate_compare_register_through_the_local_runner(cfg: PackwiseC
             registry_json=registry_json,
             compute_json=cfg.section_json("compute"),
             sagemaker_json=cfg.section_json("sagemaker"),
+            snapshot_dir=extract_task.outputs["snapshot_dir"],
+            storage_root=str(cfg.storage.root),
+            split_json=cfg.section_json("split"),
+            gate_json=cfg.section_json("gate"),
         )
         compare_task = COMPONENTS.compare(
             train_summary=train_task.outputs["Output"],
