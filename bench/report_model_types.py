@@ -2,7 +2,7 @@
 
 Builds one label snapshot the way the extract step does (the latest label of each product and package
 type, weeks 1..N of `packwise.synthetic`), splits it once with `packwise.split.split_snapshot`, then per
-package type trains every registered model type with `packwise.training.train_candidate` (the training
+package type trains every registered model type with `packwise.training.train` (the training
 component's function) and reports:
 
 - validation AUC and PR-AUC (`packwise.evaluation.score_metrics`, the promotion gate's numbers);
@@ -37,7 +37,7 @@ from packwise.models.base import predict
 from packwise.scoring import Scorer, ScoringModel
 from packwise.split import read_split, split_snapshot
 from packwise.synthetic import SeedSpec, generate_labels, generate_products
-from packwise.training import train_candidate
+from packwise.training import train as train_candidate
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def measure(
     out = workdir / "models" / model_type / package_type / "model.tar.gz"
     model = ModelConfig(type=model_type, num_boost_round=rounds)
     start = time.perf_counter()
-    train_candidate(train, package_type, FeatureConfig(), model, out, "report", "report")
+    train_candidate(train, train, package_type, FeatureConfig(), model, out, "report", "report")
     train_seconds = time.perf_counter() - start
     loaded = load_model_artifact(out)
     products, labels = read_split(val, package_type)

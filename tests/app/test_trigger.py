@@ -416,7 +416,7 @@ def test_an_oversized_file_is_refused_before_it_is_read(
 def test_an_unexpected_parse_failure_moves_the_file_aside_instead_of_failing_every_poll(
     s3: Any, cluster: Cluster, kfp: RecordingKfpClient, base_config: PackwiseConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import packwise.trigger as trigger_module
+    import packwise_app.trigger as trigger_module
 
     def broken(body: bytes, key: str, base: PackwiseConfig) -> Any:
         raise ValueError("simulated")

@@ -203,7 +203,7 @@ def test_alarms_apply_creates_then_leaves_unchanged_then_updates(aws: dict[str, 
 
 
 def test_alarms_apply_command_prints_what_it_did(aws: dict[str, Any], tmp_path: Path) -> None:
-    from packwise.cli import app
+    from packwise_app.cli import app
 
     ns = "PackwiseA2"
     path = tmp_path / "packwise.yaml"

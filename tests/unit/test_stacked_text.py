@@ -22,7 +22,7 @@ from packwise.models.stacked_text import LOGIT_COLUMN, LinearTextModel, out_of_f
 from packwise.scoring import Scorer, ScoringModel, prob_column
 from packwise.split import read_split, split_snapshot
 from packwise.synthetic import SeedSpec, generate_labels, generate_products
-from packwise.training import train_candidate
+from packwise.training import train as train_candidate
 
 SPEC = SeedSpec(seed=4, n_products=4_000, weeks=1, labels_per_week=3_000)
 MODEL = ModelConfig(type="stacked_text", num_boost_round=60)
@@ -47,7 +47,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def mailer_model(splits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("model") / "model.tar.gz"
-    train_candidate(splits[0], "mailer", FeatureConfig(), MODEL, out, "key", "fingerprint")
+    train_candidate(splits[0], splits[0], "mailer", FeatureConfig(), MODEL, out, "key", "fingerprint")
     return out
 
 
@@ -112,7 +112,7 @@ def test_two_package_types_do_not_share_a_recipe_in_the_scorer(
 ) -> None:
     # Same snapshot and feature config, different labels: the text models differ, so must the recipe keys.
     bag = tmp_path / "bag.tar.gz"
-    train_candidate(splits[0], "bag", FeatureConfig(), MODEL, bag, "key", "fingerprint")
+    train_candidate(splits[0], splits[0], "bag", FeatureConfig(), MODEL, bag, "key", "fingerprint")
     a, b = load_model_artifact(mailer_model).spec, load_model_artifact(bag).spec
     assert a.to_json() != b.to_json()
 
@@ -122,8 +122,8 @@ def test_same_data_and_seed_give_the_same_bytes_and_another_seed_other_folds(
 ) -> None:
     train, _ = splits
     a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
-    train_candidate(train, "bag", FeatureConfig(), MODEL, a, "k", "f")
-    train_candidate(train, "bag", FeatureConfig(), MODEL, b, "k", "f")
+    train_candidate(train, train, "bag", FeatureConfig(), MODEL, a, "k", "f")
+    train_candidate(train, train, "bag", FeatureConfig(), MODEL, b, "k", "f")
     assert a.read_bytes() == b.read_bytes()
     products, labels = read_split(train, "bag")
     titles = products["title"].tolist()
@@ -154,9 +154,8 @@ def test_matches_the_tabular_type_on_the_synthetic_data(
     auc = {}
     for model_type in ("xgboost", "stacked_text"):
         out = tmp_path / f"{model_type}.tar.gz"
-        train_candidate(
-            train, package_type, FeatureConfig(), MODEL.model_copy(update={"type": model_type}), out, "k", "f"
-        )
+        model = MODEL.model_copy(update={"type": model_type})
+        train_candidate(train, train, package_type, FeatureConfig(), model, out, "k", "f")
         loaded = load_model_artifact(out)
         auc[model_type] = score_metrics(labels, predict(loaded.booster, loaded.spec, products)[0], 0.5).auc
     assert auc["stacked_text"] > 0.85

@@ -283,7 +283,7 @@ def test_the_compiled_pipelines_hold_the_variable_name_never_the_dsn(
 ) -> None:
     from typer.testing import CliRunner
 
-    from packwise.cli import app
+    from packwise_app.cli import app
 
     secret = "postgresql://packwise:s3cret-value@db.internal:5432/analytics"
     monkeypatch.setenv("PACKWISE_WAREHOUSE_DSN", secret)

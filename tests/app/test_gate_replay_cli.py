@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise.cli import app
+from packwise_app.cli import app
 from packwise.replay import parse_weeks
 from tests.conftest import make_config, seed
 
