@@ -157,7 +157,7 @@ def test_a_failing_notifier_does_not_silence_the_others(aws: dict[str, Any]) -> 
 
 
 def test_notify_config_keeps_backend_and_refuses_both_or_a_missing_topic() -> None:
-    assert NotifyConfig(backend="webhook", webhook_url="http://x").active == ["webhook"]
+    assert NotifyConfig(backend="webhook", webhook_url_env="HOOK").active == ["webhook"]
     assert NotifyConfig(backends=["log", "log", "cloudwatch"]).active == ["log", "cloudwatch"]
     with pytest.raises(ValueError, match=r"set notify\.backends or notify\.backend, not both"):
         NotifyConfig(backend="log", backends=["sns"], sns_topic_arn="arn:aws:sns:us-east-1:123456789012:t")

@@ -96,7 +96,7 @@ def test_scoring_with_the_cost_policy_writes_its_picks_and_the_expected_cost(
     plan["n_products"] = len(products)
     types = [{"name": t, "cost": c} for t, c in zip(PACKAGE_TYPES, COSTS, strict=True)]
     cfg = parse_config({"package_types": types, "inference": {"policy": "cost", "damage_cost": 25}}, "t").resolved()
-    stats = score_shard(shard, plan, cfg.inference, tmp_path / "scored.parquet")
+    stats = score_shard(shard, plan, cfg.compute, None, cfg.inference, tmp_path / "scored.parquet")
 
     scored = pq.read_table(tmp_path / "scored.parquet").to_pandas()
     prob = scored[[f"prob_{t}" for t in PACKAGE_TYPES]].to_numpy(dtype=np.float32)
