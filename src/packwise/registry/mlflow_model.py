@@ -32,7 +32,8 @@ class PackwiseSuitabilityModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
         self._loaded = load_model_artifact(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # No type hints on purpose: MLflow 3 reads them as the model's schema; the signature comes from the example.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
         """The suitability probability of each row, as ``packwise.models.base.predict`` computes it.
 
         Args:

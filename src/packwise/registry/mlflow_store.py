@@ -139,12 +139,13 @@ def open_client(tracking_uri: str) -> MlflowClient:
     """
     db_path = sqlite_path(tracking_uri)
     try:
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        if db_path is not None:
-            db_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .packwise/ yet
-            with FileLock(db_path.with_name(db_path.name + ".lock")):
-                client.search_experiments(max_results=1)  # creates or migrates the tracking tables
-                client.search_registered_models(max_results=1)  # and checks the registry schema
+        if db_path is None:
+            return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        db_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .packwise/ yet
+        with FileLock(db_path.with_name(db_path.name + ".lock")):
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client.search_experiments(max_results=1)  # creates or migrates the tracking tables
+            client.search_registered_models(max_results=1)  # and checks the registry schema
         return client
     except Exception as err:
         raise RegistryError(
