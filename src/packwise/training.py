@@ -219,16 +219,14 @@ def register_candidate(
         decision = GateDecision.from_dict(json.loads(decision_json))
         registry = open_registry(registry_config)
         existing = registry.find_by_candidate_key(summary.package_type, summary.candidate_key)
-        if existing is not None:
-            return {"version": existing.version, "status": str(existing.status), "reused": True}
-
-        status = Status(decision.status)
-        reason = decision.reason
-        if promote and status != Status.APPROVED:
+        # A re-run goes through register() too: it completes a registration a crash interrupted.
+        status = Status(decision.status) if existing is None else existing.status
+        reason = decision.reason if existing is None else (existing.reason or decision.reason)
+        if promote and existing is None and status != Status.APPROVED:
             raise PackwiseError(f"{summary.package_type}: approve branch got a {status} decision (wiring bug)")
-        if not promote and status == Status.APPROVED:
+        if not promote and existing is None and status == Status.APPROVED:
             raise PackwiseError(f"{summary.package_type}: reject branch got an Approved decision (wiring bug)")
-        if promote:
+        if promote and existing is None:
             current = registry.champion(summary.package_type)
             current_version = None if current is None else current.version
             if current_version != ev.champion_version:
@@ -253,7 +251,7 @@ def register_candidate(
                 run_id="",  # a cached task cannot know its run; the run's exit handler stamps it
             )
         )
-        return {"version": version.version, "status": str(version.status), "reused": False}
+        return {"version": version.version, "status": str(version.status), "reused": existing is not None}
 
 
 def _version_metrics(ev: EvaluationResult) -> dict[str, float]:

@@ -514,8 +514,9 @@ class MlflowRegistry(RegistryBackend):
         try:
             self.client.set_model_version_tag(name, version, TAG_STATUS, str(event.to_status))
         except Exception as err:
-            with contextlib.suppress(Exception):
-                self.client.delete_tag(mv.run_id, key)
+            if mv.run_id:
+                with contextlib.suppress(Exception):
+                    self.client.delete_tag(mv.run_id, key)
             raise RegistryError(f"failed to {what} ({one_line(err)}); the status is unchanged, retry") from err
         updated = self._mlflow_version(current.package_type, current.version)
 

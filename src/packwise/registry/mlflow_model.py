@@ -16,6 +16,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 ARTIFACT_KEY = "sagemaker_model"
 PREDICTION_COLUMN = "suitability_probability"
@@ -23,7 +24,7 @@ PREDICTION_COLUMN = "suitability_probability"
 _REQUIREMENTS = ("mlflow", "xgboost", "pandas", "numpy", "pyarrow", "pydantic", "PyYAML", "cloudpickle")
 
 
-class PackwiseSuitabilityModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class PackwiseSuitabilityModel(PythonModel):
     """Scores raw product rows with a Packwise booster and its feature recipe."""
 
     def load_context(self, context: Any) -> None:
@@ -33,7 +34,7 @@ class PackwiseSuitabilityModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         self._loaded = load_model_artifact(Path(context.artifacts[ARTIFACT_KEY]))
 
     # No type hints on purpose: MLflow 3 reads them as the model's schema; the signature comes from the example.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """The suitability probability of each row, as ``packwise.models.base.predict`` computes it.
 
         Args:

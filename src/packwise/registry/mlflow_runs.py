@@ -196,30 +196,24 @@ def log_candidate_run(
 
 
 def _log_dataset(client: MlflowClient, run_id: str, candidate: Candidate) -> None:
+    """Logs the label snapshot as the run's training dataset: its location, named by week, digest = fingerprint."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.uc_volume_dataset_source import UCVolumeDatasetSource  # noqa: F401 - registers sources
 
     training = candidate.training or TrainingRecord()
     if not training.snapshot_uri and not candidate.data_fingerprint:
         return
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
-
-    source: Any
     uri = training.snapshot_uri or f"packwise-snapshot:{candidate.data_fingerprint}"
-    if uri.startswith(("http://", "https://")):
+    source: Any
+    try:
+        source = resolve_dataset_source(uri)  # file://, s3://, local paths, ...
+    except Exception:  # no source type for this scheme: keep the location as a plain reference
         source = HTTPDatasetSource(uri)
-    else:
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-        from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource  # noqa: F401
-
-        try:
-            source = resolve_dataset_source(uri)
-        except Exception:
-            from mlflow.data.code_dataset_source import CodeDatasetSource
-
-            source = CodeDatasetSource({"uri": uri})
     week = "" if training.week is None else f"-week-{training.week}"
-    dataset = MetaDataset(source=source, name=f"label-snapshot{week}", digest=candidate.data_fingerprint[:36] or None)
+    dataset = MetaDataset(  # type: ignore[abstract]  # concrete at runtime; the stub marks profile
+        source=source, name=f"label-snapshot{week}", digest=candidate.data_fingerprint[:36] or None
+    )
     entity = dataset._to_mlflow_entity()
     client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
 

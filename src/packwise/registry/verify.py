@@ -139,6 +139,35 @@ def repair_drift(registry: MlflowRegistry, *, who: str, package_type: str | None
     return drifts
 
 
+def verify_registry(registry: object, *, repair: bool, who: str, package_type: str | None = None) -> list[Drift]:
+    """``packwise registry verify [--repair]`` on any registry: its MLflow store (or MLflow mirror).
+
+    Args:
+        registry: What ``open_registry`` returned.
+        repair: Repair the drift (audited) instead of only reporting it.
+        who: Who repairs, for the audit trail.
+        package_type: One package type, or None for all.
+
+    Returns:
+        The drift found (and, with ``repair``, repaired).
+
+    Raises:
+        RegistryError: The registry has no MLflow side to verify.
+    """
+    from packwise.errors import RegistryError
+    from packwise.registry.mlflow_backend import MlflowRegistry
+
+    target = registry if isinstance(registry, MlflowRegistry) else getattr(registry, "mirror", None)
+    if not isinstance(target, MlflowRegistry):
+        raise RegistryError(
+            "this registry has no MLflow store to verify; set registry.backend to mlflow, or registry.mirror "
+            "to mlflow with the sagemaker backend"
+        )
+    if repair:
+        return repair_drift(target, who=who, package_type=package_type)
+    return find_drift(target, package_type)
+
+
 __all__ = [
     "ALIAS",
     "CHAMPION_ALIAS",
@@ -148,4 +177,5 @@ __all__ = [
     "VERSION_TAG",
     "find_drift",
     "repair_drift",
+    "verify_registry",
 ]
