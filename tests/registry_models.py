@@ -85,3 +85,36 @@ def candidate(
     }
     args.update(overrides)
     return Candidate(**args)
+
+
+def two_week_registry(root: Path) -> Any:
+    """A registry after two weekly training runs of ``mailer`` and ``bag``, as the pipeline registers them.
+
+    Week 1: both Approved (v1). Week 2: mailer v2 Approved (the new champion), bag v2 Rejected by the gate.
+
+    Returns:
+        The ``MlflowRegistry`` on ``root/mlflow.db`` (artifacts under ``root/art``).
+    """
+    from packwise.registry.mlflow_backend import MlflowRegistry
+
+    registry = MlflowRegistry(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=(root / "art").as_uri())
+    plan = {
+        1: {"mailer": Status.APPROVED, "bag": Status.APPROVED},
+        2: {"mailer": Status.APPROVED, "bag": Status.REJECTED},
+    }
+    for week, statuses in plan.items():
+        for package_type, status in statuses.items():
+            model_file, rows, labels = train_model(root / f"{package_type}-{week}.tar.gz", package_type, seed=week)
+            registry.register(
+                candidate(
+                    model_file,
+                    package_type,
+                    f"{package_type}-week{week}",
+                    status,
+                    rows,
+                    labels,
+                    week=week,
+                    pipeline_run_id=f"kfp-week-{week}",
+                )
+            )
+    return registry
