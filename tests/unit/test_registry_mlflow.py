@@ -145,7 +145,7 @@ def test_training_is_a_nested_run_with_params_metrics_dataset_and_artifacts(
         "packwise.data_fingerprint",
         "packwise.candidate_key",
     }
-    assert mv.description == "Approved: approved: all criteria pass"
+    assert mv.description == "approved: all criteria pass"
 
 
 def _consistent(registry: MlflowRegistry, package_type: str) -> None:

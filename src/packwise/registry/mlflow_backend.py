@@ -49,6 +49,7 @@ from packwise.registry.mlflow_runs import (
     feature_lists,
     log_candidate_run,
     parent_run,
+    run_name,
     run_tags,
     terminate_if_running,
 )
@@ -397,9 +398,7 @@ class MlflowRegistry(RegistryBackend):
             tags[audit_key(1)] = check_tag(audit_key(1), creation.model_dump_json())
             if c.run_id:
                 tags[TAG_RUN_ID] = c.run_id
-            run = self.client.create_run(
-                experiment_id, run_name=clip(f"{c.package_type}-{c.candidate_key}", 250), tags=tags
-            )
+            run = self.client.create_run(experiment_id, run_name=clip(run_name(c), 250), tags=tags)
             mlflow_run_id = run.info.run_id
             _crash_point("after_create_run", c.package_type)
             log_candidate_run(self.client, mlflow_run_id, c, created_at, feature_lists(model_file))

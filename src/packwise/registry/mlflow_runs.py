@@ -97,6 +97,16 @@ def parent_run(client: MlflowClient, experiment_id: str, candidate: Candidate) -
     return str(run.info.run_id)
 
 
+def run_name(candidate: Candidate) -> str:
+    """A candidate run's name: its package type and week, e.g. ``mailer week 12`` (else its key)."""
+    week = candidate.training.week if candidate.training is not None else None
+    return (
+        f"{candidate.package_type} week {week}"
+        if week is not None
+        else f"{candidate.package_type} {candidate.candidate_key}"
+    )
+
+
 def candidate_run_tags(candidate: Candidate, parent_id: str, status: str) -> dict[str, str]:
     """The few short tags of a candidate's run; the rest goes to params, metrics and artifacts."""
     training = candidate.training or TrainingRecord()
@@ -141,7 +151,7 @@ def _metrics(candidate: Candidate) -> dict[str, float]:
     metrics = {str(k): float(v) for k, v in candidate.metrics.items()}
     training = candidate.training or TrainingRecord()
     for prefix, scored in (("", training.candidate_metrics), ("champion_", training.champion_metrics)):
-        for name in ("auc", "pr_auc", "log_loss", "positive_rate", "n"):
+        for name in ("auc", "pr_auc", "log_loss"):
             if scored is not None and name in scored:
                 metrics.setdefault(f"{prefix}{name}", float(scored[name]))
     count = float(candidate.label_stats.get("count", 0))

@@ -114,8 +114,12 @@ def audit_events(tags: Mapping[str, str]) -> list[AuditEvent]:
 
 
 def decision_line(status: str, reason: str) -> str:
-    """A version's description: its status and the one-line reason, e.g. ``Approved: all 12 criteria pass``."""
-    return clip(f"{status}: {reason}", MAX_REASON + 40)
+    """A version's description: the one-line decision, led by its status, e.g. ``Approved: all criteria pass``.
+
+    A reason that already opens with the status (the gate's ``approved: ...``) is not prefixed twice.
+    """
+    text = reason if reason.lower().startswith(status.lower()) else f"{status}: {reason}"
+    return clip(text, MAX_REASON + 40)
 
 
 def sqlite_path(uri: str) -> Path | None:
