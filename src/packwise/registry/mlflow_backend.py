@@ -40,11 +40,12 @@ from packwise.registry import (
     require_reason,
     utc_now,
 )
-from packwise.registry.mlflow_read import read_runs, to_version
+from packwise.registry.mlflow_read import download_model_file, read_runs, to_version
 from packwise.registry.mlflow_runs import (
     candidate_run_tags,
     delete_run,
     ensure_experiment,
+    ensure_registered_model,
     fail_orphan_runs,
     feature_lists,
     log_candidate_run,
@@ -57,13 +58,11 @@ from packwise.registry.mlflow_store import (
     CHAMPION_ALIAS,
     EXPERIMENT_NAME,
     GATE_REPORT_FILE,
-    LEGACY_MODEL_FILE_PATH,
     MAX_IDENTITY,
     MAX_REASON,
     MAX_TAG_VALUE,
     MODEL_ARTIFACT_DIR,
     MODEL_FILE_NAME,
-    MODEL_FILE_PATH,
     PARAM_LABEL_STATS,
     TAG_CANDIDATE_KEY,
     TAG_FINGERPRINT,
@@ -231,23 +230,6 @@ class MlflowRegistry(RegistryBackend):
         if (mv.description or "") != description:
             self.client.update_model_version(name, number, description=description)
 
-    def _ensure_registered_model(self, package_type: str) -> None:
-        name = self.model_name(package_type)
-        try:
-            self.client.get_registered_model(name)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            try:
-                self.client.create_registered_model(
-                    name,
-                    tags={TAG_PACKAGE_TYPE: package_type},
-                    description=f"Packwise suitability classifier for package type {package_type}.",
-                )
-            except MlflowException as exists:
-                if exists.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-
     # -- reads ----------------------------------------------------------------------------------------
 
     def get(self, package_type: str, version: int) -> ModelVersion:
@@ -323,7 +305,7 @@ class MlflowRegistry(RegistryBackend):
         target = dest_dir / MODEL_FILE_NAME
         with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as tmp:
             try:
-                local = self._download_model_file(mv.run_id, tmp)
+                local = download_model_file(self.client, mv.run_id, tmp)
             except (MlflowException, OSError) as err:
                 raise RegistryError(
                     f"cannot download {package_type} v{version} model file ({one_line(err)}); "
@@ -331,11 +313,6 @@ class MlflowRegistry(RegistryBackend):
                 ) from err
             shutil.move(local, target)
         return target
-
-    def _download_model_file(self, run_id: str, tmp: str) -> str:
-        names = {f.path for f in self.client.list_artifacts(run_id, MODEL_ARTIFACT_DIR)}
-        path = LEGACY_MODEL_FILE_PATH if LEGACY_MODEL_FILE_PATH in names else MODEL_FILE_PATH
-        return str(self.client.download_artifacts(run_id, path, dst_path=tmp))
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -384,7 +361,9 @@ class MlflowRegistry(RegistryBackend):
         experiment_id = self._call(
             "prepare the experiment", lambda: ensure_experiment(self.client, self.experiment_name, self.artifact_root)
         )
-        self._call(f"create the registered model {name}", lambda: self._ensure_registered_model(c.package_type))
+        self._call(
+            f"create the registered model {name}", lambda: ensure_registered_model(self.client, name, c.package_type)
+        )
         self._call(
             "end runs a crash left running",
             lambda: fail_orphan_runs(self.client, experiment_id, c.package_type, c.candidate_key),

@@ -14,12 +14,14 @@ from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
 from mlflow.tracking import MlflowClient
 
 from packwise.registry.mlflow_store import (
+    LEGACY_MODEL_FILE_PATH,
     LEGACY_TAG_ARTIFACT_URI,
     LEGACY_TAG_CREATED_AT,
     LEGACY_TAG_GATE_REPORT,
     LEGACY_TAG_LABEL_STATS,
     LEGACY_TAG_METRICS,
     LEGACY_TAG_MODEL_TYPE,
+    MODEL_ARTIFACT_DIR,
     MODEL_FILE_NAME,
     MODEL_FILE_PATH,
     PARAM_CREATED_AT,
@@ -104,3 +106,10 @@ def to_version(mv: MlflowModelVersion, run: RunData | None) -> ModelVersion | No
         audit=audit,
         artifact_uri=model_uri,
     )
+
+
+def download_model_file(client: MlflowClient, run_id: str, dest: str) -> str:
+    """Downloads a version's ``model.tar.gz`` (inside the MLflow Model, or beside it on old versions)."""
+    names = {f.path for f in client.list_artifacts(run_id, MODEL_ARTIFACT_DIR)}
+    path = LEGACY_MODEL_FILE_PATH if LEGACY_MODEL_FILE_PATH in names else MODEL_FILE_PATH
+    return str(client.download_artifacts(run_id, path, dst_path=dest))

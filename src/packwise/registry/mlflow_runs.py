@@ -70,6 +70,24 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> st
     return str(experiment.experiment_id)
 
 
+def ensure_registered_model(client: MlflowClient, name: str, package_type: str) -> None:
+    """Creates the registered model of a package type unless it exists (also when created concurrently)."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(
+                name,
+                tags={TAG_PACKAGE_TYPE: package_type},
+                description=f"Packwise suitability classifier for package type {package_type}.",
+            )
+        except MlflowException as exists:
+            if exists.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
 def parent_run(client: MlflowClient, experiment_id: str, candidate: Candidate) -> str:
     """The id of the pipeline run's parent run (kfp's, found by tag, or created FINISHED here)."""
     from_kfp = os.environ.get(KFP_PARENT_RUN_ENV, "").strip()
