@@ -232,3 +232,26 @@ def rollback(
         registry = _open(config, overrides)
         registry.rollback(package_type, who=_who(who), reason=reason, to_version=to_version)
         _print_champion(Console(), registry, package_type)
+
+
+@registry_app.command("verify")
+def verify(
+    package_type: str | None = typer.Option(None, "--type", "-t", help="One package type; default all."),
+    repair: bool = typer.Option(False, "--repair", help="Put MLflow back in line with the audit trail, audited."),
+    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Check that MLflow (status tags, descriptions, champion alias) matches the audit trail; exit 1 on drift."""
+    from packwise.registry.verify import verify_registry
+
+    with user_errors():
+        drift = verify_registry(_open(config, overrides), repair=repair, who=_who(who), package_type=package_type)
+    if not drift:
+        typer.echo("registry verified: MLflow matches the audit trail")
+        return
+    for item in drift:
+        typer.echo(("repaired " if repair else "drift: ") + item.line())
+    if not repair:
+        typer.echo("run `packwise registry verify --repair` to put MLflow back in line with the audit trail")
+        raise typer.Exit(code=1)

@@ -122,10 +122,16 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                 )
                 c.register(
                     model=train_task.outputs["model"],
+                    train_split=split_task.outputs["train_split"],
                     train_summary=train_task.outputs["Output"],
                     evaluation=evaluate_task.outputs["Output"],
                     decision=compare_task.outputs["decision"],
                     registry_json=registry_json,
+                    features_json=features_json,
+                    model_json=model_json,
+                    split_json=split_json,
+                    week=week,
+                    snapshot_dir=snapshot_dir,
                 )
         configure_tasks(defaults)
 
