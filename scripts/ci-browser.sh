@@ -13,7 +13,7 @@ if [[ ! -x "$CHROMIUM" ]]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 "$CHROMIUM" --version 2>/dev/null
-python -c "import playwright.sync_api" || {
+"${PYTHON:-$(dirname "$0")/../.venv/bin/python}" -c "import playwright.sync_api" || {
   echo "ci-browser: the playwright package is missing; run make install (it is in the dev extra)" >&2
   exit 1
 }
