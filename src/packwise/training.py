@@ -362,6 +362,8 @@ def validate(
         maybe_fail("validate")
         names = package_type_names(package_types)
         stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
+        for line in stats.warnings:
+            print(f"validate: warning: {line}", flush=True)
         result: dict[str, Any] = stats.to_dict()
         return result
 

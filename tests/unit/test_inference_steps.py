@@ -126,3 +126,17 @@ def test_parse_pins() -> None:
     for bad in ("mailer", "mailer=x", "=3", "mailer=0"):
         with pytest.raises(ConfigError, match="expected TYPE=VERSION"):
             parse_pins([bad])
+
+
+def test_prepare_refuses_infinite_values_instead_of_scoring_them(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+    inference = InferenceConfig(
+        inventory_query="SELECT * REPLACE (CASE WHEN product_id IN ('P0000003', 'P0002000') "
+        "THEN 'inf'::DOUBLE ELSE length_cm END AS length_cm) FROM products"
+    )
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "inf")
+    with pytest.raises(DataValidationError) as err:
+        prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)  # counted over every batch
+    assert str(err.value) == (
+        "inventory: column 'length_cm' in products has 2 infinite values; "
+        "make inference.inventory_query return finite numbers or null"
+    )

@@ -23,7 +23,7 @@ DEFAULT_NEW_PRODUCTS_SQL = "SELECT p.* FROM products AS p WHERE p.added_at > $si
 # bounds stop absurd values (a 1e9 vocabulary, 100,000 rounds) even before that cross-section check.
 MAX_CATEGORIES = 10_000
 MAX_BOOST_ROUNDS = 10_000
-MIN_SHARD_ROWS = 1_000
+MIN_SHARD_ROWS = 100  # tests split 1,200 rows into shards of 300-700
 DENSE_BATCH_LIMIT_BYTES = 1 << 30
 
 DerivedFeature = Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
