@@ -99,12 +99,14 @@ def extract_products(
     """
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.predictions import daily_since
+    from packwise.predictions import check_run_mode, daily_since
     from packwise.warehouse import QueryError, open_warehouse
 
     with task_report("extract-products", None):
         maybe_fail("extract-products")
         check_mode(mode)
+        with open_warehouse(warehouse, read_only=True) as wh:
+            check_run_mode(wh, run_id, mode)  # before any file of this run is touched
         _remove_record(storage_root, f"{run_id}.load")  # a stale record of an earlier attempt of this run id
         key = query_key(mode)
         sql = inference.new_products_query if mode == "daily" else inference.inventory_query
@@ -124,6 +126,11 @@ def extract_products(
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         try:
+            if n == 0 and mode == "monthly":  # daily: no new products is an ordinary day
+                raise DataValidationError(
+                    f"inventory: {key} returned no products; a monthly run scores the whole inventory, "
+                    f"so check {key} and the warehouse"
+                )
             watermark = _largest(tmp / PRODUCTS_FILE, inference.watermark_column)
             if watermark is None and n > 0:
                 raise DataValidationError(
