@@ -37,7 +37,12 @@ LABELS_QUERY_KEY = "warehouse.labels_query"
 
 # Physical columns that cannot be negative, and the finite value above which a row is suspicious (10 m,
 # 1 tonne): not an error, a counted warning in the validation summary.
-SUSPICIOUS_ABOVE: dict[str, float] = {"length_cm": 1_000.0, "width_cm": 1_000.0, "height_cm": 1_000.0, "weight_kg": 1_000.0}
+SUSPICIOUS_ABOVE: dict[str, float] = {
+    "length_cm": 1_000.0,
+    "width_cm": 1_000.0,
+    "height_cm": 1_000.0,
+    "weight_kg": 1_000.0,
+}
 
 # Kinds a column may have; a column's kind comes from its arrow type or pandas dtype.
 _NUMERIC = frozenset({"integer", "float"})

@@ -14,7 +14,10 @@ from packwise.errors import ConfigError
         ("gate.min_auc.reject=1.5", r"gate: gate\.min_auc\.reject 1\.5 is out of range; it must be between 0 and 1"),
         ("gate.min_pr_auc.reject=-0.1", r"gate\.min_pr_auc\.reject -0\.1 is out of range"),
         ("gate.auc_drop_abs.review=-0.01", r"gate\.auc_drop_abs\.review -0\.01 is out of range"),
-        ("gate.log_loss_increase_rel.reject=-1", r"gate\.log_loss_increase_rel\.reject -1\.0 is out of range; it must be 0 or more"),
+        (
+            "gate.log_loss_increase_rel.reject=-1",
+            r"gate\.log_loss_increase_rel\.reject -1\.0 is out of range; it must be 0 or more",
+        ),
         ("gate.label_churn.reject=2", r"gate\.label_churn\.reject 2\.0 is out of range"),
     ],
 )

@@ -252,7 +252,9 @@ class InferenceConfig(_Strict):
     watermark_column: str = Field(
         "added_at", description="Timestamp column of the products queries; its largest loaded value is the watermark."
     )
-    shard_target_rows: int = Field(1_000_000, ge=MIN_SHARD_ROWS, le=100_000_000, description="Most products per shard (one scoring task each).")
+    shard_target_rows: int = Field(
+        1_000_000, ge=MIN_SHARD_ROWS, le=100_000_000, description="Most products per shard (one scoring task each)."
+    )
     shard_target_bytes: int = Field(
         256 * 1024 * 1024, ge=1024 * 1024, le=1 << 32, description="Most uncompressed input bytes per shard."
     )
