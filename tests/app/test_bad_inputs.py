@@ -87,7 +87,7 @@ def test_an_unparsable_set_value_is_one_line(seeded: tuple[PackwiseConfig, Path]
 
 
 def test_an_unwritable_storage_root_is_one_line(seeded: tuple[PackwiseConfig, Path], tmp_path: Path) -> None:
-    cfg, config = seeded
+    _, config = seeded
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     root = blocker / "state"
@@ -124,4 +124,5 @@ def test_markup_in_a_product_id_is_printed_as_text(
     monkeypatch.setattr(local, "training_run", failed_run)
     result = _invoke(["train", "--week", "2", "--config", str(config)])
     assert result.exit_code == 1, result.output
-    assert "error: validate: snapshot: products has 1 duplicate product_id rows (e.g. 'P[/red]X[bold]')" in result.output
+    expected = "error: validate: snapshot: products has 1 duplicate product_id rows (e.g. 'P[/red]X[bold]')"
+    assert expected in result.output
