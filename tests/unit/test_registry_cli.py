@@ -187,3 +187,27 @@ def test_config_file_is_read(root: Path, registry: Registry, package_type: str, 
 
     assert result.exit_code == 0, result.output
     assert "PendingManualApproval" in result.stdout
+
+
+def test_markup_in_a_reason_is_printed_as_text(root: Path, registry: Registry, package_type: str, tmp_path: Path) -> None:
+    model_file = tmp_path / "m.tar.gz"
+    model_file.write_bytes(b"model")
+    registry.register(
+        Candidate(
+            package_type=package_type,
+            model_file=model_file,
+            status=Status.REJECTED,
+            candidate_key="cand-markup",
+            data_fingerprint="00fingerprint0123456789",
+            model_type="xgboost",
+            metrics={"auc": 0.9, "pr_auc": 0.7, "log_loss": 0.3},
+            label_stats={"count": 100, "positive_rate": 0.4},
+            gate_report="# Gate",
+            reason="product P[/red]X [bold]broke it",
+            who="pipeline",
+            run_id="run-markup",
+        )
+    )
+    result = _invoke(root, "list", "--type", package_type)
+    assert result.exit_code == 0, result.output
+    assert "product P[/red]X [bold]broke it" in result.stdout
