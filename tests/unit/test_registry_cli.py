@@ -189,7 +189,9 @@ def test_config_file_is_read(root: Path, registry: Registry, package_type: str, 
     assert "PendingManualApproval" in result.stdout
 
 
-def test_markup_in_a_reason_is_printed_as_text(root: Path, registry: Registry, package_type: str, tmp_path: Path) -> None:
+def test_markup_in_a_reason_is_printed_as_text(
+    root: Path, registry: Registry, package_type: str, tmp_path: Path
+) -> None:
     model_file = tmp_path / "m.tar.gz"
     model_file.write_bytes(b"model")
     registry.register(
