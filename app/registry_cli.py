@@ -86,7 +86,7 @@ def list_versions(
             if version.package_type not in champions:
                 champion = registry.champion(version.package_type)
                 champions[version.package_type] = None if champion is None else champion.version
-    console = Console()
+    console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
     if not versions:
         scope = f"of type {package_type} " if package_type else ""
         console.print(f"no model versions {scope}registered yet; run `packwise train` to train candidates")
@@ -129,7 +129,7 @@ def show(
         registry = _open(config, overrides)
         found = registry.get(package_type, version)
         champion = registry.champion(package_type)
-    console = Console()
+    console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -185,7 +185,7 @@ def _change(
     with user_errors():
         registry = _open(config, overrides)
         changed = registry.set_status(package_type, version, status, who=_who(who), reason=reason)
-        console = Console()
+        console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
         console.print(f"{package_type} v{changed.version} is now {changed.status}")
         _print_champion(console, registry, package_type)
 
@@ -231,7 +231,7 @@ def rollback(
     with user_errors():
         registry = _open(config, overrides)
         registry.rollback(package_type, who=_who(who), reason=reason, to_version=to_version)
-        _print_champion(Console(), registry, package_type)
+        _print_champion(Console(markup=False), registry, package_type)
 
 
 @registry_app.command("verify")

@@ -46,7 +46,7 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
         """Trains, evaluates and gates one classifier per package type on the week's label snapshot.
 
         Args:
-            week: Label snapshot week (labels observed up to it).
+            week: Label snapshot week (labels observed up to it); 0: the newest labelled week.
             run_id: Optional run id (the CLI sets one); defaults to the KFP job id.
             storage_root: Root of Packwise's storage.
             package_types: Package type names, least protective first.

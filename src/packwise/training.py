@@ -374,16 +374,23 @@ def _version_metrics(ev: EvaluationResult) -> dict[str, float]:
 def extract(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: str) -> dict[str, Any]:
     """Unloads the week's label snapshot (content-addressed) and records it against the run.
 
+    Week 0 means the newest week that has labels; the record holds the resolved week.
+
     Always runs (it must look at the data to fingerprint it); everything downstream keys its cache on the
     snapshot's directory, which is named by the fingerprint.
     """
     from packwise.config import PackwiseConfig, StorageConfig
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.snapshot import extract_snapshot
+    from packwise.snapshot import extract_snapshot, resolve_training_week
+    from packwise.warehouse import open_warehouse
 
     with task_report("extract", None):
         maybe_fail("extract")
+        with open_warehouse(warehouse, read_only=True) as wh:
+            # week 0 (the schedules) becomes the newest labelled week; a week past the history is refused.
+            # Whether the week brings new labels is checked by `packwise train` (--allow-no-new-labels).
+            week = resolve_training_week(wh, week, allow_no_new_labels=True)
         config = PackwiseConfig(storage=StorageConfig(root=storage_root), warehouse=warehouse)
         info = extract_snapshot(config, week)
         record = {
@@ -411,6 +418,8 @@ def validate(
         maybe_fail("validate")
         names = package_type_names(package_types)
         stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
+        for line in stats.warnings:
+            print(f"validate: warning: {line}", flush=True)
         result: dict[str, Any] = stats.to_dict()
         return result
 

@@ -212,3 +212,29 @@ def test_verify_reports_a_moved_alias_and_repair_puts_it_back(
     assert _invoke(root, "verify", "--type", package_type).exit_code == 0
     event = registry.get(package_type, 1).audit[-1]
     assert (event.action, event.who) == ("repair", "carol")
+
+
+def test_markup_in_a_reason_is_printed_as_text(
+    root: Path, registry: Registry, package_type: str, tmp_path: Path
+) -> None:
+    model_file = tmp_path / "m.tar.gz"
+    model_file.write_bytes(b"model")
+    registry.register(
+        Candidate(
+            package_type=package_type,
+            model_file=model_file,
+            status=Status.REJECTED,
+            candidate_key="cand-markup",
+            data_fingerprint="00fingerprint0123456789",
+            model_type="xgboost",
+            metrics={"auc": 0.9, "pr_auc": 0.7, "log_loss": 0.3},
+            label_stats={"count": 100, "positive_rate": 0.4},
+            gate_report="# Gate",
+            reason="product P[/red]X [bold]broke it",
+            who="pipeline",
+            run_id="run-markup",
+        )
+    )
+    result = _invoke(root, "list", "--type", package_type)
+    assert result.exit_code == 0, result.output
+    assert "product P[/red]X [bold]broke it" in result.stdout
