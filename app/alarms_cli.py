@@ -26,4 +26,4 @@ def apply(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt)
     table = Table("alarm", "action", "fires when")
     for change in changes:
         table.add_row(change.name, change.action, change.description)
-    Console().print(table)
+    Console(markup=False).print(table)

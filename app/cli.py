@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from packwise.config import PackwiseConfig, dump_default_config
 from packwise.errors import ConfigError, PackwiseError
+from packwise.files import check_writable_dir
 from packwise.lineage import check_run_id
-from packwise_app.command_line import ConfigOpt, SetOpt, err_console, fail, load
+from packwise_app.command_line import ConfigOpt, SetOpt, err_console, fail, load, user_errors
 from packwise_app.configuration import load_config
 
 if TYPE_CHECKING:
@@ -160,12 +163,13 @@ def seed(
             spec = SeedSpec.model_validate(spec_data)
         except ValueError as err:
             raise ConfigError(f"seed: {str(err).splitlines()[-1].strip()}") from None
-        cfg.warehouse.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(cfg.storage.root, "storage.root")
+        check_writable_dir(cfg.warehouse.path.parent, "warehouse.path")
         with open_warehouse(cfg.warehouse) as warehouse:
             summary = seed_warehouse(warehouse, spec)
     except PackwiseError as err:
         fail(err)
-    console.print(f"seeded {cfg.warehouse.path}: {summary}", highlight=False)
+    console.print(Text(f"seeded {cfg.warehouse.path}: {summary}"), highlight=False)
 
 
 def _flag(knob: str) -> str:
@@ -202,7 +206,8 @@ def _event_printer() -> Callable[[TaskEvent], None]:
 def _report_failure(run: LocalRun) -> None:
     for event in run.events:
         if event.state == "failed" and event.error:
-            err_console.print(f"[red]error:[/red] {event.label}: {event.error}", highlight=False, soft_wrap=True)
+            line = Text.assemble(("error:", "red"), f" {event.label}: {event.error}")  # data is text, not markup
+            err_console.print(line, highlight=False, soft_wrap=True)
     err_console.print(
         f"failed tasks: {', '.join(run.failed_tasks) or 'unknown'}; full log: {run.log_path}. "
         "Fix the cause and run the same command again: finished tasks are reused from the cache.",
@@ -213,7 +218,10 @@ def _report_failure(run: LocalRun) -> None:
 
 @app.command()
 def train(
-    week: int = typer.Option(..., "--week", "-w", help="Label snapshot week to train on."),
+    week: int = typer.Option(..., "--week", "-w", help="Label snapshot week to train on; 0: the newest labelled week."),
+    allow_no_new_labels: bool = typer.Option(
+        False, "--allow-no-new-labels", help="Train on a week that brings no labels of its own."
+    ),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
     runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
@@ -225,20 +233,27 @@ def train(
         cfg = load(config, overrides)
         if runner not in {"subprocess", "docker"}:
             raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
-        if week < 1:
-            raise ConfigError(f"--week {week}: weeks start at 1")
+        if week < 0:
+            raise ConfigError(f"--week {week}: weeks start at 1 (0: the newest labelled week)")
         if run_id is not None:
             check_run_id(run_id, "--run-id")
         _check_notify(cfg)
+        check_writable_dir(cfg.storage.root, "storage.root")
+        from packwise.snapshot import resolve_training_week
+        from packwise.warehouse import open_warehouse
+
+        with open_warehouse(cfg.warehouse, read_only=True) as wh:
+            week = resolve_training_week(wh, week, allow_no_new_labels)
         from packwise_pipelines.local import training_run
 
-        console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
+        console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {escape(str(cfg.storage.root))})")
         run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer())
     except PackwiseError as err:
         fail(err)
     from packwise.run_summary import read_summary
 
-    summary = read_summary(cfg.storage.root, run.run_id)
+    with user_errors():
+        summary = read_summary(cfg.storage.root, run.run_id)
     if summary is not None:
         _print_training_table(summary)
     console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
@@ -260,7 +275,7 @@ def _print_training_table(summary: dict[str, Any]) -> None:
         champ = row.get("champion_scores") or {}
         decision = row["decision"]
         table.add_row(
-            row["package_type"],
+            Text(str(row["package_type"])),
             _fmt(cand.get("auc")),
             _fmt(champ.get("auc")),
             _fmt(cand.get("pr_auc")),
@@ -271,7 +286,7 @@ def _print_training_table(summary: dict[str, Any]) -> None:
     console.print(table)
     for row in summary["package_types"]:
         if row.get("reason"):
-            console.print(f"  {row['package_type']}: {row['reason']}", highlight=False, soft_wrap=True)
+            console.print(Text(f"  {row['package_type']}: {row['reason']}"), highlight=False, soft_wrap=True)
 
 
 def _fmt(value: float | None) -> str:
@@ -303,6 +318,7 @@ def infer(
         if run_id is not None:
             check_run_id(run_id, "--run-id")
         _check_notify(cfg)
+        check_writable_dir(cfg.storage.root, "storage.root")
         pins = parse_pins(model or [])
         unknown = sorted(set(pins) - set(cfg.package_type_names))
         if unknown:
@@ -312,7 +328,7 @@ def infer(
             )
         from packwise_pipelines.local import inference_run
 
-        console.print(f"[bold]inference {mode}[/bold] ({runner} runner, storage {cfg.storage.root})")
+        console.print(f"[bold]inference {mode}[/bold] ({runner} runner, storage {escape(str(cfg.storage.root))})")
         run = inference_run(
             cfg, mode, pins, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer()
         )
@@ -320,7 +336,8 @@ def infer(
         fail(err)
     from packwise.run_summary import read_summary
 
-    summary = read_summary(cfg.storage.root, run.run_id)
+    with user_errors():
+        summary = read_summary(cfg.storage.root, run.run_id)
     if summary is not None:
         _print_inference_table(summary)
     console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
@@ -347,10 +364,10 @@ def _print_inference_table(summary: dict[str, Any]) -> None:
         change = "-" if row.get("change") is None else f"{row['change'] * 100:+.1f} pp"
         version = models.get(row["package_type"])
         label = "-" if version is None else f"v{version}" + (" (pinned)" if row["package_type"] in pinned else "")
-        table.add_row(row["package_type"], f"{row['count']:,}", f"{row['share'] * 100:.1f}%", change, label)
+        table.add_row(Text(str(row["package_type"])), f"{row['count']:,}", f"{row['share'] * 100:.1f}%", change, label)
     if not summary.get("package_types") and models:
         for package_type, version in models.items():
-            table.add_row(package_type, "-", "-", "-", "-" if version is None else f"v{version}")
+            table.add_row(Text(str(package_type)), "-", "-", "-", "-" if version is None else f"v{version}")
     console.print(table)
     if summary.get("previous_run_id"):
         console.print(f"  change is against {summary['previous_run_id']}", highlight=False)
@@ -397,7 +414,8 @@ def show_run(run_id: str = typer.Argument(..., help="Run id printed by `packwise
         fail(err)
     from packwise.run_summary import read_summary
 
-    summary = read_summary(cfg.storage.root, run_id)
+    with user_errors():
+        summary = read_summary(cfg.storage.root, run_id)
     if summary is None:
         fail(PackwiseError(f"no summary for run {run_id!r} under {cfg.storage.root}/runs; check the run id"))
     console.print_json(json.dumps(summary, default=str))

@@ -65,7 +65,7 @@ class _Params(BaseModel):
 class TrainingParams(_Params):
     """Run parameters of the training pipeline that are not configuration."""
 
-    week: int = Field(ge=1, description="Label snapshot week (labels observed up to it).")
+    week: int = Field(ge=0, description="Label snapshot week (labels observed up to it); 0: the newest labelled week.")
 
 
 class InferenceParams(_Params):

@@ -19,7 +19,7 @@ from packwise.config import PackwiseConfig
 from packwise.errors import ConfigError, PackwiseError
 from packwise_app.command_line import ConfigOpt, SetOpt, fail, load
 
-console = Console()
+console = Console(markup=False)  # run ids, trigger keys and reasons are data, printed as text
 
 cluster_app = typer.Typer(help="Run Packwise on a Kubeflow Pipelines cluster.", no_args_is_help=True)
 schedule_app = typer.Typer(

@@ -86,7 +86,7 @@ def list_versions(
             if version.package_type not in champions:
                 champion = registry.champion(version.package_type)
                 champions[version.package_type] = None if champion is None else champion.version
-    console = Console()
+    console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
     if not versions:
         scope = f"of type {package_type} " if package_type else ""
         console.print(f"no model versions {scope}registered yet; run `packwise train` to train candidates")
@@ -129,7 +129,7 @@ def show(
         registry = _open(config, overrides)
         found = registry.get(package_type, version)
         champion = registry.champion(package_type)
-    console = Console()
+    console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -185,7 +185,7 @@ def _change(
     with user_errors():
         registry = _open(config, overrides)
         changed = registry.set_status(package_type, version, status, who=_who(who), reason=reason)
-        console = Console()
+        console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
         console.print(f"{package_type} v{changed.version} is now {changed.status}")
         _print_champion(console, registry, package_type)
 
@@ -231,4 +231,27 @@ def rollback(
     with user_errors():
         registry = _open(config, overrides)
         registry.rollback(package_type, who=_who(who), reason=reason, to_version=to_version)
-        _print_champion(Console(), registry, package_type)
+        _print_champion(Console(markup=False), registry, package_type)
+
+
+@registry_app.command("verify")
+def verify(
+    package_type: str | None = typer.Option(None, "--type", "-t", help="One package type; default all."),
+    repair: bool = typer.Option(False, "--repair", help="Put MLflow back in line with the audit trail, audited."),
+    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Check that MLflow (status tags, descriptions, champion alias) matches the audit trail; exit 1 on drift."""
+    from packwise.registry.verify import verify_registry
+
+    with user_errors():
+        drift = verify_registry(_open(config, overrides), repair=repair, who=_who(who), package_type=package_type)
+    if not drift:
+        typer.echo("registry verified: MLflow matches the audit trail")
+        return
+    for item in drift:
+        typer.echo(("repaired " if repair else "drift: ") + item.line())
+    if not repair:
+        typer.echo("run `packwise registry verify --repair` to put MLflow back in line with the audit trail")
+        raise typer.Exit(code=1)

@@ -32,7 +32,7 @@ def extract(
     Args:
         warehouse_json: The `warehouse` config section (JSON).
         storage_root: Root of Packwise's storage (snapshots, run records).
-        week: Label snapshot week: every label observed up to this week.
+        week: Label snapshot week: every label observed up to this week; 0: the newest labelled week.
         run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
         job_id: The orchestrator's job id (a placeholder filled in by KFP).
         snapshot: The snapshot's manifest, for lineage in the KFP UI.
@@ -277,19 +277,34 @@ def compare(
 
 def register(
     model: Input[Model],
+    train_split: Input[Dataset],
     train_summary: str,
     evaluation: str,
     decision: str,
     registry_json: str,
+    features_json: str,
+    model_json: str,
+    split_json: str,
+    week: int,
+    snapshot_dir: str,
 ) -> str:
     """Registers the candidate as the gate decided: the new champion, or Rejected / PendingManualApproval.
 
+    The version is an MLflow Model; its MLflow run shows the training params, split, week, label counts,
+    metrics and the snapshot as its dataset.
+
     Args:
         model: The candidate's model.tar.gz.
+        train_split: The training split (the model's input example and label counts).
         train_summary: Training summary (JSON).
         evaluation: Evaluation (JSON).
         decision: The gate decision (JSON) with its outcome and report.
         registry_json: The `registry` config section (JSON).
+        features_json: The `features` config section (JSON).
+        model_json: The `model` config section (JSON).
+        split_json: The `split` config section (JSON).
+        week: The training week.
+        snapshot_dir: The label snapshot the candidate was trained on.
 
     Returns:
         The registered version and its status as JSON.
@@ -297,11 +312,23 @@ def register(
     import json
     from pathlib import Path
 
-    from packwise.config import RegistryConfig
+    from packwise.config import FeatureConfig, ModelConfig, RegistryConfig, SplitConfig
+    from packwise.training import TrainSummary, training_record
     from packwise.training import register as run
 
+    package_type = TrainSummary.model_validate_json(train_summary).package_type
+    record = training_record(
+        Path(train_split.path),
+        package_type,
+        FeatureConfig.model_validate_json(features_json),
+        ModelConfig.model_validate_json(model_json),
+        SplitConfig.model_validate_json(split_json),
+        week,
+        snapshot_dir,
+        evaluation,
+    )
     registry = RegistryConfig.model_validate_json(registry_json)
-    result = run(Path(model.path), train_summary, evaluation, decision, registry)
+    result = run(Path(model.path), train_summary, evaluation, decision, registry, training=record)
     return json.dumps(result)
 
 

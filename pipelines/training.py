@@ -46,7 +46,7 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
         """Trains, evaluates and gates one classifier per package type on the week's label snapshot.
 
         Args:
-            week: Label snapshot week (labels observed up to it).
+            week: Label snapshot week (labels observed up to it); 0: the newest labelled week.
             run_id: Optional run id (the CLI sets one); defaults to the KFP job id.
             storage_root: Root of Packwise's storage.
             package_types: Package type names, least protective first.
@@ -122,10 +122,16 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                 )
                 c.register(
                     model=train_task.outputs["model"],
+                    train_split=split_task.outputs["train_split"],
                     train_summary=train_task.outputs["Output"],
                     evaluation=evaluate_task.outputs["Output"],
                     decision=compare_task.outputs["decision"],
                     registry_json=registry_json,
+                    features_json=features_json,
+                    model_json=model_json,
+                    split_json=split_json,
+                    week=week,
+                    snapshot_dir=snapshot_dir,
                 )
         configure_tasks(defaults)
 

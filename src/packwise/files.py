@@ -17,6 +17,24 @@ from pathlib import Path
 _CHUNK = 1 << 20
 
 
+def check_writable_dir(path: Path, key: str) -> None:
+    """Creates `path` if needed and checks a file can be written in it (then removes the probe).
+
+    Raises:
+        ConfigError: The directory cannot be created or written, naming `key`, the config key to fix.
+    """
+    from packwise.errors import ConfigError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-check-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"{key} {path} is not writable ({reason}); set {key} to a directory you can write") from None
+
+
 def sha256_file(path: Path) -> str:
     """The hex sha256 of the file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()

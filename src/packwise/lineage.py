@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from packwise.errors import ConfigError
+from packwise.errors import ConfigError, PackwiseError, first_line
 from packwise.files import atomic_write
 
 # What a run id may look like: it names files (run records, logs) under storage.root, so no `/`, no `..`,
@@ -77,7 +77,15 @@ def read_run_record(storage_root: Path, run_id: str) -> dict[str, Any] | None:
     path = _record_path(storage_root, run_id)
     if not path.exists():
         return None
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = first_line(err)
+        raise PackwiseError(
+            f"{path} is not a readable run record ({reason}); delete it and re-run the run"
+        ) from None
+    if not isinstance(data, dict):
+        raise PackwiseError(f"{path} is not a run record (expected a JSON object); delete it and run again")
     return data
 
 

@@ -118,6 +118,25 @@ def read_watermark(warehouse: Warehouse, mode: str) -> datetime | None:
     return stamp
 
 
+def check_run_mode(warehouse: Warehouse, run_id: str, mode: str) -> None:
+    """Raises if `run_id` is already in the load ledger with another mode (a reused run id).
+
+    Reloading a run id of the same mode is the idempotent retry; of another mode it would be a silent
+    no-op that reports the other mode's watermark, so it is refused.
+
+    Raises:
+        WarehouseError: The run id was loaded by a run of the other mode.
+    """
+    if not warehouse.table_exists(PREDICTION_RUNS):
+        return
+    done = _ledger_row(warehouse, run_id)
+    if done is not None and done["mode"] != mode:
+        raise WarehouseError(
+            f"run id {run_id!r} was already loaded by a {done['mode']} run; "
+            f"give this {mode} run a new --run-id"
+        )
+
+
 def daily_since(warehouse: Warehouse) -> datetime | None:
     """Where a daily run starts: the daily watermark, else the last monthly run's, else nothing (everything).
 
@@ -264,6 +283,7 @@ def load_predictions(
         return result
     with warehouse.transaction():
         _ensure_tables(warehouse, package_types)
+        check_run_mode(warehouse, run_id, mode)
         done = _ledger_row(warehouse, run_id)
         if done is not None:
             wm = _iso(read_watermark(warehouse, done["mode"]))

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from packwise.errors import DataValidationError, WarehouseError
 from packwise.files import publish_directory
 from packwise.warehouse import QueryError, open_warehouse
@@ -87,6 +89,51 @@ def _unload(warehouse: Warehouse, key: str, sql: str, week: int, path: Path, ord
         raise WarehouseError(
             f"warehouse.{key} failed for week {week}: {err}; fix warehouse.{key} in the config"
         ) from None
+
+
+LATEST_WEEK = 0  # a training week of 0 means the newest week that has labels (the schedules use it)
+
+
+def resolve_training_week(warehouse: Warehouse, week: int, allow_no_new_labels: bool = False) -> int:
+    """The label week a training run trains on, checked against the label history.
+
+    Queries the largest label week and the number of labels of `week` in the ``labels`` table.
+
+    Args:
+        warehouse: An open warehouse.
+        week: The requested week; `LATEST_WEEK` (0) resolves to the newest labelled week.
+        allow_no_new_labels: Accept a week inside the history that has no labels of its own (the
+            snapshot then equals the previous week's).
+
+    Returns:
+        The week to train on (never 0).
+
+    Raises:
+        DataValidationError: No labels at all, the week is past the history, or (unless allowed) it
+            brings no new labels.
+    """
+    found = warehouse.fetch_df(
+        "SELECT MAX(week) AS last_week, SUM(CASE WHEN week = $week THEN 1 ELSE 0 END) AS n_week FROM labels",
+        {"week": week},
+    )
+    last = found["last_week"].iloc[0] if len(found) else None
+    if last is None or pd.isna(last):  # an empty labels table
+        raise DataValidationError("the warehouse has no labels; load labels (or run `packwise seed`) first")
+    last_week = int(last)
+    if week == LATEST_WEEK:
+        return last_week
+    if week > last_week:
+        raise DataValidationError(
+            f"week {week} is past the label history (last week: {last_week}); "
+            f"pass --week {last_week} (or 0 for the newest week)"
+        )
+    n_week = found["n_week"].iloc[0]
+    if not allow_no_new_labels and (pd.isna(n_week) or int(n_week) == 0):
+        raise DataValidationError(
+            f"week {week} brings no new labels (its snapshot would equal the week before's); "
+            "pass --allow-no-new-labels to train anyway"
+        )
+    return week
 
 
 def extract_snapshot(config: PackwiseConfig, week: int) -> SnapshotInfo:

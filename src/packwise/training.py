@@ -254,9 +254,13 @@ def register(
     decision_json: str,
     registry_config: RegistryConfig,
     who: str = "packwise-pipeline",
+    training: Any = None,
 ) -> dict[str, Any]:
     """Registers the candidate as the gate decided: Approved (the new champion), Rejected or
     PendingManualApproval; the decision's outcome says which.
+
+    `training` (a `packwise.registry.TrainingRecord`, see `training_record`) is what the version's MLflow
+    run shows of how the candidate was trained.
 
     Idempotent: a candidate already registered (same candidate key) is returned as it is. An approved
     candidate needs the champion to still be the one the gate compared against; if a person or another
@@ -275,17 +279,15 @@ def register(
         decision = GateDecision.from_dict(json.loads(decision_json))
         registry = open_registry(registry_config)
         existing = registry.find_by_candidate_key(summary.package_type, summary.candidate_key)
-        if existing is not None:
-            return {"version": existing.version, "status": str(existing.status), "reused": True}
-
-        status = Status(decision.status)
-        reason = decision.reason
-        if decision.approved != (status == Status.APPROVED):
+        # A re-run goes through register() too: it completes a registration a crash interrupted.
+        status = Status(decision.status) if existing is None else existing.status
+        reason = decision.reason if existing is None else (existing.reason or decision.reason)
+        if existing is None and decision.approved != (status == Status.APPROVED):
             raise PackwiseError(
                 f"{summary.package_type}: decision {decision.outcome} with status {status} is inconsistent; "
                 "re-run compare"
             )
-        if decision.approved:
+        if decision.approved and existing is None:
             current = registry.champion(summary.package_type)
             current_version = None if current is None else current.version
             if current_version != ev.champion_version:
@@ -308,9 +310,56 @@ def register(
                 reason=reason,
                 who=who,
                 run_id="",  # a cached task cannot know its run; the run's exit handler stamps it
+                training=training,
             )
         )
-        return {"version": version.version, "status": str(version.status), "reused": False}
+        return {"version": version.version, "status": str(version.status), "reused": existing is not None}
+
+
+def training_record(
+    train_path: Path,
+    package_type: str,
+    features: FeatureConfig,
+    model: ModelConfig,
+    split: SplitConfig,
+    week: int,
+    snapshot_dir: str,
+    evaluation_json: str,
+    example_rows: int = 3,
+) -> Any:
+    """The `TrainingRecord` of a candidate: params, split, week, label counts, a raw input example, metrics.
+
+    Args:
+        train_path: The training split (the input example's rows and the label counts come from it).
+        package_type: The package type.
+        features: The ``features`` section (which raw columns the model reads).
+        model: The ``model`` section (type and hyperparameters).
+        split: The ``split`` section.
+        week: The training week.
+        snapshot_dir: The label snapshot (logged as the run's dataset).
+        evaluation_json: The evaluation (candidate and re-scored champion metrics).
+        example_rows: Rows of the input example.
+    """
+    from packwise.models import get_model_type
+    from packwise.registry import TrainingRecord
+    from packwise.split import read_split
+
+    ev = EvaluationResult.model_validate_json(evaluation_json)
+    columns = features.input_columns(get_model_type(model.type).uses_text)
+    products, labels = read_split(train_path, package_type, columns)
+    example = products.head(example_rows).astype(object).where(products.head(example_rows).notna(), None)
+    positives = int(labels.sum())
+    return TrainingRecord(
+        week=week,
+        model_params={**model.params, "num_boost_round": model.num_boost_round, "type": model.type},
+        split={"train_ratio": split.train_ratio, "seed": split.seed},
+        label_counts={"positive": positives, "negative": len(labels) - positives},
+        input_example=json.loads(example.to_json(orient="records", date_format="iso")),
+        snapshot_uri=snapshot_dir,
+        candidate_metrics=ev.candidate,
+        champion_metrics=ev.champion,
+        champion_version=ev.champion_version,
+    )
 
 
 def _version_metrics(ev: EvaluationResult) -> dict[str, float]:
@@ -325,16 +374,23 @@ def _version_metrics(ev: EvaluationResult) -> dict[str, float]:
 def extract(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: str) -> dict[str, Any]:
     """Unloads the week's label snapshot (content-addressed) and records it against the run.
 
+    Week 0 means the newest week that has labels; the record holds the resolved week.
+
     Always runs (it must look at the data to fingerprint it); everything downstream keys its cache on the
     snapshot's directory, which is named by the fingerprint.
     """
     from packwise.config import PackwiseConfig, StorageConfig
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.snapshot import extract_snapshot
+    from packwise.snapshot import extract_snapshot, resolve_training_week
+    from packwise.warehouse import open_warehouse
 
     with task_report("extract", None):
         maybe_fail("extract")
+        with open_warehouse(warehouse, read_only=True) as wh:
+            # week 0 (the schedules) becomes the newest labelled week; a week past the history is refused.
+            # Whether the week brings new labels is checked by `packwise train` (--allow-no-new-labels).
+            week = resolve_training_week(wh, week, allow_no_new_labels=True)
         config = PackwiseConfig(storage=StorageConfig(root=storage_root), warehouse=warehouse)
         info = extract_snapshot(config, week)
         record = {
@@ -362,6 +418,8 @@ def validate(
         maybe_fail("validate")
         names = package_type_names(package_types)
         stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
+        for line in stats.warnings:
+            print(f"validate: warning: {line}", flush=True)
         result: dict[str, Any] = stats.to_dict()
         return result
 

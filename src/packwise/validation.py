@@ -6,7 +6,10 @@ columns, types), then the data (duplicates, label values, coverage), so the firs
 most fundamental one. Every error is a `DataValidationError` whose one line names the problem and the
 key or query that fixes it.
 
-Nulls in feature columns are allowed: the models treat them as missing values.
+Nulls in feature columns are allowed: the models treat them as missing values. Infinite values in a
+numeric column, and negative dimensions or weights, are errors; finite but implausible dimensions or
+weights (`SUSPICIOUS_ABOVE`) are counted and reported as warnings, as are label rows of package types
+that are not configured.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +34,15 @@ LABEL_COLUMNS = ("product_id", "package_type", "label")
 
 PRODUCTS_QUERY_KEY = "warehouse.products_query"
 LABELS_QUERY_KEY = "warehouse.labels_query"
+
+# Physical columns that cannot be negative, and the finite value above which a row is suspicious (10 m,
+# 1 tonne): not an error, a counted warning in the validation summary.
+SUSPICIOUS_ABOVE: dict[str, float] = {
+    "length_cm": 1_000.0,
+    "width_cm": 1_000.0,
+    "height_cm": 1_000.0,
+    "weight_kg": 1_000.0,
+}
 
 # Kinds a column may have; a column's kind comes from its arrow type or pandas dtype.
 _NUMERIC = frozenset({"integer", "float"})
@@ -79,6 +92,8 @@ class SnapshotStats(BaseModel):
     n_label_rows: int
     package_types: dict[str, LabelStats]
     ignored_label_rows: dict[str, int] = Field(default_factory=dict)
+    suspicious_rows: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -90,7 +105,8 @@ class SnapshotStats(BaseModel):
         # The component output's key order, as before the model: the total before its breakdown.
         data: dict[str, Any] = handler(self)
         ignored = data.pop("ignored_label_rows")
-        return {**data, "ignored_label_rows": ignored}
+        tail = {k: data.pop(k) for k in ("suspicious_rows", "warnings")}
+        return {**data, "ignored_label_rows": ignored, **tail}
 
     def to_dict(self) -> dict[str, Any]:
         """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
@@ -215,6 +231,65 @@ def _check_boolean_values(source: str, frame: pd.DataFrame, cols: Sequence[str],
             )
 
 
+def numeric_columns(frame: pd.DataFrame, groups: dict[str, tuple[str, frozenset[str]]]) -> list[str]:
+    """Columns of `groups` that are numeric in `frame` (numeric features and inputs of derived ones)."""
+    return [c for c, (_, kinds) in groups.items() if kinds == _NUMERIC and c in frame.columns]
+
+
+def count_bad_values(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Counts per problem and column: ``infinite``, ``negative`` (dimensions, weights), ``suspicious``.
+
+    Only columns with at least one such row appear. Nulls are never counted (they are missing values).
+    """
+    out: dict[str, dict[str, int]] = {"infinite": {}, "negative": {}, "suspicious": {}}
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        n_inf = int(np.isinf(values).sum())
+        if n_inf:
+            out["infinite"][col] = n_inf
+        limit = SUSPICIOUS_ABOVE.get(col)
+        if limit is None:
+            continue
+        finite = values[np.isfinite(values)]
+        n_neg = int((finite < 0).sum())
+        if n_neg:
+            out["negative"][col] = n_neg
+        n_big = int((finite > limit).sum())
+        if n_big:
+            out["suspicious"][col] = n_big
+    return out
+
+
+def merge_counts(total: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    """Adds `more` (from `count_bad_values`) into `total`, in place."""
+    for kind, cols in more.items():
+        bucket = total.setdefault(kind, {})
+        for col, n in cols.items():
+            bucket[col] = bucket.get(col, 0) + n
+
+
+def raise_on_bad_values(source: str, counts: dict[str, dict[str, int]], query_key: str) -> None:
+    """Raises on infinite values, then on negative dimensions or weights, naming the column and row count."""
+    for col, n in counts.get("infinite", {}).items():
+        raise DataValidationError(
+            f"{source}: column {col!r} in products has {n} infinite values; "
+            f"make {query_key} return finite numbers or null"
+        )
+    for col, n in counts.get("negative", {}).items():
+        raise DataValidationError(
+            f"{source}: column {col!r} in products has {n} negative values (a dimension or weight); "
+            f"fix or filter them in {query_key}"
+        )
+
+
+def suspicious_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    """One warning line per column with implausible but finite values."""
+    return [
+        f"column {col!r} has {n} rows above {SUSPICIOUS_ABOVE[col]:g} (implausible; check the source data)"
+        for col, n in sorted(counts.get("suspicious", {}).items())
+    ]
+
+
 def check_product_ids(source: str, ids: pd.Series, query_key: str = PRODUCTS_QUERY_KEY) -> None:
     """Raises unless every product id is present and unique.
 
@@ -243,12 +318,14 @@ def validate_products_frame(
     *,
     source: str = "inventory",
     query_key: str = PRODUCTS_QUERY_KEY,
-) -> None:
+) -> dict[str, dict[str, int]]:
     """Checks product rows before features are built from them (the inference path).
 
     Same checks as the products half of `validate_snapshot`: every feature column present with a usable
     type, boolean columns stored as 0/1 integers hold only 0/1, product ids present and unique. An empty
-    frame passes: whether there is anything to score is the caller's decision.
+    frame passes: whether there is anything to score is the caller's decision. Infinite values and
+    negative dimensions or weights are counted, not raised: the caller raises (`raise_on_bad_values`)
+    once it has counted every batch.
 
     Args:
         df: One row per product.
@@ -256,6 +333,9 @@ def validate_products_frame(
         needs_text: Whether the model type reads the text column (`features.text`).
         source: Prefix of error messages.
         query_key: Configuration key of the query that produced the rows, named in fixes.
+
+    Returns:
+        Bad-value counts of the frame (`count_bad_values`).
 
     Raises:
         DataValidationError: On the first problem found.
@@ -265,6 +345,7 @@ def validate_products_frame(
     _check_columns(source, kinds, groups, query_key)
     _check_boolean_values(source, df, features.boolean, query_key)
     check_product_ids(source, df[PRODUCT_ID], query_key)
+    return count_bad_values(df, numeric_columns(df, groups))
 
 
 def validate_labels_frame(
@@ -424,6 +505,8 @@ def validate_snapshot(
         )
     _check_boolean_values(source, products, features.boolean, PRODUCTS_QUERY_KEY)
     check_product_ids(source, products[PRODUCT_ID], PRODUCTS_QUERY_KEY)
+    value_counts = count_bad_values(products, numeric_columns(products, groups))
+    raise_on_bad_values(source, value_counts, PRODUCTS_QUERY_KEY)
 
     labels = pq.read_table(labels_path, columns=list(LABEL_COLUMNS)).to_pandas()
     kept, ignored = validate_labels_frame(labels, products[PRODUCT_ID], package_types, source=source)
@@ -432,10 +515,19 @@ def validate_snapshot(
         name: LabelStats.from_labels(kept.loc[kept["package_type"] == name, "label"])
         for name in package_types
     }
+    warnings = suspicious_warnings(value_counts)
+    if ignored:
+        listed = ", ".join(f"{name}: {n}" for name, n in ignored.items())
+        warnings.append(
+            f"{sum(ignored.values())} label rows of package types not in package_types were ignored ({listed}); "
+            f"add them to package_types or filter them out in {LABELS_QUERY_KEY}"
+        )
     return SnapshotStats(
         n_products=len(products),
         n_labelled_products=int(kept["product_id"].nunique()),
         n_label_rows=len(kept),
         package_types=per_type,
         ignored_label_rows=ignored,
+        suspicious_rows=dict(sorted(value_counts["suspicious"].items())),
+        warnings=warnings,
     )

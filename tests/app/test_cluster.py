@@ -188,7 +188,7 @@ def test_schedule_apply_is_idempotent(tmp_path: Path, recording: RecordingKfpCli
     created = recording.named("create_recurring_run")
     assert {c["cron_expression"] for c in created} == {"0 0 3 * * 1", "0 0 5 * * *", "0 0 6 1 * *"}
     weekly = next(c for c in created if c["job_name"] == "weekly-training")
-    assert weekly["params"]["week"] == 9999 and weekly["max_concurrency"] == 1
+    assert weekly["params"]["week"] == 0 and weekly["max_concurrency"] == 1
     assert weekly["service_account"] == "packwise-runner"
 
     second = Cluster(recording, config).apply_schedules()  # a new process: nothing but the cluster remembers

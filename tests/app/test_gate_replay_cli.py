@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from packwise_app.cli import app
 from packwise.replay import parse_weeks
+from packwise_app.cli import app
 from tests.conftest import make_config, seed
 
 MODEL = {"num_boost_round": 40}

@@ -126,7 +126,7 @@ def test_a_dropped_trigger_file_starts_one_run(
     ("name", "body", "reason"),
     [
         ("typo.yaml", "pipeline: training\nparms: {week: 3}\n", "unknown key 'parms'"),
-        ("week.yaml", "pipeline: training\nparams: {week: 0}\n", "week: Input should be greater than or equal to 1"),
+        ("week.yaml", "pipeline: training\nparams: {week: -1}\n", "week: Input should be greater than or equal to 0"),
         ("nopipe.json", '{"params": {"week": 3}}', "pipeline: Field required"),
         ("model.yaml", "pipeline: training\nparams: {week: 1}\nconfig: {model: {type: gbm}}\n", "unknown model type"),
         ("key.yaml", "pipeline: training\nparams: {week: 1}\nconfig: {modle: {}}\n", "config.modle cannot be set"),
@@ -303,7 +303,7 @@ def test_a_trigger_file_cannot_touch_what_decides_what_reaches_production(
 @pytest.mark.parametrize(
     ("model", "reason"),
     [
-        ({"num_boost_round": 100_000}, "num_boost_round 100000 is above the trigger bound 2000"),
+        ({"num_boost_round": 5_000}, "num_boost_round 5000 is above the trigger bound 2000"),
         ({"text_hash_features": 1 << 20}, "text_hash_features 1048576 is above the trigger bound 65536"),
         ({"params": {"nthread": 64}}, "config.model.params.nthread cannot be set by a trigger file"),
         ({"params": {"eta": 5}}, "config.model.params.eta must be a number in [0.001, 1]"),

@@ -185,10 +185,11 @@ def test_train_evaluate_compare_register_as_plain_python(
     report = _artifact(dsl.Markdown, out / "report.md")
     outcome, decision = components.compare(summary, evaluation, cfg.section_json("gate"), report)
     assert outcome == "approve"
-    result = components.register(model, summary, evaluation, decision, registry_json)
+    config = (*(cfg.section_json(s) for s in ("features", "model", "split")), 1, plain_split["snapshot_dir"])
+    result = components.register(model, plain_split["train"], summary, evaluation, decision, registry_json, *config)
     champion = _register_and_check(cfg, prefix, result)
     assert champion.candidate_key == trained.candidate_key
-    again = components.register(model, summary, evaluation, decision, registry_json)
+    again = components.register(model, plain_split["train"], summary, evaluation, decision, registry_json, *config)
     assert json.loads(again) == {"version": 1, "status": "Approved", "reused": True}
 
 
@@ -242,10 +243,16 @@ def test_train_evaluate_compare_register_through_the_local_runner(cfg: PackwiseC
         )
         COMPONENTS.register(
             model=train_task.outputs["model"],
+            train_split=split_task.outputs["train_split"],
             train_summary=train_task.outputs["Output"],
             evaluation=evaluate_task.outputs["Output"],
             decision=compare_task.outputs["decision"],
             registry_json=registry_json,
+            features_json=cfg.section_json("features"),
+            model_json=cfg.section_json("model"),
+            split_json=cfg.section_json("split"),
+            week=1,
+            snapshot_dir=extract_task.outputs["snapshot_dir"],
         )
 
     chain()
@@ -279,6 +286,18 @@ def test_register_files_a_rejected_decision_as_rejected_never_as_champion(
     outcome, decision = components.compare(summary, evaluation, cfg.section_json("gate"), report)
     assert outcome == "reject"
     registry_config = cfg.registry.model_copy(update={"model_name_prefix": "rejected"})
-    result = json.loads(components.register(model, summary, evaluation, decision, registry_config.model_dump_json()))
+    result = json.loads(
+        components.register(
+            model,
+            plain_split["train"],
+            summary,
+            evaluation,
+            decision,
+            registry_config.model_dump_json(),
+            *(cfg.section_json(s) for s in ("features", "model", "split")),
+            1,
+            plain_split["snapshot_dir"],
+        )
+    )
     assert result["status"] == "Rejected" and not result["reused"]
     assert open_registry(registry_config).champion("bag") is None

@@ -107,6 +107,27 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         },
         "duplicate",
     ),
+    "negative dimensions": (
+        {
+            "warehouse": {
+                "products_query": _products_sql(
+                    "p.* REPLACE (CASE WHEN p.product_id LIKE '%1' THEN -p.height_cm ELSE p.height_cm END AS height_cm)"
+                )
+            }
+        },
+        "column 'height_cm' in products has",
+    ),
+    "infinite dimensions": (
+        {
+            "warehouse": {
+                "products_query": _products_sql(
+                    "p.* REPLACE (CASE WHEN p.product_id LIKE '%2' THEN 'inf'::DOUBLE "
+                    "ELSE p.length_cm END AS length_cm)"
+                )
+            }
+        },
+        "infinite values",
+    ),
     "empty snapshot": (
         {"warehouse": {"products_query": "SELECT * FROM products WHERE false AND $week > 0"}},
         "no rows",

@@ -108,6 +108,19 @@ def test_loading_the_same_run_again_changes_nothing(wh: Any, tmp_path: Path) -> 
     assert len(wh.fetch_df(f"SELECT * FROM {PREDICTION_RUNS}")) == 1
 
 
+def test_a_monthly_run_id_reused_in_daily_mode_is_refused(wh: Any, tmp_path: Path) -> None:
+    files = [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)]
+    _load(wh, files, "run-1")
+    before, ledger = table(wh), wh.fetch_df(f"SELECT * FROM {PREDICTION_RUNS}")
+    watermarks = wh.fetch_df("SELECT * FROM run_watermarks")
+    with pytest.raises(WarehouseError) as err:
+        _load(wh, files, "run-1", mode="daily")
+    assert str(err.value) == "run id 'run-1' was already loaded by a monthly run; give this daily run a new --run-id"
+    pd.testing.assert_frame_equal(table(wh), before)
+    pd.testing.assert_frame_equal(wh.fetch_df(f"SELECT * FROM {PREDICTION_RUNS}"), ledger)
+    pd.testing.assert_frame_equal(wh.fetch_df("SELECT * FROM run_watermarks"), watermarks)
+
+
 def test_a_later_run_supersedes_only_the_products_it_scored(wh: Any, tmp_path: Path) -> None:
     _load(wh, [scored_file(tmp_path / "a.parquet", _ids(1, 100), 1)], "run-1")
     result = _load(wh, [scored_file(tmp_path / "b.parquet", _ids(51, 100), 2)], "run-2", versions=V2)

@@ -96,13 +96,15 @@ def test_shards_follow_the_row_and_byte_targets(cfg: PackwiseConfig, models: dic
     assert len(by_bytes) == 1
 
 
-def test_an_empty_extract_gives_one_empty_shard(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+def test_an_empty_daily_extract_gives_one_empty_shard(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
     with open_warehouse(cfg.warehouse) as wh:
         add_products(wh, 1, seed=1, added_at=datetime(2030, 1, 1))
-    inference = InferenceConfig(inventory_query="SELECT * FROM products WHERE added_at > TIMESTAMP '2031-01-01'")
-    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "empty")
+    inference = InferenceConfig(
+        new_products_query="SELECT * FROM products WHERE added_at > $since AND added_at > TIMESTAMP '2031-01-01'"
+    )
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "daily", "empty")
     assert record["n_products"] == 0 and record["watermark"] is None
-    plan = prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
+    plan = prepare_products(Path(record["extract_dir"]), models, "daily", 1_024)
     shards = shard_products(plan, inference)
     assert len(shards) == 1 and pq.ParquetFile(shards[0]).metadata.num_rows == 0
 
@@ -126,3 +128,31 @@ def test_parse_pins() -> None:
     for bad in ("mailer", "mailer=x", "=3", "mailer=0"):
         with pytest.raises(ConfigError, match="expected TYPE=VERSION"):
             parse_pins([bad])
+
+
+def test_prepare_refuses_infinite_values_instead_of_scoring_them(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
+    inference = InferenceConfig(
+        inventory_query="SELECT * REPLACE (CASE WHEN product_id IN ('P0000003', 'P0002000') "
+        "THEN 'inf'::DOUBLE ELSE length_cm END AS length_cm) FROM products"
+    )
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "inf")
+    with pytest.raises(DataValidationError) as err:
+        prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)  # counted over every batch
+    assert str(err.value) == (
+        "inventory: column 'length_cm' in products has 2 infinite values; "
+        "make inference.inventory_query return finite numbers or null"
+    )
+
+
+def test_an_empty_monthly_inventory_is_refused_before_anything_is_written(cfg: PackwiseConfig) -> None:
+    inference = InferenceConfig(inventory_query="SELECT * FROM products WHERE added_at > TIMESTAMP '2031-01-01'")
+    extracts = cfg.storage.root / "inference" / "extracts"
+    before = sorted(extracts.iterdir()) if extracts.exists() else []
+    with pytest.raises(DataValidationError) as err:
+        extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "empty-monthly")
+    assert str(err.value) == (
+        "inventory: inference.inventory_query returned no products; a monthly run scores the whole inventory, "
+        "so check inference.inventory_query and the warehouse"
+    )
+    assert (sorted(extracts.iterdir()) if extracts.exists() else []) == before
+    assert not list(cfg.storage.root.rglob("*empty-monthly*"))

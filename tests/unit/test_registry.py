@@ -109,7 +109,7 @@ def test_register_round_trip_keeps_every_field(registry: MlflowRegistry, package
     assert got.label_stats == LABEL_STATS
     assert isinstance(got.label_stats["count"], int)
     assert got.gate_report.startswith("# Gate report") and got.gate_report.endswith("key cand-a")
-    assert got.artifact_uri.endswith("/model/model.tar.gz")
+    assert got.artifact_uri.endswith("/model/artifacts/model.tar.gz")
     assert len(got.audit) == 1
     creation = got.audit[0]
     assert (creation.who, creation.from_status, creation.to_status) == ("pipeline", None, Status.PENDING)
@@ -117,17 +117,18 @@ def test_register_round_trip_keeps_every_field(registry: MlflowRegistry, package
     assert datetime.fromisoformat(got.created_at).utcoffset() is not None
     assert got.created_at == creation.at
 
-    as_dict = got.to_dict()
+    as_dict = got.model_dump(mode="json")
     assert as_dict["status"] == "PendingManualApproval"
     assert as_dict["audit"][0]["to_status"] == "PendingManualApproval"
     json.dumps(as_dict)  # JSON-ready
 
     mv = _client(registry).get_model_version(registry.model_name(package_type), "1")
-    assert mv.description == "gate decision for cand-a"
+    assert mv.description == "PendingManualApproval: gate decision for cand-a"
     assert mv.tags[TAG_STATUS] == "PendingManualApproval"
     assert mv.run_id is not None
     run = _client(registry).get_run(mv.run_id)
-    assert run.data.metrics == METRICS
+    assert {k: v for k, v in run.data.metrics.items() if k in METRICS} == METRICS
+    assert run.data.metrics["label_count"] == 1200 and run.data.metrics["label_positive_rate"] == 0.37
     assert run.info.status == "FINISHED"
     assert [v.version for v in registry.list_versions(package_type)] == [1]
 
@@ -174,15 +175,17 @@ def test_champion_is_the_newest_approved_not_the_newest(
     assert [v.version for v in registry.list_versions(package_type)] == [4, 3, 2, 1]
 
 
-def test_champion_derives_from_status_tags_not_the_alias(
+def test_champion_derives_from_the_audit_trail_and_refuses_a_moved_alias(
     registry: MlflowRegistry, package_type: str, tmp_path: Path
 ) -> None:
     _register(registry, package_type, tmp_path, "v1", Status.APPROVED)
     _register(registry, package_type, tmp_path, "v2", Status.PENDING)
     _client(registry).set_registered_model_alias(registry.model_name(package_type), CHAMPION_ALIAS, "2")
 
-    champion = registry.champion(package_type)
-    assert champion is not None and champion.version == 1
+    newest = registry.newest_approved(package_type)
+    assert newest is not None and newest.version == 1  # never taken from the alias
+    with pytest.raises(RegistryError, match=r"champion alias is 'v2'.*packwise registry verify --repair"):
+        registry.champion(package_type)
 
 
 def test_approve_and_reject_move_the_champion_and_append_to_the_audit_trail(
@@ -345,7 +348,7 @@ def test_failure_in_create_model_version_leaves_nothing_registered(
     champion = registry.champion(package_type)
     assert champion is not None and champion.candidate_key == "champ"
     assert _alias_version(registry, package_type) == 1
-    assert _runs(registry) == runs_before  # the run made for it is deleted too
+    assert _runs(registry) == runs_before  # the run made for it is deleted too (its pipeline's parent stays)
 
     retried = _register(registry, package_type, tmp_path, "doomed", Status.APPROVED)
     assert retried.candidate_key == "doomed"
@@ -516,4 +519,5 @@ def test_importing_the_registry_package_does_not_import_mlflow() -> None:
 def _runs(registry: MlflowRegistry) -> list[str]:
     experiment = _client(registry).get_experiment_by_name("packwise-models")
     assert experiment is not None
-    return sorted(r.info.run_id for r in _client(registry).search_runs([experiment.experiment_id]))
+    runs = _client(registry).search_runs([experiment.experiment_id], "tags.`packwise.role` = 'candidate'")
+    return sorted(r.info.run_id for r in runs)

@@ -187,3 +187,54 @@ def test_config_file_is_read(root: Path, registry: Registry, package_type: str, 
 
     assert result.exit_code == 0, result.output
     assert "PendingManualApproval" in result.stdout
+
+
+def test_verify_reports_a_moved_alias_and_repair_puts_it_back(
+    registry: Registry, root: Path, package_type: str, tmp_path: Path
+) -> None:
+    from packwise.registry.mlflow_backend import CHAMPION_ALIAS, MlflowRegistry
+
+    assert isinstance(registry, MlflowRegistry)
+    _seed(registry, package_type, tmp_path, [Status.APPROVED, Status.PENDING])
+    assert _invoke(root, "verify", "--type", package_type).exit_code == 0
+    registry.client.set_registered_model_alias(registry.model_name(package_type), CHAMPION_ALIAS, "2")
+
+    found = _invoke(root, "verify", "--type", package_type)
+    assert found.exit_code == 1
+    assert f"drift: {package_type} v1: champion alias is 'v2', audit trail says 'v1'" in found.output
+    assert "packwise registry verify --repair" in found.output
+    refused = _invoke(root, "show", package_type, "1")
+    assert refused.exit_code == 2 and "verify --repair" in refused.output
+
+    repaired = _invoke(root, "verify", "--type", package_type, "--repair", "--who", "carol")
+    assert repaired.exit_code == 0, repaired.output
+    assert f"repaired {package_type} v1: champion alias" in repaired.output
+    assert _invoke(root, "verify", "--type", package_type).exit_code == 0
+    event = registry.get(package_type, 1).audit[-1]
+    assert (event.action, event.who) == ("repair", "carol")
+
+
+def test_markup_in_a_reason_is_printed_as_text(
+    root: Path, registry: Registry, package_type: str, tmp_path: Path
+) -> None:
+    model_file = tmp_path / "m.tar.gz"
+    model_file.write_bytes(b"model")
+    registry.register(
+        Candidate(
+            package_type=package_type,
+            model_file=model_file,
+            status=Status.REJECTED,
+            candidate_key="cand-markup",
+            data_fingerprint="00fingerprint0123456789",
+            model_type="xgboost",
+            metrics={"auc": 0.9, "pr_auc": 0.7, "log_loss": 0.3},
+            label_stats={"count": 100, "positive_rate": 0.4},
+            gate_report="# Gate",
+            reason="product P[/red]X [bold]broke it",
+            who="pipeline",
+            run_id="run-markup",
+        )
+    )
+    result = _invoke(root, "list", "--type", package_type)
+    assert result.exit_code == 0, result.output
+    assert "product P[/red]X [bold]broke it" in result.stdout

@@ -327,3 +327,57 @@ def test_products_frame_null_id() -> None:
     products.loc[3, "product_id"] = None
     with pytest.raises(DataValidationError, match="1 products have a null product_id"):
         validate_products_frame(products, FEATURES, needs_text=False)
+
+
+# --- values: negative, infinite, suspicious; unknown package types (issue 12) --------------------------
+
+
+def test_negative_dimensions_name_the_column_and_the_count(snapshot: Callable[..., Path]) -> None:
+    products = make_products()
+    products.loc[:2, "height_cm"] = -1.0
+    check(snapshot(products), "column 'height_cm' in products has 3 negative values", "warehouse.products_query")
+
+
+def test_negative_weights_are_refused(snapshot: Callable[..., Path]) -> None:
+    products = make_products()
+    products.loc[5, "weight_kg"] = -0.5
+    check(snapshot(products), "column 'weight_kg' in products has 1 negative values")
+
+
+def test_infinite_values_are_refused_before_training(snapshot: Callable[..., Path]) -> None:
+    products = make_products()
+    products.loc[[1, 7], "length_cm"] = np.inf
+    products.loc[3, "price"] = -np.inf
+    msg = check(snapshot(products), "infinite values", "finite numbers or null")
+    assert "'length_cm' in products has 2 infinite values" in msg
+
+
+def test_extreme_but_finite_values_are_a_counted_warning(snapshot: Callable[..., Path]) -> None:
+    products = make_products()
+    products.loc[:3, "length_cm"] = 5_000.0  # 50 m
+    stats = validate_snapshot(snapshot(products), FEATURES, TYPES, needs_text=False)
+    assert stats.suspicious_rows == {"length_cm": 4}
+    assert stats.warnings == ["column 'length_cm' has 4 rows above 1000 (implausible; check the source data)"]
+    assert stats.to_dict()["warnings"] == stats.warnings
+
+
+def test_labels_of_unknown_package_types_are_reported(snapshot: Callable[..., Path]) -> None:
+    products = make_products()
+    extra = pd.DataFrame(
+        {"product_id": ["p0001", "p0002", "p0003"], "package_type": ["crate", "crate", "pallet"], "label": 1}
+    )
+    labels = pd.concat([make_labels(products), extra.astype({"label": "int8"})], ignore_index=True)
+    stats = validate_snapshot(snapshot(products, labels), FEATURES, TYPES, needs_text=False)
+    assert stats.warnings == [
+        "3 label rows of package types not in package_types were ignored (crate: 2, pallet: 1); "
+        "add them to package_types or filter them out in warehouse.labels_query"
+    ]
+
+
+def test_the_inventory_frame_counts_bad_values_for_its_caller() -> None:
+    products = make_products()
+    products.loc[0, "width_cm"] = np.inf
+    products.loc[1:2, "weight_kg"] = -1.0
+    products.loc[3, "weight_kg"] = 2_000.0
+    counts = validate_products_frame(products, FEATURES, needs_text=False)
+    assert counts == {"infinite": {"width_cm": 1}, "negative": {"weight_kg": 2}, "suspicious": {"weight_kg": 1}}

@@ -113,8 +113,8 @@ class ScheduleConfig(_Strict):
 
 def _default_schedules() -> dict[str, ScheduleConfig]:
     return {
-        # week 9999 = every label observed so far (warehouse.labels_query filters on week <= $week)
-        "weekly-training": ScheduleConfig(pipeline="training", cron="0 0 3 * * 1", params={"week": 9999}),
+        # week 0 = the newest labelled week, resolved by the extract step (a week past the history is refused)
+        "weekly-training": ScheduleConfig(pipeline="training", cron="0 0 3 * * 1", params={"week": 0}),
         "daily-inference": ScheduleConfig(pipeline="inference", cron="0 0 5 * * *", params={"mode": "daily"}),
         "monthly-inference": ScheduleConfig(pipeline="inference", cron="0 0 6 1 * *", params={"mode": "monthly"}),
     }

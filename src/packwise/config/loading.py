@@ -53,7 +53,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set split.train_ratio=0.7")
         key, raw = item.split("=", 1)
-        _set_path(out, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError) as err:
+            reason = " ".join(str(err).split()[:6]) if isinstance(err, yaml.YAMLError) else "nested too deeply"
+            raise ConfigError(
+                f"--set {key.strip()}: value {raw!r} is not valid YAML ({reason}); quote it or fix the brackets"
+            ) from None
+        _set_path(out, key.strip(), value)
     return out
 
 

@@ -18,6 +18,14 @@ DEFAULT_INVENTORY_SQL = "SELECT p.* FROM products AS p"
 DEFAULT_NEW_PRODUCTS_SQL = "SELECT p.* FROM products AS p WHERE p.added_at > $since"
 
 
+# Upper bounds of knobs that size memory or time (issue 12). A scoring batch is a dense float32 matrix of
+# batch_rows x feature columns; `PackwiseConfig` keeps it under DENSE_BATCH_LIMIT_BYTES, the per-field
+# bounds stop absurd values (a 1e9 vocabulary, 100,000 rounds) even before that cross-section check.
+MAX_CATEGORIES = 10_000
+MAX_BOOST_ROUNDS = 10_000
+MIN_SHARD_ROWS = 100  # tests split 1,200 rows into shards of 300-700
+DENSE_BATCH_LIMIT_BYTES = 1 << 30
+
 DerivedFeature = Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
 _ALL_DERIVED: tuple[DerivedFeature, ...] = ("volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l")
 
@@ -40,7 +48,9 @@ class FeatureConfig(_Strict):
         default_factory=lambda: list(_ALL_DERIVED), description="Features computed from dimensions and weight."
     )
     text: str = Field("title", description="Text column, used only by model types that read text.")
-    max_categories: int = Field(64, ge=1, description="Most frequent values kept per categorical column.")
+    max_categories: int = Field(
+        64, ge=1, le=MAX_CATEGORIES, description="Most frequent values kept per categorical column."
+    )
 
     @model_validator(mode="after")
     def _no_overlap(self) -> FeatureConfig:
@@ -69,6 +79,10 @@ class FeatureConfig(_Strict):
             cols.append(self.text)
         return cols
 
+    def dense_width(self) -> int:
+        """Most columns of the dense feature matrix: every categorical column at its full vocabulary."""
+        return len(self.numeric) + len(self.boolean) + len(self.derived) + len(self.categorical) * self.max_categories
+
 
 class SplitConfig(_Strict):
     """Train/validation split: by product (no product in both), stratified by its labels."""
@@ -95,7 +109,7 @@ class ModelConfig(_Strict):
         default_factory=lambda: dict(_DEFAULT_PARAMS),
         description="XGBoost booster parameters (objective and eval_metric are set by Packwise).",
     )
-    num_boost_round: int = Field(200, ge=1, le=100_000, description="Boosting rounds.")
+    num_boost_round: int = Field(200, ge=1, le=MAX_BOOST_ROUNDS, description="Boosting rounds.")
     text_hash_features: int = Field(
         1024, ge=16, le=1 << 20, description="Hashed title n-gram features (text model types only)."
     )
@@ -132,9 +146,32 @@ class Limit(_Strict):
     review: float | None = None
     reject: float | None = None
 
+    def out_of_range(self, low: float, high: float | None) -> str | None:
+        """The first bound outside [low, high] (high None: unbounded) as ``review 1.5``, else None."""
+        for key in ("review", "reject"):
+            value = getattr(self, key)
+            if value is not None and (value < low or (high is not None and value > high) or value != value):
+                return f"{key} {value}"
+        return None
+
 
 def _lim(review: float | None, reject: float | None, description: str) -> Any:
     return Field(default_factory=lambda: Limit(review=review, reject=reject), description=description)
+
+
+# Range of each gate criterion's bounds: AUCs and shares in [0, 1]; drops, increases, log losses and
+# count ratios are 0 or more (a negative drop bound would reject a candidate equal to its champion).
+_UNIT = (0.0, 1.0, "between 0 and 1")
+_LIMIT_RANGES: dict[str, tuple[float, float | None, str]] = {
+    "min_auc": _UNIT,
+    "min_pr_auc": _UNIT,
+    "auc_drop_abs": _UNIT,
+    "pr_auc_drop_abs": _UNIT,
+    "frozen_auc_drop": _UNIT,
+    "label_churn": _UNIT,
+    "champion_disagreement": _UNIT,
+    "label_shift": _UNIT,
+}
 
 
 class GateConfig(_Strict):
@@ -182,6 +219,18 @@ class GateConfig(_Strict):
     )
 
     @model_validator(mode="after")
+    def _in_range(self) -> GateConfig:
+        for name in type(self).model_fields:
+            lim = getattr(self, name)
+            if not isinstance(lim, Limit):
+                continue
+            low, high, what = _LIMIT_RANGES.get(name, (0.0, None, "0 or more"))
+            bad = lim.out_of_range(low, high)
+            if bad:
+                raise ValueError(f"gate.{name}.{bad} is out of range; it must be {what}")
+        return self
+
+    @model_validator(mode="after")
     def _ordered(self) -> GateConfig:
         lower_bounded = {"min_auc", "min_pr_auc", "label_count_min_fraction"}
         for name in type(self).model_fields:
@@ -203,11 +252,13 @@ class InferenceConfig(_Strict):
     watermark_column: str = Field(
         "added_at", description="Timestamp column of the products queries; its largest loaded value is the watermark."
     )
-    shard_target_rows: int = Field(1_000_000, ge=1, description="Most products per shard (one scoring task each).")
-    shard_target_bytes: int = Field(
-        256 * 1024 * 1024, ge=1024 * 1024, description="Most uncompressed input bytes per shard."
+    shard_target_rows: int = Field(
+        1_000_000, ge=MIN_SHARD_ROWS, le=100_000_000, description="Most products per shard (one scoring task each)."
     )
-    batch_rows: int = Field(131_072, ge=1_024, le=4_194_304, description="Rows per record batch while scoring.")
+    shard_target_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, le=1 << 32, description="Most uncompressed input bytes per shard."
+    )
+    batch_rows: int = Field(131_072, ge=1_024, le=1_048_576, description="Rows per record batch while scoring.")
     local_parallelism: int = Field(
         2, ge=1, le=64, description="Shards scored at once (kfp.local caps it at 2; a cluster honours it)."
     )

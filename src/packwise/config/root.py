@@ -10,7 +10,15 @@ from pydantic import Field, field_validator, model_validator
 from packwise.config.base import StrictModel as _Strict
 from packwise.config.cluster import ClusterConfig
 from packwise.config.data import NotifyConfig, RegistryConfig, StorageConfig, WarehouseConfig
-from packwise.config.ml import FeatureConfig, GateConfig, InferenceConfig, ModelConfig, PackageTypeConfig, SplitConfig
+from packwise.config.ml import (
+    DENSE_BATCH_LIMIT_BYTES,
+    FeatureConfig,
+    GateConfig,
+    InferenceConfig,
+    ModelConfig,
+    PackageTypeConfig,
+    SplitConfig,
+)
 from packwise.config.sagemaker import ComputeConfig, SageMakerConfig
 
 
@@ -51,6 +59,22 @@ class PackwiseConfig(_Strict):
             if getattr(self.sagemaker, key) is None:
                 user = "compute" if self.compute.uses_sagemaker else "registry.backend"
                 raise ValueError(f"sagemaker.{key} is required when {user} uses sagemaker; set it in the config file")
+        return self
+
+    @model_validator(mode="after")
+    def _dense_batch_fits(self) -> PackwiseConfig:
+        # A scoring batch is a dense float32 matrix: batch rows x feature columns x 4 bytes.
+        width = self.features.dense_width()
+        size = self.inference.batch_rows * width * 4
+        if size > DENSE_BATCH_LIMIT_BYTES:
+            fit = DENSE_BATCH_LIMIT_BYTES // (width * 4)
+            fix = f"lower inference.batch_rows to {fit} or features.max_categories" if fit >= 1024 else (
+                "lower features.max_categories or list fewer features.categorical columns"
+            )
+            raise ValueError(
+                f"inference.batch_rows {self.inference.batch_rows} x {width} feature columns x 4 bytes is "
+                f"{size / (1 << 30):.1f} GiB, over the 1 GiB a scoring batch may take; {fix}"
+            )
         return self
 
     @model_validator(mode="after")

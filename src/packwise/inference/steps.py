@@ -99,12 +99,14 @@ def extract_products(
     """
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.predictions import daily_since
+    from packwise.predictions import check_run_mode, daily_since
     from packwise.warehouse import QueryError, open_warehouse
 
     with task_report("extract-products", None):
         maybe_fail("extract-products")
         check_mode(mode)
+        with open_warehouse(warehouse, read_only=True) as wh:
+            check_run_mode(wh, run_id, mode)  # before any file of this run is touched
         _remove_record(storage_root, f"{run_id}.load")  # a stale record of an earlier attempt of this run id
         key = query_key(mode)
         sql = inference.new_products_query if mode == "daily" else inference.inventory_query
@@ -124,6 +126,11 @@ def extract_products(
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         try:
+            if n == 0 and mode == "monthly":  # daily: no new products is an ordinary day
+                raise DataValidationError(
+                    f"inventory: {key} returned no products; a monthly run scores the whole inventory, "
+                    f"so check {key} and the warehouse"
+                )
             watermark = _largest(tmp / PRODUCTS_FILE, inference.watermark_column)
             if watermark is None and n > 0:
                 raise DataValidationError(
@@ -313,7 +320,13 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
     import pyarrow.parquet as pq
 
     from packwise.faults import maybe_fail
-    from packwise.validation import PRODUCT_ID, validate_products_frame
+    from packwise.validation import (
+        PRODUCT_ID,
+        merge_counts,
+        raise_on_bad_values,
+        suspicious_warnings,
+        validate_products_frame,
+    )
 
     with task_report("prepare-products", None):
         maybe_fail("prepare-products")
@@ -333,9 +346,12 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
         columns = [PRODUCT_ID, *[c for c in needed_by if c != PRODUCT_ID]]
         n_rows = 0
         last_id: str | None = None
+        value_counts: dict[str, dict[str, int]] = {}
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
             frame = batch.to_pandas()
-            validate_products_frame(frame, features, needs_text, source="inventory", query_key=key)
+            merge_counts(
+                value_counts, validate_products_frame(frame, features, needs_text, source="inventory", query_key=key)
+            )
             if len(frame) and last_id is not None and str(frame[PRODUCT_ID].iloc[0]) == last_id:
                 raise DataValidationError(
                     f"inventory: products has duplicate product_id rows (e.g. {last_id!r}); "
@@ -344,6 +360,10 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
             if len(frame):
                 last_id = str(frame[PRODUCT_ID].iloc[-1])
             n_rows += len(frame)
+        raise_on_bad_values("inventory", value_counts, key)  # infinite values are refused, never scored
+        warnings = suspicious_warnings(value_counts)
+        for line in warnings:
+            print(f"prepare-products: warning: {line}", flush=True)
         return {
             "extract_dir": str(extract_dir),
             "products_path": str(products_path),
@@ -352,6 +372,8 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
             "mode": mode,
             "package_types": list(models["package_types"]),
             "models": dict(models["models"]),
+            "suspicious_rows": dict(sorted(value_counts.get("suspicious", {}).items())),
+            "warnings": warnings,
         }
 
 

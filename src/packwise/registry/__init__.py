@@ -4,161 +4,43 @@ Every version carries a status with SageMaker's ``ModelApprovalStatus`` strings.
 type is its newest Approved version (by version number); training registers every candidate, approved or
 not, so a person can later approve, reject or roll back from the CLI.
 
-This module defines the data model, the ``Registry`` protocol and the backend-independent rules
-(transitions, champion, rollback) in ``RegistryBackend``. Backends live in their own modules and are
-imported only by ``open_registry``, so importing this module stays fast (no mlflow).
+This module defines the ``Registry`` protocol and the backend-independent rules (transitions, champion,
+rollback) in ``RegistryBackend``; the records live in ``packwise.registry.records``. Backends live in their
+own modules and are imported only by ``open_registry``, so importing this module stays fast (no mlflow).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from packwise.errors import ModelNotFoundError, RegistryError
+from packwise.registry.records import (
+    AuditEvent,
+    Candidate,
+    Drift,
+    ModelVersion,
+    Status,
+    TrainingRecord,
+    utc_now,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from packwise.config import RegistryConfig
 
 __all__ = [
     "AuditEvent",
     "Candidate",
+    "Drift",
     "ModelVersion",
     "Registry",
     "RegistryBackend",
     "Status",
+    "TrainingRecord",
     "open_registry",
     "utc_now",
 ]
-
-
-class Status(StrEnum):
-    """Approval status of a model version; the same strings as SageMaker's ``ModelApprovalStatus``."""
-
-    APPROVED = "Approved"
-    REJECTED = "Rejected"
-    PENDING = "PendingManualApproval"
-
-
-def utc_now() -> str:
-    """The current time as ISO-8601 UTC with milliseconds, e.g. ``2025-01-31T09:00:00.123+00:00``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One status change of a model version.
-
-    Attributes:
-        at: When, as an ISO-8601 UTC string.
-        who: The person or pipeline that made the change.
-        from_status: The status before the change; None for the creation event.
-        to_status: The status after the change.
-        reason: Why, in one line.
-    """
-
-    at: str
-    who: str
-    from_status: Status | None
-    to_status: Status
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping (statuses as their strings)."""
-        return {
-            "at": self.at,
-            "who": self.who,
-            "from_status": None if self.from_status is None else str(self.from_status),
-            "to_status": str(self.to_status),
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
-        """The inverse of ``to_dict``."""
-        from_status = data.get("from_status")
-        return cls(
-            at=str(data["at"]),
-            who=str(data["who"]),
-            from_status=None if from_status is None else Status(from_status),
-            to_status=Status(data["to_status"]),
-            reason=str(data["reason"]),
-        )
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered classifier of a package type, as the registry reports it.
-
-    Attributes:
-        package_type: The package type the classifier decides suitability for.
-        version: Version number within the package type, starting at 1.
-        status: Current approval status.
-        created_at: Registration time, ISO-8601 UTC.
-        run_id: The pipeline run that produced the model.
-        candidate_key: Identity of the candidate; registering the same key twice returns the first version.
-        data_fingerprint: Fingerprint of the label snapshot it was trained on.
-        model_type: The model type plugin name (``model.type``).
-        metrics: Validation-split metrics, e.g. ``auc``, ``pr_auc``, ``log_loss``.
-        label_stats: ``count`` (int) and ``positive_rate`` (float) of its training labels.
-        gate_report: The promotion gate's report, markdown.
-        audit: Every status change, oldest first; the first is the creation.
-        artifact_uri: URI of the stored ``model.tar.gz``.
-    """
-
-    package_type: str
-    version: int
-    status: Status
-    created_at: str
-    run_id: str
-    candidate_key: str
-    data_fingerprint: str
-    model_type: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    label_stats: dict[str, float] = field(default_factory=dict)
-    gate_report: str = ""
-    audit: list[AuditEvent] = field(default_factory=list)
-    artifact_uri: str = ""
-
-    @property
-    def reason(self) -> str:
-        """The reason of the latest status change (at first, the gate decision's reason)."""
-        return self.audit[-1].reason if self.audit else ""
-
-    @property
-    def ever_approved(self) -> bool:
-        """Whether the version was Approved at any point of its audit trail."""
-        return self.status == Status.APPROVED or any(e.to_status == Status.APPROVED for e in self.audit)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping of every field."""
-        data = asdict(self)
-        data["status"] = str(self.status)
-        data["audit"] = [event.to_dict() for event in self.audit]
-        return data
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A trained model to register, with everything its version records."""
-
-    package_type: str
-    model_file: Path  # the packaged model (a model.tar.gz; stored under that name whatever its name)
-    status: Status  # initial status, from the gate decision
-    candidate_key: str  # the candidate's identity: registering it again returns the first version
-    data_fingerprint: str  # fingerprint of the label snapshot it was trained on
-    model_type: str  # model type plugin name
-    metrics: Mapping[str, float]  # validation metrics (auc, pr_auc, log_loss, ...)
-    label_stats: Mapping[str, float]  # count and positive_rate of the training labels
-    gate_report: str  # Markdown report of the gate
-    reason: str  # the gate decision's one-line reason (version description, first audit event)
-    who: str  # who registers: a pipeline or a person
-    run_id: str  # lineage handle of the producing run
 
 
 @runtime_checkable
@@ -271,6 +153,10 @@ class RegistryBackend(abc.ABC):
         return self.get(package_type, version)
 
     def champion(self, package_type: str) -> ModelVersion | None:
+        """The champion of ``package_type`` (``newest_approved``); a backend may check more first."""
+        return self.newest_approved(package_type)
+
+    def newest_approved(self, package_type: str) -> ModelVersion | None:
         """The newest Approved version of ``package_type`` by version number, or None.
 
         Derived from the statuses (the source of truth), never from a backend's alias.
@@ -379,7 +265,7 @@ class RegistryBackend(abc.ABC):
                     who=who,
                     reason=f"rolled back to v{to_version}: {text}",
                 )
-        champion = self.champion(package_type)
+        champion = self.newest_approved(package_type)
         if champion is None:  # pragma: no cover - both branches leave an Approved version
             raise RegistryError(f"{package_type} has no champion after the rollback; {_list_hint(package_type)}")
         return champion

@@ -1,14 +1,12 @@
 """MLflow model registry backend: the local default (sqlite store, no server) and the mirror of SageMaker.
 
-Layout in MLflow:
-
-- one registered model per package type, named ``{prefix}-{package_type}``;
-- one experiment (``packwise-models``, artifacts under ``registry.artifact_root``) whose runs hold each
-  version's files: ``model/model.tar.gz`` and ``gate_report.md``, plus the validation metrics;
-- every model version carries all packwise tags from its creation: ``packwise.status`` (the source of
-  truth of the champion), identity, metrics, label stats and a truncated gate report; the audit trail is
-  one tag per event (``packwise.audit.0001``, ...) so an append never rewrites history;
-- the alias ``champion`` follows the newest Approved version, for people reading the MLflow UI only.
+One truth: a version's audit trail (tags ``packwise.audit.NNNN`` of its run, appended, never rewritten)
+decides its status. MLflow's views of it, the version tag ``packwise.status``, the run tag of the same
+name, the version description (the one-line decision) and the ``champion`` alias (newest Approved), are
+written together after every change. A crash between those writes is finished by re-running the step
+(``register`` completes its own version), and ``packwise registry verify --repair`` puts back anything a
+person changed in the UI, audited (see ``packwise.registry.verify``). ``champion()``, what inference
+uses, refuses a registry in drift. Store layout: ``packwise.registry.mlflow_store``.
 
 The client is built with explicit tracking and registry URIs; nothing global (``mlflow.set_*``) is touched.
 """
@@ -20,22 +18,21 @@ import functools
 import json
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import unquote, urlparse
 
-from mlflow.entities import Metric
 from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from packwise.config import PACKAGE_TYPE_NAME
 from packwise.errors import RegistryError, first_line
+from packwise.faults import maybe_fail
 from packwise.registry import (
     AuditEvent,
     Candidate,
+    Drift,
     ModelVersion,
     RegistryBackend,
     Status,
@@ -43,62 +40,48 @@ from packwise.registry import (
     require_reason,
     utc_now,
 )
+from packwise.registry.mlflow_read import download_model_file, read_runs, to_version
+from packwise.registry.mlflow_runs import (
+    candidate_run_tags,
+    delete_run,
+    ensure_experiment,
+    ensure_registered_model,
+    fail_orphan_runs,
+    feature_lists,
+    log_candidate_run,
+    parent_run,
+    run_name,
+    run_tags,
+    terminate_if_running,
+)
+from packwise.registry.mlflow_store import (
+    CHAMPION_ALIAS,
+    EXPERIMENT_NAME,
+    GATE_REPORT_FILE,
+    MAX_IDENTITY,
+    MAX_REASON,
+    MAX_TAG_VALUE,
+    MODEL_ARTIFACT_DIR,
+    MODEL_FILE_NAME,
+    PARAM_LABEL_STATS,
+    TAG_CANDIDATE_KEY,
+    TAG_FINGERPRINT,
+    TAG_PACKAGE_TYPE,
+    TAG_RUN_ID,
+    TAG_STATUS,
+    TAG_WEEK,
+    audit_indices,
+    audit_key,
+    check_tag,
+    clip,
+    decision_line,
+    open_client,
+)
 
-EXPERIMENT_NAME = "packwise-models"
-CHAMPION_ALIAS = "champion"
-MODEL_ARTIFACT_DIR = "model"
-MODEL_FILE_NAME = "model.tar.gz"
-GATE_REPORT_FILE = "gate_report.md"
+__all__ = ["CHAMPION_ALIAS", "GATE_REPORT_FILE", "MAX_TAG_VALUE", "TAG_STATUS", "MlflowRegistry"]
 
-TAG_PREFIX = "packwise."
-TAG_STATUS = "packwise.status"
-TAG_PACKAGE_TYPE = "packwise.package_type"
-TAG_CANDIDATE_KEY = "packwise.candidate_key"
-TAG_FINGERPRINT = "packwise.data_fingerprint"
-TAG_MODEL_TYPE = "packwise.model_type"
-TAG_LABEL_STATS = "packwise.label_stats"
-TAG_METRICS = "packwise.metrics"
-TAG_RUN_ID = "packwise.run_id"
-TAG_CREATED_AT = "packwise.created_at"
-TAG_GATE_REPORT = "packwise.gate_report"
-TAG_GATE_REPORT_TRUNCATED = "packwise.gate_report_truncated"
-TAG_ARTIFACT_URI = "packwise.artifact_uri"
-AUDIT_TAG_PREFIX = "packwise.audit."
-
-# Model version tag values were VARCHAR(5000) in MLflow's schema before the migration to TEXT (3.x
-# validates 100_000); descriptions are still VARCHAR(5000) and run tags are cut at 8000. Staying under
-# 5000 everywhere keeps a version writable against any store a team may point us at.
-MAX_TAG_VALUE = 5000
-MAX_REPORT_TAG = 4000
-MAX_REASON = 1000
-MAX_IDENTITY = 500
-_TRUNCATION_MARK = "\n\n... (truncated; the full report is the run's gate_report.md artifact)"
 _PAGE = 1000
-
 T = TypeVar("T")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _check_tag(key: str, value: str) -> str:
-    if len(value) > MAX_TAG_VALUE:  # a bug in this module, not a user error: every value is clipped
-        raise RegistryError(f"tag {key} is {len(value)} characters, over the {MAX_TAG_VALUE} limit")
-    return value
-
-
-def _audit_key(index: int) -> str:
-    return f"{AUDIT_TAG_PREFIX}{index:04d}"
-
-
-def _audit_events(tags: Mapping[str, str]) -> list[AuditEvent]:
-    numbered = []
-    for key, value in tags.items():
-        suffix = key.removeprefix(AUDIT_TAG_PREFIX)
-        if key.startswith(AUDIT_TAG_PREFIX) and suffix.isdigit():
-            numbered.append((int(suffix), AuditEvent.from_dict(json.loads(value))))
-    return [event for _, event in sorted(numbered, key=lambda pair: pair[0])]
 
 
 def _validate_package_type(package_type: str) -> None:
@@ -108,6 +91,11 @@ def _validate_package_type(package_type: str) -> None:
         )
 
 
+def _crash_point(point: str, package_type: str) -> None:
+    """A named point of ``register`` where a drill (PACKWISE_FAIL_TASK=register.<point>) can fail it."""
+    maybe_fail(f"register.{point}", package_type)
+
+
 class MlflowRegistry(RegistryBackend):
     """The ``Registry`` on an MLflow tracking store and model registry.
 
@@ -115,7 +103,7 @@ class MlflowRegistry(RegistryBackend):
         tracking_uri: MLflow tracking URI (also used as the registry URI), e.g. ``sqlite:////abs/mlflow.db``.
         artifact_root: Artifact location of the experiment, e.g. ``file:///abs/mlartifacts``.
         model_name_prefix: Registered models are named ``{prefix}-{package_type}``.
-        experiment_name: The experiment holding one run per version.
+        experiment_name: The experiment holding the training runs.
     """
 
     def __init__(
@@ -136,32 +124,9 @@ class MlflowRegistry(RegistryBackend):
 
     @property
     def client(self) -> MlflowClient:
-        """The MLflow client, created on first use with its store initialised.
-
-        A sqlite store is created (migrations included) under an exclusive file lock: the training
-        pipeline's per-type tasks open the registry in parallel, and concurrent first migrations of one
-        sqlite file corrupt its schema version.
-
-        Raises:
-            RegistryError: The store cannot be opened or created.
-        """
+        """The MLflow client, created on first use with its store initialised (see ``open_client``)."""
         if self._client_instance is None:
-            db_path = _sqlite_path(self.tracking_uri)
-            try:
-                if db_path is None:
-                    self._client_instance = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-                else:
-                    db_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .packwise/ yet
-                    with _exclusive_lock(db_path.with_name(db_path.name + ".lock")):
-                        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-                        client.search_experiments(max_results=1)  # creates or migrates the tracking tables
-                        client.search_registered_models(max_results=1)  # and checks the registry schema
-                    self._client_instance = client
-            except Exception as err:
-                raise RegistryError(
-                    f"cannot open the MLflow store {self.tracking_uri} ({first_line(err)}); "
-                    "check registry.tracking_uri and that its directory is writable"
-                ) from err
+            self._client_instance = open_client(self.tracking_uri)
         return self._client_instance
 
     def model_name(self, package_type: str) -> str:
@@ -188,42 +153,23 @@ class MlflowRegistry(RegistryBackend):
             if not token:
                 return
 
-    def _all_versions(self, name: str) -> list[MlflowModelVersion]:
-        return list(self._search_versions(name))
-
-    def _registered_model_names(self) -> list[str]:
-        names: list[str] = []
+    def registered_package_types(self) -> list[str]:
+        """The package types with a registered model under this prefix."""
+        types: list[str] = []
         token: str | None = None
         head = f"{self.model_name_prefix}-"
         while True:
-            page = self.client.search_registered_models(max_results=_PAGE, page_token=token)
+            page = self._call(
+                "list registered models",
+                functools.partial(self.client.search_registered_models, max_results=_PAGE, page_token=token),
+            )
             for model in page:
                 rest = model.name.removeprefix(head)
                 if model.name.startswith(head) and PACKAGE_TYPE_NAME.match(rest):
-                    names.append(model.name)
+                    types.append(rest)
             token = page.token
             if not token:
-                return names
-
-    def _to_version(self, mv: MlflowModelVersion) -> ModelVersion | None:
-        tags: dict[str, str] = dict(mv.tags or {})
-        if TAG_STATUS not in tags or TAG_PACKAGE_TYPE not in tags:
-            return None  # not written by packwise (e.g. registered by hand in the UI)
-        return ModelVersion(
-            package_type=tags[TAG_PACKAGE_TYPE],
-            version=int(mv.version),
-            status=Status(tags[TAG_STATUS]),
-            created_at=tags.get(TAG_CREATED_AT, ""),
-            run_id=tags.get(TAG_RUN_ID, ""),
-            candidate_key=tags.get(TAG_CANDIDATE_KEY, ""),
-            data_fingerprint=tags.get(TAG_FINGERPRINT, ""),
-            model_type=tags.get(TAG_MODEL_TYPE, ""),
-            metrics={k: float(v) for k, v in json.loads(tags.get(TAG_METRICS, "{}")).items()},
-            label_stats=json.loads(tags.get(TAG_LABEL_STATS, "{}")),
-            gate_report=tags.get(TAG_GATE_REPORT, ""),
-            audit=_audit_events(tags),
-            artifact_uri=tags.get(TAG_ARTIFACT_URI, f"{mv.source}/{MODEL_FILE_NAME}"),
-        )
+                return types
 
     def _mlflow_version(self, package_type: str, version: int) -> MlflowModelVersion:
         _validate_package_type(package_type)
@@ -237,10 +183,32 @@ class MlflowRegistry(RegistryBackend):
                 f"({first_line(err)}); check registry.tracking_uri"
             ) from err
 
-    def _sync_champion_alias(self, package_type: str) -> None:
+    def mlflow_versions(self, package_type: str) -> list[tuple[MlflowModelVersion, ModelVersion]]:
+        """The MLflow versions of a package type written by packwise, each with what it says."""
+        name = self.model_name(package_type)
+        found = self._call(f"list versions of {name}", lambda: list(self._search_versions(name)))
+        runs = self._call(f"read the runs of {name}", lambda: read_runs(self.client, [mv.run_id or "" for mv in found]))
+        out = []
+        for mv in found:
+            version = to_version(mv, runs.get(mv.run_id or ""))
+            if version is not None:
+                out.append((mv, version))
+        return out
+
+    def alias_version(self, package_type: str) -> int | None:
+        """The version the ``champion`` alias names, or None."""
+        try:
+            aliases = self.client.get_registered_model(self.model_name(package_type)).aliases
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        return int(aliases[CHAMPION_ALIAS]) if CHAMPION_ALIAS in aliases else None
+
+    def sync_champion_alias(self, package_type: str) -> None:
         """Points the ``champion`` alias at the newest Approved version, or removes it when there is none."""
         name = self.model_name(package_type)
-        champion = self.champion(package_type)
+        champion = self.newest_approved(package_type)
         if champion is not None:
             self.client.set_registered_model_alias(name, CHAMPION_ALIAS, str(champion.version))
             return
@@ -250,35 +218,16 @@ class MlflowRegistry(RegistryBackend):
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
 
-    def _experiment_id(self) -> str:
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            try:
-                return str(self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_root))
-            except MlflowException as err:  # created concurrently by another task
-                experiment = self.client.get_experiment_by_name(self.experiment_name)
-                if experiment is None:
-                    raise err from None
-        if experiment.lifecycle_stage == "deleted":
-            self.client.restore_experiment(experiment.experiment_id)
-        return str(experiment.experiment_id)
-
-    def _ensure_registered_model(self, package_type: str) -> None:
-        name = self.model_name(package_type)
-        try:
-            self.client.get_registered_model(name)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            try:
-                self.client.create_registered_model(
-                    name,
-                    tags={TAG_PACKAGE_TYPE: package_type},
-                    description=f"Packwise suitability classifier for package type {package_type}.",
-                )
-            except MlflowException as exists:
-                if exists.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
+    def project_status(self, mv: MlflowModelVersion, version: ModelVersion) -> None:
+        """Writes MLflow's views of a version's status from its audit trail: tags and description."""
+        name, number, status = self.model_name(version.package_type), str(version.version), str(version.status)
+        if (mv.tags or {}).get(TAG_STATUS) != status:
+            self.client.set_model_version_tag(name, number, TAG_STATUS, status)
+        if mv.run_id and run_tags(self.client, mv.run_id).get(TAG_STATUS) != status:
+            self.client.set_tag(mv.run_id, TAG_STATUS, status)
+        description = decision_line(status, version.reason)
+        if (mv.description or "") != description:
+            self.client.update_model_version(name, number, description=description)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -288,7 +237,11 @@ class MlflowRegistry(RegistryBackend):
         Raises:
             ModelNotFoundError: It does not exist (or was not registered by packwise).
         """
-        found = self._to_version(self._mlflow_version(package_type, version))
+        mv = self._mlflow_version(package_type, version)
+        runs = self._call(
+            f"read the run of {package_type} v{version}", lambda: read_runs(self.client, [mv.run_id or ""])
+        )
+        found = to_version(mv, runs.get(mv.run_id or ""))
         if found is None:
             raise not_found(package_type, version)
         return found
@@ -297,39 +250,61 @@ class MlflowRegistry(RegistryBackend):
         """Versions of one package type (by version, newest first) or of all (by creation, newest first)."""
         if package_type is not None:
             _validate_package_type(package_type)
-            names = [self.model_name(package_type)]
+            types = [package_type]
         else:
-            names = self._call("list registered models", self._registered_model_names)
-        out: list[ModelVersion] = []
-        for name in names:
-            found = self._call(f"list versions of {name}", functools.partial(self._all_versions, name))
-            for mv in found:
-                version = self._to_version(mv)
-                if version is not None:
-                    out.append(version)
+            types = self.registered_package_types()
+        out = [version for name in types for _, version in self.mlflow_versions(name)]
         out.sort(key=lambda v: (v.created_at, v.package_type, v.version), reverse=True)
         if package_type is not None:
             out.sort(key=lambda v: v.version, reverse=True)
         return out
 
+    def champion(self, package_type: str) -> ModelVersion | None:
+        """The newest Approved version, once MLflow agrees with the audit trail (what inference uses).
+
+        Raises:
+            RegistryError: The registry is in drift (an alias moved or a status edited in the UI, or a
+                change left half-written); the message names the command that repairs it.
+        """
+        from packwise.registry.verify import find_drift
+
+        drift = find_drift(self, package_type)
+        if drift:
+            more = f" (and {len(drift) - 1} more)" if len(drift) > 1 else ""
+            raise RegistryError(
+                f"the MLflow registry is in drift: {drift[0].line()}{more}; run `packwise registry verify` to see "
+                f"it and `packwise registry verify --repair` to put MLflow back in line with the audit trail"
+            )
+        return self.newest_approved(package_type)
+
+    def verify(self, package_type: str | None = None) -> list[Drift]:
+        """Every drift between MLflow and the audit trail (see ``packwise.registry.verify.find_drift``)."""
+        from packwise.registry.verify import find_drift
+
+        return find_drift(self, package_type)
+
+    def repair(self, *, who: str, package_type: str | None = None) -> list[Drift]:
+        """Repairs every drift, each audited; returns what was repaired."""
+        from packwise.registry.verify import repair_drift
+
+        return repair_drift(self, who=who, package_type=package_type)
+
     def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
-        """Copies a version's ``model.tar.gz`` to ``dest_dir/model.tar.gz`` and returns that path.
+        """Copies a version's ``model.tar.gz`` (the SageMaker-layout file) to ``dest_dir/model.tar.gz``.
 
         Raises:
             ModelNotFoundError: The version does not exist.
             RegistryError: The artifact cannot be read.
         """
         mv = self._mlflow_version(package_type, version)
-        if self._to_version(mv) is None or not mv.run_id:
+        if to_version(mv, None) is None or not mv.run_id:
             raise not_found(package_type, version)
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
         target = dest_dir / MODEL_FILE_NAME
         with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as tmp:
             try:
-                local = self.client.download_artifacts(
-                    mv.run_id, f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE_NAME}", dst_path=tmp
-                )
+                local = download_model_file(self.client, mv.run_id, tmp)
             except (MlflowException, OSError) as err:
                 raise RegistryError(
                     f"cannot download {package_type} v{version} model file ({first_line(err)}); "
@@ -341,14 +316,15 @@ class MlflowRegistry(RegistryBackend):
     # -- writes ---------------------------------------------------------------------------------------
 
     def register(self, candidate: Candidate) -> ModelVersion:
-        """Registers a candidate model as a new version, or returns the version of ``candidate_key``.
+        """Registers a candidate as a new version (an MLflow Model), or completes the one of its key.
 
-        All or nothing: if any step fails, the created model version and run are deleted, the champion
-        is untouched, and RegistryError is raised.
+        A failure raises and removes what was made; a crash (no cleanup ran) is finished by calling this
+        again: the version of ``candidate_key``, if it was created, is completed (its run ended, its
+        status views and the ``champion`` alias written from the audit trail), and a run the crash left
+        RUNNING without a version is marked FAILED.
 
         Args:
-            candidate: The model and what its version records; a second registration of its
-                ``candidate_key`` returns the first version.
+            candidate: The model and what its version records.
 
         Returns:
             The registered (or already registered) version.
@@ -357,97 +333,87 @@ class MlflowRegistry(RegistryBackend):
             RegistryError: Invalid input, or the store failed (nothing was registered).
         """
         c = candidate
-        package_type, candidate_key, run_id, who = c.package_type, c.candidate_key, c.run_id, c.who
-        data_fingerprint, model_type, gate_report = c.data_fingerprint, c.model_type, c.gate_report
-        _validate_package_type(package_type)
+        _validate_package_type(c.package_type)
         status = Status(c.status)
-        text = _clip(require_reason(c.reason), MAX_REASON)
-        if not candidate_key.strip():
+        text = clip(require_reason(c.reason), MAX_REASON)
+        if not c.candidate_key.strip():
             raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
-        existing = self.find_by_candidate_key(package_type, candidate_key)
+        existing = self.find_by_candidate_key(c.package_type, c.candidate_key)
         if existing is not None:
-            return existing
+            return self._complete(existing)
         model_file = Path(c.model_file)
         if not model_file.is_file():
             raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
         identity = {
-            "candidate_key": candidate_key,
-            "data_fingerprint": data_fingerprint,
-            "model_type": model_type,
-            "run_id": run_id,
+            "candidate_key": c.candidate_key,
+            "data_fingerprint": c.data_fingerprint,
+            "model_type": c.model_type,
+            "run_id": c.run_id,
         }
         for field_name, value in identity.items():
             if len(value) > MAX_IDENTITY:
                 raise RegistryError(f"{field_name} is {len(value)} characters; keep it under {MAX_IDENTITY}")
-        metric_values = {str(k): float(v) for k, v in c.metrics.items()}
-        stats = {str(k): v for k, v in c.label_stats.items()}
 
-        name = self.model_name(package_type)
+        name = self.model_name(c.package_type)
         created_at = utc_now()
-        creation = AuditEvent(at=created_at, who=who or "unknown", from_status=None, to_status=status, reason=text)
-        report_tag = gate_report
-        if len(report_tag) > MAX_REPORT_TAG:
-            report_tag = gate_report[: MAX_REPORT_TAG - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
-
-        experiment_id: str = self._call("prepare the experiment", self._experiment_id)
-        self._call(f"create the registered model {name}", lambda: self._ensure_registered_model(package_type))
+        creation = AuditEvent(at=created_at, who=c.who or "unknown", from_status=None, to_status=status, reason=text)
+        experiment_id = self._call(
+            "prepare the experiment", lambda: ensure_experiment(self.client, self.experiment_name, self.artifact_root)
+        )
+        self._call(
+            f"create the registered model {name}", lambda: ensure_registered_model(self.client, name, c.package_type)
+        )
+        self._call(
+            "end runs a crash left running",
+            lambda: fail_orphan_runs(self.client, experiment_id, c.package_type, c.candidate_key),
+        )
+        parent_id = self._call("find the pipeline run", lambda: parent_run(self.client, experiment_id, c))
 
         mlflow_run_id: str | None = None
         version_number: str | None = None
         try:
-            run = self.client.create_run(
-                experiment_id,
-                run_name=_clip(f"{package_type}-{candidate_key}", 250),
-                tags={
-                    TAG_PACKAGE_TYPE: package_type,
-                    TAG_CANDIDATE_KEY: candidate_key,
-                    TAG_RUN_ID: run_id,
-                    TAG_STATUS: str(status),
-                },
-            )
+            tags = candidate_run_tags(c, parent_id, str(status))
+            tags[audit_key(1)] = check_tag(audit_key(1), creation.model_dump_json())
+            if c.run_id:
+                tags[TAG_RUN_ID] = c.run_id
+            run = self.client.create_run(experiment_id, run_name=clip(run_name(c), 250), tags=tags)
             mlflow_run_id = run.info.run_id
+            _crash_point("after_create_run", c.package_type)
+            log_candidate_run(self.client, mlflow_run_id, c, created_at, feature_lists(model_file))
+            self.client.log_param(mlflow_run_id, PARAM_LABEL_STATS, json.dumps(dict(c.label_stats), sort_keys=True))
             with tempfile.TemporaryDirectory(prefix="packwise-register-") as tmp:
-                staged = model_file
-                if model_file.name != MODEL_FILE_NAME:  # KFP names output files after the output: "model"
-                    staged = Path(tmp) / MODEL_FILE_NAME
-                    shutil.copyfile(model_file, staged)
-                self.client.log_artifact(mlflow_run_id, str(staged), MODEL_ARTIFACT_DIR)
-                report_file = Path(tmp) / GATE_REPORT_FILE
-                report_file.write_text(gate_report, encoding="utf-8")
-                self.client.log_artifact(mlflow_run_id, str(report_file))
-            if metric_values:
-                now_ms = int(time.time() * 1000)
-                self.client.log_batch(
-                    mlflow_run_id, metrics=[Metric(k, v, now_ms, 0) for k, v in metric_values.items()]
-                )
-            source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}"
-            tags = {
+                from packwise.registry.mlflow_model import save_mlflow_model
+
+                example = c.training.input_example if c.training is not None else None
+                model_dir = save_mlflow_model(model_file, Path(tmp) / MODEL_ARTIFACT_DIR, example)
+                self.client.log_artifacts(mlflow_run_id, str(model_dir), MODEL_ARTIFACT_DIR)
+            version_tags = {
                 TAG_STATUS: str(status),
-                TAG_PACKAGE_TYPE: package_type,
-                TAG_CANDIDATE_KEY: candidate_key,
-                TAG_FINGERPRINT: data_fingerprint,
-                TAG_MODEL_TYPE: model_type,
-                TAG_LABEL_STATS: json.dumps(stats, sort_keys=True),
-                TAG_METRICS: json.dumps(metric_values, sort_keys=True),
-                TAG_RUN_ID: run_id,
-                TAG_CREATED_AT: created_at,
-                TAG_GATE_REPORT: report_tag,
-                TAG_GATE_REPORT_TRUNCATED: str(report_tag != gate_report).lower(),
-                TAG_ARTIFACT_URI: f"{source}/{MODEL_FILE_NAME}",
-                _audit_key(1): json.dumps(creation.to_dict(), sort_keys=True),
+                TAG_PACKAGE_TYPE: c.package_type,
+                TAG_FINGERPRINT: c.data_fingerprint,
+                TAG_CANDIDATE_KEY: c.candidate_key,
             }
-            tags = {key: _check_tag(key, value) for key, value in tags.items()}
-            created = self.client.create_model_version(name, source, run_id=mlflow_run_id, tags=tags, description=text)
+            if c.training is not None and c.training.week is not None:
+                version_tags[TAG_WEEK] = str(c.training.week)
+            created = self.client.create_model_version(
+                name,
+                f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}",
+                run_id=mlflow_run_id,
+                tags={k: check_tag(k, v) for k, v in version_tags.items()},
+                description=decision_line(str(status), text),
+            )
             version_number = str(created.version)
-            self.client.set_terminated(mlflow_run_id, "FINISHED")
+            _crash_point("after_create_model_version", c.package_type)
 
             # Two tasks racing on one candidate both passed the check above: the oldest version wins.
-            winner = self.find_by_candidate_key(package_type, candidate_key)
+            winner = self.find_by_candidate_key(c.package_type, c.candidate_key)
             if winner is not None and str(winner.version) != version_number:
                 self._discard(name, version_number, mlflow_run_id)
-                return winner
-            self._sync_champion_alias(package_type)
-            return self.get(package_type, int(version_number))
+                return self._complete(winner)
+            self.sync_champion_alias(c.package_type)
+            _crash_point("after_alias", c.package_type)
+            self.client.set_terminated(mlflow_run_id, "FINISHED")
+            return self.get(c.package_type, int(version_number))
         except BaseException as err:
             self._discard(name, version_number, mlflow_run_id)
             if not isinstance(err, Exception):
@@ -455,9 +421,22 @@ class MlflowRegistry(RegistryBackend):
             if isinstance(err, RegistryError):
                 raise
             raise RegistryError(
-                f"registering {package_type} candidate {candidate_key} failed ({first_line(err)}); "
+                f"registering {c.package_type} candidate {c.candidate_key} failed ({first_line(err)}); "
                 "nothing was registered and the champion is unchanged; fix the cause and re-run"
             ) from err
+
+    def _complete(self, version: ModelVersion) -> ModelVersion:
+        """Finishes a registration a crash interrupted: run ended, status views and alias written."""
+        mv = self._mlflow_version(version.package_type, version.version)
+
+        def finish() -> None:
+            if mv.run_id:
+                terminate_if_running(self.client, mv.run_id)
+            self.project_status(mv, version)
+            self.sync_champion_alias(version.package_type)
+
+        self._call(f"complete {version.package_type} v{version.version}", finish)
+        return self.get(version.package_type, version.version)
 
     def _discard(self, name: str, version: str | None, mlflow_run_id: str | None) -> None:
         """Best-effort removal of a half-made registration: the version, its run and the run's files."""
@@ -467,88 +446,59 @@ class MlflowRegistry(RegistryBackend):
                 self.client.delete_model_version(name, version)
         if mlflow_run_id is not None:
             with contextlib.suppress(Exception):
-                artifact_uri = self.client.get_run(mlflow_run_id).info.artifact_uri
-                self.client.delete_run(mlflow_run_id)
-                _delete_local_artifacts(artifact_uri)
+                delete_run(self.client, mlflow_run_id)
         with contextlib.suppress(Exception):
-            self._sync_champion_alias(name.removeprefix(f"{self.model_name_prefix}-"))
+            self.sync_champion_alias(name.removeprefix(f"{self.model_name_prefix}-"))
 
     def _write_run_id(self, current: ModelVersion, run_id: str) -> None:
         if len(run_id) > MAX_IDENTITY:
             raise RegistryError(f"run_id is {len(run_id)} characters; keep it under {MAX_IDENTITY}")
-        name, version = self.model_name(current.package_type), str(current.version)
-        value = _check_tag(TAG_RUN_ID, run_id)
+        mv = self._mlflow_version(current.package_type, current.version)
+        value = check_tag(TAG_RUN_ID, run_id)
+        what = f"record the run of {current.package_type} v{current.version}"
+        if not mv.run_id:
+            name = self.model_name(current.package_type)
+            self._call(what, lambda: self.client.set_model_version_tag(name, str(current.version), TAG_RUN_ID, value))
+            return
+        run_id_of_version = mv.run_id
+        self._call(what, lambda: self.client.set_tag(run_id_of_version, TAG_RUN_ID, value))
+
+    def append_audit(self, mv: MlflowModelVersion, event: AuditEvent) -> str:
+        """Appends ``event`` to the version's audit trail (a new tag of its run); returns the tag key."""
+        if not mv.run_id:
+            raise RegistryError(f"{mv.name} v{mv.version} has no run to hold its audit trail; re-register it")
+        used = audit_indices(mv.tags or {}) + audit_indices(run_tags(self.client, mv.run_id))
+        key = audit_key(max(used, default=0) + 1)
+        clipped = event.model_copy(update={"who": clip(event.who, 200), "reason": clip(event.reason, MAX_REASON)})
+        value = check_tag(key, clipped.model_dump_json())
+        run_id = mv.run_id
         self._call(
-            f"record the run of {current.package_type} v{version}",
-            lambda: self.client.set_model_version_tag(name, version, TAG_RUN_ID, value),
+            f"append to the audit trail of {mv.name} v{mv.version}", lambda: self.client.set_tag(run_id, key, value)
         )
+        return key
 
     def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
-        """Appends the audit tag, then sets the status tag; removes the audit tag if that fails."""
-        name = self.model_name(current.package_type)
-        version = str(current.version)
+        """Appends the audit event, then writes the status tags, the description and the alias.
+
+        If the version tag cannot be written, the event is removed again (the status is unchanged). A
+        failure after that leaves the change made and MLflow's views partly stale: ``champion()`` then
+        reports the drift and ``packwise registry verify --repair`` finishes the writes.
+        """
         mv = self._mlflow_version(current.package_type, current.version)
-        used = [
-            int(k.removeprefix(AUDIT_TAG_PREFIX))
-            for k in (mv.tags or {})
-            if k.startswith(AUDIT_TAG_PREFIX) and k.removeprefix(AUDIT_TAG_PREFIX).isdigit()
-        ]
-        key = _audit_key(max(used, default=0) + 1)
-        clipped = AuditEvent(
-            at=event.at,
-            who=_clip(event.who, 200),
-            from_status=event.from_status,
-            to_status=event.to_status,
-            reason=_clip(event.reason, MAX_REASON),
-        )
-        value = _check_tag(key, json.dumps(clipped.to_dict(), sort_keys=True))
+        key = self.append_audit(mv, event)
+        name, version = self.model_name(current.package_type), str(current.version)
         what = f"change {current.package_type} v{version} to {event.to_status}"
-        self._call(what, lambda: self.client.set_model_version_tag(name, version, key, value))
         try:
             self.client.set_model_version_tag(name, version, TAG_STATUS, str(event.to_status))
         except Exception as err:
-            with contextlib.suppress(Exception):
-                self.client.delete_model_version_tag(name, version, key)
+            if mv.run_id:
+                with contextlib.suppress(Exception):
+                    self.client.delete_tag(mv.run_id, key)
             raise RegistryError(f"failed to {what} ({first_line(err)}); the status is unchanged, retry") from err
-        self._call(
-            f"move the {CHAMPION_ALIAS} alias of {name}",
-            lambda: self._sync_champion_alias(current.package_type),
-        )
+        updated = self._mlflow_version(current.package_type, current.version)
 
+        def project() -> None:
+            self.project_status(updated, self.get(current.package_type, current.version))
+            self.sync_champion_alias(current.package_type)
 
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:`` URI, or None for other stores and in-memory databases."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite" or parsed.path in ("", "/", "/:memory:"):
-        return None
-    # sqlite:////abs/file.db parses to path //abs/file.db and sqlite:///rel.db to /rel.db.
-    return Path(unquote(parsed.path)[1:])
-
-
-@contextlib.contextmanager
-def _exclusive_lock(lock_file: Path) -> Iterator[None]:
-    """An exclusive advisory lock between processes (POSIX ``flock``; no lock where it is unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: a laptop runs one task at a time anyway
-        yield
-        return
-    with lock_file.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _delete_local_artifacts(artifact_uri: str) -> None:
-    """Removes a run's artifact directory when it is on the local file system."""
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme not in ("", "file"):
-        return
-    path = Path(unquote(parsed.path))
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    run_dir = path.parent  # <artifact_root>/<run id>/artifacts: drop the run folder if nothing else is left
-    if path.name == "artifacts" and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+        self._call(f"{what} in the run, description and {CHAMPION_ALIAS} alias", project)

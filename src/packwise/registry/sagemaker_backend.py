@@ -149,7 +149,7 @@ class SageMakerRegistry(RegistryBackend):
             return None  # not registered by Packwise
         record = self._read_record(props.get(P_RECORD, ""))
         status = Status(described["ModelApprovalStatus"])
-        audit = [AuditEvent.from_dict(e) for e in record.get("audit", [])]
+        audit = [AuditEvent.model_validate(e) for e in record.get("audit", [])]
         if audit and audit[-1].to_status != status:  # changed outside Packwise (e.g. SageMaker Studio)
             who = (described.get("LastModifiedBy") or {}).get("UserProfileName") or "SageMaker (outside Packwise)"
             modified: Any = described.get("LastModifiedTime") or ""
@@ -301,7 +301,7 @@ class SageMakerRegistry(RegistryBackend):
             "metrics": metric_values,
             "label_stats": stats,
             "gate_report": gate_report,
-            "audit": [creation.to_dict()],
+            "audit": [creation.model_dump(mode="json")],
         }
         metrics_uri = S3Uri(record_uri.bucket, record_uri.key.rsplit("/", 1)[0] + "/metrics.json")
         report_uri = S3Uri(record_uri.bucket, record_uri.key.rsplit("/", 1)[0] + "/gate_report.md")
@@ -389,7 +389,7 @@ class SageMakerRegistry(RegistryBackend):
         props = dict(described.get("CustomerMetadataProperties") or {})
         record_uri = S3Uri.parse(props[P_RECORD])
         before = self._read_record(str(record_uri))
-        after = {**before, "audit": [*before.get("audit", []), event.to_dict()]}
+        after = {**before, "audit": [*before.get("audit", []), event.model_dump(mode="json")]}
         what = f"change {current.package_type} v{current.version} to {event.to_status}"
         self._call(what, lambda: put_text(self.clients, record_uri, json.dumps(after, sort_keys=True)))
         try:
