@@ -191,6 +191,24 @@ def _ledger_dict(row: pd.Series) -> dict[str, Any]:
     }
 
 
+def already_loaded(warehouse: Warehouse, run_id: str) -> LoadResult | None:
+    """The result of loading `run_id` again when its ledger row says it was loaded: nothing changes."""
+    done = _ledger_row(warehouse, run_id)
+    if done is None:
+        return None
+    wm = _iso(read_watermark(warehouse, done["mode"]))
+    return LoadResult(
+        run_id=run_id,
+        loaded=False,
+        n_products=done["n_products"],
+        superseded=0,
+        watermark_before=wm,
+        watermark_after=wm,
+        previous=previous_run(warehouse, done["mode"], run_id),
+        recommended=done["recommended"],
+    )
+
+
 def previous_run(warehouse: Warehouse, mode: str, before_run_id: str | None = None) -> dict[str, Any] | None:
     """The latest loaded run of `mode` that scored products, other than `before_run_id`."""
     if not warehouse.table_exists(PREDICTION_RUNS):
@@ -284,19 +302,9 @@ def load_predictions(
     with warehouse.transaction():
         _ensure_tables(warehouse, package_types)
         check_run_mode(warehouse, run_id, mode)
-        done = _ledger_row(warehouse, run_id)
+        done = already_loaded(warehouse, run_id)
         if done is not None:
-            wm = _iso(read_watermark(warehouse, done["mode"]))
-            return LoadResult(
-                run_id=run_id,
-                loaded=False,
-                n_products=done["n_products"],
-                superseded=0,
-                watermark_before=wm,
-                watermark_after=wm,
-                previous=previous_run(warehouse, done["mode"], run_id),
-                recommended=done["recommended"],
-            )
+            return done
         before = read_watermark(warehouse, mode)
         previous = previous_run(warehouse, mode, run_id)
         superseded = 0

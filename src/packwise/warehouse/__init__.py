@@ -27,6 +27,27 @@ if TYPE_CHECKING:
     TableData: TypeAlias = pd.DataFrame | pa.Table
 
 
+class ClosingWarehouse:
+    """What every backend shares: used as a context manager, it is closed at the end of the block."""
+
+    def __enter__(self) -> Self:
+        """Returns the open warehouse."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Closes the warehouse."""
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection; a second call does nothing."""
+        raise NotImplementedError
+
+
 class QueryError(WarehouseError):
     """The database rejected a statement; the message is the database's first line.
 

@@ -6,8 +6,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 
 from packwise.errors import WarehouseError, first_line
 from packwise.files import atomic_write
-from packwise.warehouse import TABLES, QueryError, check_identifier, referenced_params, wrap_ordered
+from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, referenced_params, wrap_ordered
 
 if TYPE_CHECKING:
     from packwise.warehouse import TableData
@@ -43,7 +42,7 @@ def _as_arrow(data: TableData) -> pa.Table:
     raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}")
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(ClosingWarehouse):
     """A `Warehouse` on one DuckDB database file.
 
     One connection per instance; DuckDB allows one writing process per file, or many read-only ones.
@@ -75,19 +74,6 @@ class DuckDBWarehouse:
             ) from None
 
     # -- context manager -------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        """Returns the open warehouse."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Closes the warehouse."""
-        self.close()
 
     def close(self) -> None:
         """Closes the connection; a second call does nothing."""

@@ -20,14 +20,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
 from packwise.errors import WarehouseError
-from packwise.warehouse import TABLES, QueryError, check_identifier, wrap_ordered
+from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def _plain(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(ClosingWarehouse):
     """A `Warehouse` on a PostgreSQL database.
 
     One connection per instance. Statements outside `transaction()` commit on their own.
@@ -145,19 +144,6 @@ class PostgresWarehouse:
             self.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
     # -- context manager -------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        """Returns the open warehouse."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Closes the warehouse."""
-        self.close()
 
     def close(self) -> None:
         """Closes the connection (rolling back anything uncommitted); a second call does nothing."""

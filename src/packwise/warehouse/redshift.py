@@ -24,15 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from packwise.errors import WarehouseError
-from packwise.warehouse import TABLES, QueryError, check_identifier, wrap_ordered
+from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 from packwise.warehouse.postgres import server_type
 from packwise.warehouse.sql import StagedRun, create_stage, render, stage_columns, swap_statements
@@ -107,7 +106,7 @@ def _field_value(field: Mapping[str, Any]) -> Any:
     return None  # pragma: no cover - blobValue, never selected by Packwise
 
 
-class RedshiftWarehouse:
+class RedshiftWarehouse(ClosingWarehouse):
     """A `Warehouse` on Amazon Redshift (provisioned or Serverless) through the Data API.
 
     Args:
@@ -188,19 +187,6 @@ class RedshiftWarehouse:
         )
 
     # -- context manager -------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        """Returns the open warehouse."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Closes the warehouse."""
-        self.close()
 
     def close(self) -> None:
         """Forgets any queued statements; the Data API holds no connection. A second call does nothing."""
@@ -514,27 +500,17 @@ class RedshiftWarehouse:
             LoadResult,
             _ensure_tables,
             _iso,
-            _ledger_row,
             _stage_name,
+            already_loaded,
             previous_run,
             read_watermark,
         )
 
         self._write_check()
         _ensure_tables(self, package_types)
-        done = _ledger_row(self, run_id)
+        done = already_loaded(self, run_id)
         if done is not None:
-            wm = _iso(read_watermark(self, done["mode"]))
-            return LoadResult(
-                run_id=run_id,
-                loaded=False,
-                n_products=done["n_products"],
-                superseded=0,
-                watermark_before=wm,
-                watermark_after=wm,
-                previous=previous_run(self, done["mode"], run_id),
-                recommended=done["recommended"],
-            )
+            return done
         before = read_watermark(self, mode)
         previous = previous_run(self, mode, run_id)
         stage = _stage_name(run_id)
