@@ -229,6 +229,11 @@ class InferenceConfig(_Strict):
         le=512,
         description="XGBoost threads per scoring task; 0 uses the task's share (OMP_NUM_THREADS, else every core).",
     )
+    engine: Literal["auto", "xgboost", "onedal"] = Field(
+        "auto",
+        description="Tree engine in evaluation and scoring: auto takes oneDAL where daal4py imports (x86-64), "
+        "else XGBoost; hashed-text (sparse) rows always go to XGBoost.",
+    )
 
     @field_validator("watermark_column")
     @classmethod
