@@ -10,7 +10,10 @@ Tables (created on first load; a package type added to the configuration adds it
 - ``run_watermarks`` (pipeline ``inference``, per mode): the largest ``added_at`` a run loaded.
 
 A load stages the run's rows in a table of its own, then, in the same transaction, supersedes the current
-rows of those products, inserts the new ones, writes the ledger row and moves the watermark. The ledger
+rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
+history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs that
+scored products are deleted; a current row is never deleted, whatever its run; the ledger keeps one row per
+run id forever, so a pruned run is still never loaded twice). The ledger
 row makes it exactly once per run id: loading a run id again changes nothing. A failure anywhere before
 the commit (or a killed process) rolls all of it back, the stage included, so the previous predictions
 and the watermark stay as they were.
@@ -80,6 +83,7 @@ class LoadResult(BaseModel):
         watermark_before: The mode's watermark before the load.
         watermark_after: The mode's watermark after it.
         previous: The ledger row of the previous run of the same mode that scored products, if any.
+        pruned: Superseded rows of runs older than the newest `keep_runs` that this load deleted.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -92,6 +96,7 @@ class LoadResult(BaseModel):
     watermark_after: str | None
     previous: dict[str, Any] | None = None
     recommended: dict[str, int] = Field(default_factory=dict)
+    pruned: int | None = None  # history rows the retention deleted; None where not counted (Redshift)
 
     def to_dict(self) -> dict[str, Any]:
         """`model_dump()` (the ledger row in `previous` as read), kept for inference.py (its slice converts it)."""
@@ -147,6 +152,27 @@ def _ensure_tables(warehouse: Warehouse, package_types: Sequence[str]) -> None:
         f"CREATE TABLE IF NOT EXISTS {WATERMARKS} (pipeline VARCHAR, mode VARCHAR, watermark TIMESTAMP, "
         "run_id VARCHAR, updated_at TIMESTAMP, PRIMARY KEY (pipeline, mode))"
     )
+
+
+def _kept_runs(keep_runs: int) -> str:
+    """SQL selecting the run ids whose history is kept: the newest `keep_runs` runs that scored products."""
+    return (
+        f"SELECT run_id FROM {PREDICTION_RUNS} WHERE n_products > 0 "
+        f"ORDER BY loaded_at DESC, run_id DESC LIMIT {int(keep_runs)}"
+    )
+
+
+def prune_statements(keep_runs: int | None) -> list[str]:
+    """The retention statements a load runs in its transaction, after its ledger row (none when unbounded).
+
+    Superseded rows (``NOT is_current``) of the runs outside the newest `keep_runs` go; current rows stay,
+    so every product keeps exactly one current prediction.
+    """
+    if keep_runs is None:
+        return []
+    if keep_runs < 1:
+        raise WarehouseError(f"inference.keep_runs is {keep_runs}: use 1 or more, or null to keep every run")
+    return [f"DELETE FROM {PREDICTIONS} WHERE NOT is_current AND run_id NOT IN ({_kept_runs(keep_runs)})"]
 
 
 def _stage_name(run_id: str) -> str:
@@ -226,6 +252,7 @@ def load_predictions(
     recommended: Mapping[str, int],
     unseen: Mapping[str, int],
     batch_rows: int = 131_072,
+    keep_runs: int | None = None,
 ) -> LoadResult:
     """Loads a run's scored files exactly once, in one transaction.
 
@@ -243,6 +270,7 @@ def load_predictions(
         recommended: Count of each recommended type, for the ledger.
         unseen: Unseen category counts per column, for the ledger.
         batch_rows: Rows per staging batch.
+        keep_runs: ``inference.keep_runs``: the history kept (see the module docstring); None keeps all.
 
     Returns:
         What was loaded, or that the run had been loaded already.
@@ -255,11 +283,12 @@ def load_predictions(
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
+    prune = prune_statements(keep_runs)  # checks keep_runs before anything is written
     if isinstance(warehouse, RunLoader):  # Redshift: COPY from S3 into a stage, then one batch transaction
         result: LoadResult = warehouse.load_run(
             files, run_id=run_id, mode=mode, package_types=package_types, versions=versions,
             expected_rows=expected_rows, since=since, watermark=watermark, recommended=recommended,
-            unseen=unseen, batch_rows=batch_rows,
+            unseen=unseen, batch_rows=batch_rows, keep_runs=keep_runs,
         )  # fmt: skip
         return result
     with warehouse.transaction():
@@ -331,6 +360,15 @@ def load_predictions(
                 "now": _now(),
             },
         )
+        pruned = 0
+        if prune:
+            found = warehouse.fetch_df(
+                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE NOT is_current "
+                f"AND run_id NOT IN ({_kept_runs(int(keep_runs or 0))})"
+            )
+            pruned = int(found["n"].iloc[0])
+            for statement in prune:
+                warehouse.execute(statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
     return LoadResult(
@@ -342,6 +380,7 @@ def load_predictions(
         watermark_after=_iso(after),
         previous=previous,
         recommended=dict(recommended),
+        pruned=pruned,
     )
 
 

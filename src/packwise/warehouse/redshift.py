@@ -502,9 +502,11 @@ class RedshiftWarehouse:
         recommended: Mapping[str, int],
         unseen: Mapping[str, int],
         batch_rows: int = 131_072,
+        keep_runs: int | None = None,
     ) -> LoadResult:
         """`packwise.predictions.load_predictions` for Redshift: COPY the shards into a staging table, then
-        supersede + insert + watermark + ledger + stage drop in ONE `batch_execute_statement`.
+        supersede + insert + watermark + ledger + stage drop + retention (`keep_runs`) in ONE
+        `batch_execute_statement`.
 
         Until that batch commits nothing but the run's own staging table exists, and a rerun drops it
         first; once it commits, the ledger row makes a rerun a no-op.
@@ -517,6 +519,7 @@ class RedshiftWarehouse:
             _ledger_row,
             _stage_name,
             previous_run,
+            prune_statements,
             read_watermark,
         )
 
@@ -575,7 +578,7 @@ class RedshiftWarehouse:
             loaded_at=datetime.now(UTC).replace(tzinfo=None),
         )
         maybe_fail("load-predictions", "commit")
-        self._batch(swap_statements(run))
+        self._batch([*swap_statements(run), *prune_statements(keep_runs)])
         return LoadResult(
             run_id=run_id,
             loaded=True,
