@@ -387,6 +387,35 @@ def compile_pipelines(
         console.print(f"wrote {path}")
 
 
+@app.command("gc")
+def gc(
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+    keep: int = typer.Option(3, help="Newest directories of each kind (snapshot, extract, kfp run) always kept."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing."),
+) -> None:
+    """Prune snapshot, inference extract and kfp output directories under storage.root (README, "packwise gc")."""
+    try:
+        cfg = load(config, overrides)
+        from packwise.registry import open_registry
+        from packwise.storage_gc import collect_garbage
+
+        fingerprints = {v.data_fingerprint for v in open_registry(cfg.registry).list_versions()}
+        result = collect_garbage(cfg.storage.root, cfg.storage.cache_root, fingerprints, keep, dry_run)
+    except PackwiseError as err:
+        fail(err)
+    table = Table("kind", "directory", "MiB", "action")
+    for c in result.candidates:
+        action = f"keep: {c.keep_reason}" if c.kept else ("would delete" if dry_run else "deleted")
+        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.root)), f"{c.bytes / 2**20:.1f}", action)
+    console.print(table)
+    verb = "would free" if dry_run else "freed"
+    console.print(
+        f"{len(result.deleted)} of {len(result.candidates)} directories, {verb} {result.freed_bytes / 2**20:.1f} MiB",
+        highlight=False,
+    )
+
+
 @app.command("runs")
 def show_run(run_id: str = typer.Argument(..., help="Run id printed by `packwise train`."),
              config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
