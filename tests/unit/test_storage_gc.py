@@ -80,11 +80,12 @@ def test_cli_dry_run_lists_and_keeps_everything(root: Path, tmp_path: Path) -> N
     config = tmp_path / "packwise.yaml"
     settings = {"storage": {"root": str(root)}, "warehouse": {"path": str(root / "w.duckdb")}}
     config.write_text(yaml.safe_dump(settings))
-    result = CliRunner().invoke(app, ["gc", "--config", str(config), "--keep", "1", "--dry-run"], env={"COLUMNS": "200"})
+    args = ["gc", "--config", str(config), "--keep", "1"]
+    result = CliRunner().invoke(app, [*args, "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "would delete" in result.output and "snapshots/fp4" in result.output
     assert (root / "snapshots" / "fp4").exists()
-    result = CliRunner().invoke(app, ["gc", "--config", str(config), "--keep", "1"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     # nothing registered in this empty registry: only the newest snapshot stays
     assert sorted(p.name for p in (root / "snapshots").iterdir()) == ["fp0"]
