@@ -254,8 +254,12 @@ def main() -> None:
     score_in = sum(r.get("seconds_predict", 0.0) for name, r, _ in monthly if name.startswith("score-shard"))
     total = _print("monthly pipeline", monthly)
     print(f"\n{'':<28} {'rows/s':>12} {'seconds':>9}")
-    lines = [("whole monthly pipeline", total), ("score-shard tasks (process wall)", score_wall),
-             ("  of which tree predict", score_in), ("bare XGBoost inplace_predict", bare_result["xgboost"])]  # fmt: skip
+    lines = [
+        ("whole monthly pipeline", total),
+        ("score-shard tasks (process wall)", score_wall),
+        ("  of which tree predict", score_in),
+        ("bare XGBoost inplace_predict", bare_result["xgboost"]),
+    ]
     if "onedal" in bare_result:
         lines.append(("bare oneDAL predict", bare_result["onedal"]))
     for label, seconds in lines:
