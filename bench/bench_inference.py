@@ -78,7 +78,7 @@ def step(name: str, workdir: Path, mode: str, engine: str) -> dict[str, Any]:
 
     state = _state(workdir)
     warehouse = WarehouseConfig(path=workdir / "warehouse.duckdb")
-    inference = InferenceConfig(engine=engine)  # type: ignore[arg-type]
+    inference = InferenceConfig(engine=engine)
     root = workdir / "state"
     run_id = f"bench-{mode}"
     key = f"{mode}:"
@@ -163,10 +163,10 @@ def bare(workdir: Path, products: Path) -> dict[str, Any]:
     engines = ["xgboost", "onedal"] if onedal_available() else ["xgboost"]
     for engine in engines:
         for m in loaded.values():  # convert (oneDAL) outside the timing, as a scoring task does once
-            predict_proba(m.booster, matrix[:10], engine)  # type: ignore[arg-type]
+            predict_proba(m.booster, matrix[:10], engine)
         start = time.perf_counter()
         for m in loaded.values():
-            predict_proba(m.booster, matrix, engine)  # type: ignore[arg-type]
+            predict_proba(m.booster, matrix, engine)
         out[engine] = time.perf_counter() - start
     return out
 
