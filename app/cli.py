@@ -7,6 +7,7 @@ stay light.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -132,6 +133,7 @@ def seed(
         None, help="TYPE:WEEK:FRACTION - in WEEK, that share of earlier weeks' labels re-stated at random."
     ),
     label_drop: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the type's labels lost."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (for scripts)."),
 ) -> None:
     """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
     try:
@@ -161,11 +163,28 @@ def seed(
         except ValueError as err:
             raise ConfigError(f"seed: {str(err).splitlines()[-1].strip()}") from None
         cfg.warehouse.path.parent.mkdir(parents=True, exist_ok=True)
-        with open_warehouse(cfg.warehouse) as warehouse:
+        # a spinner on a terminal (rich prints nothing for it when the output is a pipe or --quiet)
+        waiting = contextlib.nullcontext() if quiet else console.status(f"seeding {products:,} products ...")
+        with waiting, open_warehouse(cfg.warehouse) as warehouse:
             summary = seed_warehouse(warehouse, spec)
     except PackwiseError as err:
         fail(err)
-    console.print(f"seeded {cfg.warehouse.path}: {summary}", highlight=False)
+    if not quiet:
+        _print_seed_table(str(cfg.warehouse.path), summary)
+
+
+def _print_seed_table(where: str, summary: Any) -> None:
+    """The seed summary: totals on one line, then labels and positive rate per package type."""
+    console.print(
+        f"seeded {where}: {summary.n_products:,} products, {summary.n_labels:,} labels over {summary.weeks} weeks "
+        f"({summary.n_feedback_labels:,} from feedback)",
+        highlight=False,
+    )
+    table = Table("package type", "labels", "positive rate")
+    for package_type, count in summary.labels_per_type.items():
+        rate = summary.positive_rate.get(package_type)
+        table.add_row(package_type, f"{count:,}", "-" if rate is None else f"{rate:.1%}")
+    console.print(table)
 
 
 def _flag(knob: str) -> str:
