@@ -69,6 +69,17 @@ def _onedal_model(booster: xgb.Booster) -> Any:
     return daal4py.mb.convert_model(booster)
 
 
+def set_onedal_threads(threads: int) -> None:
+    """oneDAL's thread count for this process (its TBB pool; XGBoost's ``nthread`` does not reach it).
+
+    A scoring task is a process of its own, so the task's share of the cores (`packwise.cores`) is set
+    process-wide, as ``OMP_NUM_THREADS`` is for XGBoost.
+    """
+    import daal4py
+
+    daal4py.daalinit(max(1, int(threads)))
+
+
 def uses_onedal(engine: ResolvedEngine, matrix: np.ndarray | sp.csr_matrix) -> bool:
     """True when `engine` scores `matrix` with oneDAL (dense arrays only; sparse rows go to XGBoost)."""
     return engine == "onedal" and isinstance(matrix, np.ndarray) and matrix.shape[0] > 0

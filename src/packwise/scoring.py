@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, field_serializer
 
 from packwise.cores import task_threads
-from packwise.engine import predict_proba, resolve_engine
+from packwise.engine import predict_proba, resolve_engine, set_onedal_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
 from packwise.files import atomic_write
 
@@ -158,6 +158,8 @@ class Scorer:
             m.booster.set_param({"nthread": nthread})
         # The tree engine (packwise.engine): oneDAL on dense rows where it imports, XGBoost otherwise.
         self.engine = resolve_engine(engine)
+        if self.engine == "onedal":
+            set_onedal_threads(nthread)
 
     @property
     def input_columns(self) -> list[str]:
