@@ -7,6 +7,7 @@ stay light.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -135,6 +136,7 @@ def seed(
         None, help="TYPE:WEEK:FRACTION - in WEEK, that share of earlier weeks' labels re-stated at random."
     ),
     label_drop: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the type's labels lost."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (for scripts)."),
 ) -> None:
     """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
     try:
@@ -165,11 +167,28 @@ def seed(
             raise ConfigError(f"seed: {str(err).splitlines()[-1].strip()}") from None
         check_writable_dir(cfg.storage.root, "storage.root")
         check_writable_dir(cfg.warehouse.path.parent, "warehouse.path")
-        with open_warehouse(cfg.warehouse) as warehouse:
+        # a spinner on a terminal (rich prints nothing for it when the output is a pipe or --quiet)
+        waiting = contextlib.nullcontext() if quiet else console.status(f"seeding {products:,} products ...")
+        with waiting, open_warehouse(cfg.warehouse) as warehouse:
             summary = seed_warehouse(warehouse, spec)
     except PackwiseError as err:
         fail(err)
-    console.print(Text(f"seeded {cfg.warehouse.path}: {summary}"), highlight=False)
+    if not quiet:
+        _print_seed_table(str(cfg.warehouse.path), summary)
+
+
+def _print_seed_table(where: str, summary: Any) -> None:
+    """The seed summary: totals on one line, then labels and positive rate per package type."""
+    console.print(
+        Text(f"seeded {where}: {summary.n_products:,} products, {summary.n_labels:,} labels over {summary.weeks} weeks "
+        f"({summary.n_feedback_labels:,} from feedback)"),
+        highlight=False,
+    )
+    table = Table("package type", "labels", "positive rate")
+    for package_type, count in summary.labels_per_type.items():
+        rate = summary.positive_rate.get(package_type)
+        table.add_row(package_type, f"{count:,}", "-" if rate is None else f"{rate:.1%}")
+    console.print(table)
 
 
 def _flag(knob: str) -> str:
@@ -402,6 +421,35 @@ def compile_pipelines(
         fail(err)
     for path in written:
         console.print(f"wrote {path}")
+
+
+@app.command("gc")
+def gc(
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+    keep: int = typer.Option(3, help="Newest directories of each kind (snapshot, extract, kfp run) always kept."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing."),
+) -> None:
+    """Prune snapshot, inference extract and kfp output directories under storage.root (README, "packwise gc")."""
+    try:
+        cfg = load(config, overrides)
+        from packwise.registry import open_registry
+        from packwise.storage_gc import collect_garbage
+
+        fingerprints = {v.data_fingerprint for v in open_registry(cfg.registry).list_versions()}
+        result = collect_garbage(cfg.storage.root, cfg.storage.cache_root, fingerprints, keep, dry_run)
+    except PackwiseError as err:
+        fail(err)
+    table = Table("kind", "directory", "MiB", "action")
+    for c in result.candidates:
+        action = f"keep: {c.keep_reason}" if c.kept else ("would delete" if dry_run else "deleted")
+        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.root)), f"{c.bytes / 2**20:.1f}", action)
+    console.print(table)
+    verb = "would free" if dry_run else "freed"
+    console.print(
+        f"{len(result.deleted)} of {len(result.candidates)} directories, {verb} {result.freed_bytes / 2**20:.1f} MiB",
+        highlight=False,
+    )
 
 
 @app.command("runs")

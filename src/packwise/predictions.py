@@ -10,7 +10,10 @@ Tables (created on first load; a package type added to the configuration adds it
 - ``run_watermarks`` (pipeline ``inference``, per mode): the largest ``added_at`` a run loaded.
 
 A load stages the run's rows in a table of its own, then, in the same transaction, supersedes the current
-rows of those products, inserts the new ones, writes the ledger row and moves the watermark. The ledger
+rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
+history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs that
+scored products are deleted; a current row is never deleted, whatever its run; the ledger keeps one row per
+run id forever, so a pruned run is still never loaded twice). The ledger
 row makes it exactly once per run id: loading a run id again changes nothing. A failure anywhere before
 the commit (or a killed process) rolls all of it back, the stage included, so the previous predictions
 and the watermark stay as they were.
@@ -80,6 +83,7 @@ class LoadResult(BaseModel):
         watermark_before: The mode's watermark before the load.
         watermark_after: The mode's watermark after it.
         previous: The ledger row of the previous run of the same mode that scored products, if any.
+        pruned: Superseded rows of runs older than the newest `keep_runs` that this load deleted.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -92,6 +96,7 @@ class LoadResult(BaseModel):
     watermark_after: str | None
     previous: dict[str, Any] | None = None
     recommended: dict[str, int] = Field(default_factory=dict)
+    pruned: int | None = None  # history rows the retention deleted; None where not counted (Redshift)
 
     def to_dict(self) -> dict[str, Any]:
         """`model_dump()` (the ledger row in `previous` as read), kept for inference.py (its slice converts it)."""
@@ -147,8 +152,15 @@ def daily_since(warehouse: Warehouse) -> datetime | None:
 
 
 def _ensure_tables(warehouse: Warehouse, package_types: Sequence[str]) -> None:
+    from packwise.warehouse import ParquetInserter
+
     cols = ", ".join(f"{n} {t}" for n, t in predictions_columns(package_types))
-    warehouse.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS} ({cols}, PRIMARY KEY (product_id, run_id))")
+    # (product_id, run_id) is unique by construction: the ledger admits a run id once and the load checks
+    # the run's products are distinct. A columnar engine that bulk-reads Parquet (DuckDB) gets no primary
+    # key: maintaining its index cost 3x the insert itself at 1M rows (bench/bench_warehouse.py). A table
+    # created before keeps its key and loads as before.
+    key = "" if isinstance(warehouse, ParquetInserter) else ", PRIMARY KEY (product_id, run_id)"
+    warehouse.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS} ({cols}{key})")
     have = set(
         warehouse.fetch_df(
             "SELECT column_name FROM information_schema.columns WHERE table_name = $name "
@@ -166,6 +178,27 @@ def _ensure_tables(warehouse: Warehouse, package_types: Sequence[str]) -> None:
         f"CREATE TABLE IF NOT EXISTS {WATERMARKS} (pipeline VARCHAR, mode VARCHAR, watermark TIMESTAMP, "
         "run_id VARCHAR, updated_at TIMESTAMP, PRIMARY KEY (pipeline, mode))"
     )
+
+
+def _kept_runs(keep_runs: int) -> str:
+    """SQL selecting the run ids whose history is kept: the newest `keep_runs` runs that scored products."""
+    return (
+        f"SELECT run_id FROM {PREDICTION_RUNS} WHERE n_products > 0 "
+        f"ORDER BY loaded_at DESC, run_id DESC LIMIT {int(keep_runs)}"
+    )
+
+
+def prune_statements(keep_runs: int | None) -> list[str]:
+    """The retention statements a load runs in its transaction, after its ledger row (none when unbounded).
+
+    Superseded rows (``NOT is_current``) of the runs outside the newest `keep_runs` go; current rows stay,
+    so every product keeps exactly one current prediction.
+    """
+    if keep_runs is None:
+        return []
+    if keep_runs < 1:
+        raise WarehouseError(f"inference.keep_runs is {keep_runs}: use 1 or more, or null to keep every run")
+    return [f"DELETE FROM {PREDICTIONS} WHERE NOT is_current AND run_id NOT IN ({_kept_runs(keep_runs)})"]
 
 
 def _stage_name(run_id: str) -> str:
@@ -249,6 +282,21 @@ def _stage_batches(
             yield pa.table(arrays)
 
 
+def _stage_expressions(package_types: Sequence[str], versions: Mapping[str, int]) -> dict[str, str]:
+    """The staging columns as SQL over a scored file's columns (`_stage_batches`' rows, in SQL)."""
+    exprs = {
+        PRODUCT_ID: f"CAST({PRODUCT_ID} AS VARCHAR)",
+        "run_id": "CAST($run_id AS VARCHAR)",
+        "mode": "CAST($mode AS VARCHAR)",
+        RECOMMENDED: f"CAST({RECOMMENDED} AS VARCHAR)",
+    }
+    for t in package_types:
+        exprs[prob_column(t)] = f"CAST({prob_column(t)} AS DOUBLE)"
+    for t in package_types:
+        exprs[model_version_column(t)] = f"CAST({int(versions[t])} AS INTEGER)"
+    return exprs
+
+
 def load_predictions(
     warehouse: Warehouse,
     files: Sequence[Path],
@@ -263,6 +311,7 @@ def load_predictions(
     recommended: Mapping[str, int],
     unseen: Mapping[str, int],
     batch_rows: int = 131_072,
+    keep_runs: int | None = None,
 ) -> LoadResult:
     """Loads a run's scored files exactly once, in one transaction.
 
@@ -280,6 +329,7 @@ def load_predictions(
         recommended: Count of each recommended type, for the ledger.
         unseen: Unseen category counts per column, for the ledger.
         batch_rows: Rows per staging batch.
+        keep_runs: ``inference.keep_runs``: the history kept (see the module docstring); None keeps all.
 
     Returns:
         What was loaded, or that the run had been loaded already.
@@ -288,15 +338,16 @@ def load_predictions(
         WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
     """
     from packwise.faults import maybe_fail
-    from packwise.warehouse import RunLoader
+    from packwise.warehouse import ParquetInserter, RunLoader
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
+    prune = prune_statements(keep_runs)  # checks keep_runs before anything is written
     if isinstance(warehouse, RunLoader):  # Redshift: COPY from S3 into a stage, then one batch transaction
         result: LoadResult = warehouse.load_run(
             files, run_id=run_id, mode=mode, package_types=package_types, versions=versions,
             expected_rows=expected_rows, since=since, watermark=watermark, recommended=recommended,
-            unseen=unseen, batch_rows=batch_rows,
+            unseen=unseen, batch_rows=batch_rows, keep_runs=keep_runs,
         )  # fmt: skip
         return result
     with warehouse.transaction():
@@ -311,10 +362,18 @@ def load_predictions(
         if expected_rows > 0:
             stage = _stage_name(run_id)
             stage_cols = [c for c in predictions_columns(package_types) if c[0] != "is_current"]
+            bulk = isinstance(warehouse, ParquetInserter)
             warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
-            warehouse.execute(f"CREATE TABLE {stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
-            for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
-                warehouse.append(stage, table)
+            # DuckDB's temporary tables live in memory: the stage is never written to the database file
+            temp = "TEMPORARY " if bulk else ""
+            warehouse.execute(f"CREATE {temp}TABLE {stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
+            if bulk:  # DuckDB reads the files itself, nothing through Python
+                warehouse.insert_parquet(
+                    stage, files, _stage_expressions(package_types, versions), {"run_id": run_id, "mode": mode}
+                )
+            else:
+                for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
+                    warehouse.append(stage, table)
             counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
             n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
             if n != expected_rows or distinct != n:
@@ -359,6 +418,15 @@ def load_predictions(
                 "now": _now(),
             },
         )
+        pruned = 0
+        if prune:
+            found = warehouse.fetch_df(
+                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE NOT is_current "
+                f"AND run_id NOT IN ({_kept_runs(int(keep_runs or 0))})"
+            )
+            pruned = int(found["n"].iloc[0])
+            for statement in prune:
+                warehouse.execute(statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
     return LoadResult(
@@ -370,6 +438,7 @@ def load_predictions(
         watermark_after=_iso(after),
         previous=previous,
         recommended=dict(recommended),
+        pruned=pruned,
     )
 
 

@@ -153,7 +153,7 @@ def _replay(
             ).summary
             candidate_model = load_model_artifact(model_path)
             products, labels = read_split(val_path, package_type)
-            prob, _ = predict(candidate_model.booster, candidate_model.spec, products)
+            prob, _ = predict(candidate_model.booster, candidate_model.spec, products, config.inference.engine)
             cand = score_metrics(labels, prob, thresholds[package_type])
             candidate = Evidence(
                 package_type=package_type,
@@ -170,7 +170,9 @@ def _replay(
                 champion = quality = None
                 if champ is not None:
                     if champ.week not in champion_scores:
-                        champ_prob, _ = predict(champ.model.booster, champ.model.spec, products)
+                        champ_prob, _ = predict(
+                            champ.model.booster, champ.model.spec, products, config.inference.engine
+                        )
                         m = score_metrics(labels, champ_prob, thresholds[package_type])
                         champion_scores[champ.week] = Evidence(
                             package_type=package_type,

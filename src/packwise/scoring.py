@@ -4,9 +4,10 @@ A shard is read with `ParquetFile.iter_batches` (per file: a dataset scanner's r
 six-fold in the prototype; and without pre_buffer, which keeps every row group read until the end),
 feature rows come from `packwise.features.build_features` with each model's own recipe (built once per
 distinct recipe: models trained on the same snapshot share one), and `Booster.inplace_predict` scores
-them without a DMatrix copy. Memory is bounded by a batch, whatever the
-shard size. With four cores or more, reading and feature building of the next batch overlap the
-prediction of the current one (XGBoost releases the GIL while it predicts).
+them without a DMatrix copy (or oneDAL does, on dense rows: `packwise.engine`, ``inference.engine``).
+Memory is bounded by a batch, whatever the shard size. With four cores or more, reading and feature
+building of the next batch overlap the prediction of the current one (XGBoost releases the GIL while it
+predicts).
 
 Output rows: product_id, `prob_<package type>` (float32, in configuration order) and `recommended_type`,
 the least protective type whose probability clears its threshold, the last (most protective) type when
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, field_serializer
 
 from packwise.cores import task_threads
+from packwise.engine import predict_proba, resolve_engine, set_onedal_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
 from packwise.files import atomic_write
 
@@ -99,7 +101,7 @@ def output_schema(package_types: Sequence[str]) -> pa.Schema:
 
 
 class ScoreStats(BaseModel):
-    """What scoring one file did; `seconds_predict` is the time inside `inplace_predict`.
+    """What scoring one file did; `seconds_predict` is the time inside the tree engine's predict.
 
     ``model_dump()`` is its JSON form (seconds rounded to 0.1 ms); ``model_validate`` reads it back.
     """
@@ -136,6 +138,7 @@ class Scorer:
         threads: int = 0,
         prefetch: bool | None = None,
         cost: CostModel | None = None,
+        engine: str = "auto",
     ) -> None:
         if not models:
             raise ValueError("no models to score with")
@@ -153,6 +156,10 @@ class Scorer:
         for m in self.models:
             # The training run's nthread travels inside the model file; scoring decides its own.
             m.booster.set_param({"nthread": nthread})
+        # The tree engine (packwise.engine): oneDAL on dense rows where it imports, XGBoost otherwise.
+        self.engine = resolve_engine(engine)
+        if self.engine == "onedal":
+            set_onedal_threads(nthread)
 
     @property
     def input_columns(self) -> list[str]:
@@ -179,7 +186,7 @@ class Scorer:
         matrices = {k: r.matrix() for k, r in rows.items()}
         for j, (model, key) in enumerate(zip(self.models, self._spec_keys, strict=True)):
             start = time.perf_counter()
-            prob[j] = model.booster.inplace_predict(matrices[key], validate_features=False)
+            prob[j] = predict_proba(model.booster, matrices[key], self.engine)
             spent += time.perf_counter() - start
         return prob.T, spent
 

@@ -62,7 +62,7 @@ class LocalCompute:
         prob = {}
         for model in models:
             loaded = load_model_artifact(model.model_file)
-            prob[model.key], _ = predict(loaded.booster, loaded.spec, products)
+            prob[model.key], _ = predict(loaded.booster, loaded.spec, products, self.inference.engine)
         return prob, []
 
     def score_shard(self, shard_path: Path, plan: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
@@ -72,6 +72,8 @@ class LocalCompute:
 
         inference = self.inference
         cost = cost_model(inference.policy, inference.package_costs, inference.damage_cost, plan["package_types"])
-        scorer = Scorer(load_scoring_models(plan), threads=inference.score_threads, cost=cost)
+        scorer = Scorer(
+            load_scoring_models(plan), threads=inference.score_threads, cost=cost, engine=inference.engine
+        )
         stats = scorer.score_file(shard_path, out_path, self.inference.batch_rows)
         return stats.model_dump()

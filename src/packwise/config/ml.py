@@ -280,6 +280,17 @@ class InferenceConfig(_Strict):
         le=512,
         description="XGBoost threads per scoring task; 0 uses the task's share (OMP_NUM_THREADS, else every core).",
     )
+    keep_runs: int | None = Field(
+        12,
+        ge=1,
+        description="Runs whose superseded predictions are kept (newest first); older history is pruned by each "
+        "load, current rows never; null keeps every run.",
+    )
+    engine: Literal["auto", "xgboost", "onedal"] = Field(
+        "auto",
+        description="Tree engine in evaluation and scoring: auto takes oneDAL where daal4py imports (x86-64), "
+        "else XGBoost; hashed-text (sparse) rows always go to XGBoost.",
+    )
 
     @field_validator("watermark_column")
     @classmethod

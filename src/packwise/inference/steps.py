@@ -506,6 +506,7 @@ def load_predictions(
                 recommended=manifest["recommended"],
                 unseen=manifest["unseen"],
                 batch_rows=inference.batch_rows,
+                keep_runs=inference.keep_runs,
             )
         record = {**result.to_dict(), "mode": mode, "models": manifest["models"], "unseen": manifest["unseen"]}
         record["expected_cost"] = manifest.get("expected_cost")

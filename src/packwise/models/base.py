@@ -67,8 +67,19 @@ class XGBoostBinary:
         return self.train(build_features(products, spec), labels, model), spec
 
 
-def predict(booster: xgb.Booster, spec: FeatureSpec, products: pd.DataFrame) -> tuple[np.ndarray, FeatureRows]:
-    """Suitability probabilities for `products`, built with the model's own feature recipe."""
+def predict(
+    booster: xgb.Booster, spec: FeatureSpec, products: pd.DataFrame, engine: str = "auto"
+) -> tuple[np.ndarray, FeatureRows]:
+    """Suitability probabilities for `products`, built with the model's own feature recipe.
+
+    Args:
+        booster: The model.
+        spec: Its feature recipe.
+        products: Product rows with the recipe's input columns.
+        engine: ``inference.engine`` (`packwise.engine`): the same tree engine evaluation and scoring use.
+    """
+    from packwise.engine import predict_proba, resolve_engine
+
     rows = build_features(products, spec)
-    prob = booster.inplace_predict(rows.matrix(), validate_features=False)
+    prob = predict_proba(booster, rows.matrix(), resolve_engine(engine))
     return np.asarray(prob, dtype=np.float64), rows

@@ -214,6 +214,22 @@ class Warehouse(Protocol):
 
 
 @runtime_checkable
+class ParquetInserter(Protocol):
+    """A backend that reads Parquet files itself (DuckDB's ``read_parquet``): rows never pass through Python.
+
+    `packwise.predictions.load_predictions` stages a run with it when the backend has it (5x faster than
+    record batches through Arrow on DuckDB at 1M rows).
+    """
+
+    def insert_parquet(
+        self, name: str, files: Sequence[Path], columns: Mapping[str, str], params: Mapping[str, Any] | None = None
+    ) -> int:
+        """Inserts one row per row of `files` into `name`; `columns` maps each target column to a SQL
+        expression over the files' columns (``$name`` parameters bound from `params`). Returns the rows."""
+        ...
+
+
+@runtime_checkable
 class RunLoader(Protocol):
     """A backend with its own exactly-once prediction load (Redshift: COPY from S3, then one batch).
 
@@ -262,6 +278,7 @@ __all__ = [
     "PRODUCTS",
     "RUN_WATERMARKS",
     "TABLES",
+    "ParquetInserter",
     "QueryError",
     "RunLoader",
     "TableSpec",

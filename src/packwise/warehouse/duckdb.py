@@ -215,6 +215,36 @@ class DuckDBWarehouse(ClosingWarehouse):
             self.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {view}")
         return table.num_rows
 
+    def insert_parquet(
+        self, name: str, files: Sequence[Path], columns: Mapping[str, str], params: Mapping[str, Any] | None = None
+    ) -> int:
+        """Inserts the rows of Parquet `files` into `name` with DuckDB's own reader (`ParquetInserter`).
+
+        Args:
+            name: The existing target table.
+            files: Parquet files with the same schema.
+            columns: Target column -> SQL expression over the files' columns.
+            params: Values of the ``$name`` parameters the expressions use.
+
+        Returns:
+            The number of rows inserted.
+
+        Raises:
+            QueryError: The database rejected the statement (a missing column, a bad cast).
+        """
+        name = check_identifier(name)
+        if not files:
+            return 0
+        targets = ", ".join(check_identifier(c) for c in columns)
+        exprs = ", ".join(columns.values())
+        sql = f"INSERT INTO {name} ({targets}) SELECT {exprs} FROM read_parquet($packwise_files)"
+        bound = {**referenced_params(sql, params), "packwise_files": [str(f) for f in files]}
+        try:
+            found = self._con.execute(sql, bound).fetchone()
+        except duckdb.Error as err:
+            raise QueryError(first_line(err)) from None
+        return int(found[0]) if found else 0
+
     def table_exists(self, name: str) -> bool:
         """Whether a table or view of that name exists in the current schema."""
         found = self.fetch_df(

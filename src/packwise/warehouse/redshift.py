@@ -488,9 +488,11 @@ class RedshiftWarehouse(ClosingWarehouse):
         recommended: Mapping[str, int],
         unseen: Mapping[str, int],
         batch_rows: int = 131_072,
+        keep_runs: int | None = None,
     ) -> LoadResult:
         """`packwise.predictions.load_predictions` for Redshift: COPY the shards into a staging table, then
-        supersede + insert + watermark + ledger + stage drop in ONE `batch_execute_statement`.
+        supersede + insert + watermark + ledger + stage drop + retention (`keep_runs`) in ONE
+        `batch_execute_statement`.
 
         Until that batch commits nothing but the run's own staging table exists, and a rerun drops it
         first; once it commits, the ledger row makes a rerun a no-op.
@@ -503,6 +505,7 @@ class RedshiftWarehouse(ClosingWarehouse):
             _stage_name,
             already_loaded,
             previous_run,
+            prune_statements,
             read_watermark,
         )
 
@@ -551,7 +554,7 @@ class RedshiftWarehouse(ClosingWarehouse):
             loaded_at=datetime.now(UTC).replace(tzinfo=None),
         )
         maybe_fail("load-predictions", "commit")
-        self._batch(swap_statements(run))
+        self._batch([*swap_statements(run), *prune_statements(keep_runs)])
         return LoadResult(
             run_id=run_id,
             loaded=True,

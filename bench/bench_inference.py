@@ -1,0 +1,295 @@
+"""Inference benchmark: the monthly pipeline beside bare oneDAL and bare XGBoost predict, in one run.
+
+On N products (default 5M; --products) in a DuckDB warehouse and the four default-sized models of
+bench_scoring.py (200 rounds, depth 4, one per package type):
+
+1. The monthly pipeline, every task in a fresh process as kfp.local's subprocess runner starts it (the
+   same `packwise.inference` step functions the components call, without kfp's own overhead): extract ->
+   prepare -> shard -> score-shard (each shard, one after the other) -> collect -> load. Per task: wall
+   time (the process, interpreter start included), its share of the pipeline's wall time, peak RSS.
+2. Bare XGBoost: `Booster.inplace_predict` of the four models on the same rows' feature matrix, in memory
+   (in slices of ``inference.batch_rows`` rows, as a scoring task predicts).
+3. Bare oneDAL: `daal4py` predict of the same four models on the same matrix (skipped where it does not
+   import).
+4. The daily run: 10k new products added after the monthly watermark, the same tasks in daily mode.
+
+Rows/s of each are printed side by side; ratios against bare oneDAL are what to compare (noisy machine).
+Targets (issue 15): scoring end to end >= 0.85 of bare oneDAL; the whole monthly pipeline within 2x the
+bare oneDAL predict time; peak RSS of every task < 1 GiB and flat in N; the daily run under 10 s.
+
+Usage: python bench/bench_inference.py [--products 5000000] [--daily 10000] [--workdir DIR] [--engine auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from packwise.config import ComputeConfig, InferenceConfig, WarehouseConfig
+from packwise.synthetic import PACKAGE_TYPES, generate_products
+
+BENCH = Path(__file__).resolve().parent
+THRESHOLD = 0.5
+
+STEPS = ("extract", "prepare", "shard", "score", "collect", "load")
+
+
+def _rss_mib() -> float:
+    """Peak RSS of this process since its exec (VmHWM; ru_maxrss would carry the parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _state(workdir: Path) -> dict[str, Any]:
+    path = workdir / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(workdir: Path, state: dict[str, Any]) -> None:
+    (workdir / "state.json").write_text(json.dumps(state, default=str))
+
+
+def _models_plan(paths: dict[str, Path]) -> dict[str, Any]:
+    """What `resolve_models` returns for version 1 of each model (no registry needed)."""
+    from packwise.artifact import load_model_artifact
+
+    models = {}
+    for t in PACKAGE_TYPES:
+        loaded = load_model_artifact(paths[t])
+        models[t] = {
+            "version": 1, "status": "Approved", "pinned": False, "model_type": loaded.model_type,
+            "threshold": THRESHOLD, "path": str(paths[t]), "spec": loaded.spec.to_json(),
+        }  # fmt: skip
+    return {"package_types": list(PACKAGE_TYPES), "models": models}
+
+
+def step(name: str, workdir: Path, mode: str, engine: str) -> dict[str, Any]:
+    """Runs one pipeline task in this process; returns its result summary."""
+    from packwise import inference as steps
+
+    state = _state(workdir)
+    warehouse = WarehouseConfig(path=workdir / "warehouse.duckdb")
+    inference = InferenceConfig(engine=engine)
+    root = workdir / "state"
+    run_id = f"bench-{mode}"
+    key = f"{mode}:"
+    out: dict[str, Any] = {}
+    if name == "extract":
+        record = steps.extract_products(warehouse, inference, root, mode, run_id)
+        state[key + "extract"] = record
+        out = {"rows": record["n_products"]}
+    elif name == "prepare":
+        plan = steps.prepare_products(
+            Path(state[key + "extract"]["extract_dir"]), state["models"], mode, inference.batch_rows
+        )
+        state[key + "plan"] = plan
+        out = {"rows": plan.get("n_products", 0)}
+    elif name == "shard":
+        state[key + "shards"] = steps.shard_products(state[key + "plan"], inference)
+        out = {"shards": len(state[key + "shards"])}
+    elif name.startswith("score"):
+        i = int(name.split(":")[1])
+        shard = Path(state[key + "shards"][i])
+        dest = workdir / "scored" / mode / f"{shard.stem}.parquet"
+        stats = steps.score_shard(shard, state[key + "plan"], ComputeConfig(), None, inference, dest)
+        state.setdefault(key + "scored", {})[str(i)] = [str(dest), stats]
+        out = {"rows": stats["rows"], "seconds_predict": stats["seconds_predict"]}
+    elif name == "collect":
+        scored = [(Path(p), s) for p, s in state[key + "scored"].values()]
+        state[key + "manifest"] = steps.collect_scores(scored, state[key + "plan"])
+        out = {"rows": state[key + "manifest"]["n_products"]}
+    elif name == "load":
+        manifest = state[key + "manifest"]
+        extract = state[key + "extract"]
+        files = [Path(p) for p, _ in state[key + "scored"].values()]
+        record = steps.load_predictions(
+            manifest, files, warehouse, inference, root, run_id, mode, extract.get("since"), extract.get("watermark")
+        )
+        out = {"rows": record["n_products"]}
+    _save(workdir, state)
+    return {**out, "rss_mib": _rss_mib()}
+
+
+def _child(args: list[str]) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result, wall
+
+
+def run_pipeline(workdir: Path, mode: str, engine: str) -> list[tuple[str, dict[str, Any], float]]:
+    tasks: list[tuple[str, dict[str, Any], float]] = []
+    common = ["--workdir", str(workdir), "--mode", mode, "--engine", engine]
+    for name in ("extract", "prepare", "shard"):
+        result, wall = _child(["--step", name, *common])
+        tasks.append((name, result, wall))
+    n_shards = tasks[-1][1]["shards"]
+    for i in range(n_shards):
+        result, wall = _child(["--step", f"score:{i}", *common])
+        tasks.append((f"score-shard {i}", result, wall))
+    for name in ("collect", "load"):
+        result, wall = _child(["--step", name, *common])
+        tasks.append((name, result, wall))
+    return tasks
+
+
+def bare(workdir: Path, products: Path) -> dict[str, Any]:
+    """Bare XGBoost and bare oneDAL predict of the four models on the same rows, in memory."""
+    from packwise.artifact import load_model_artifact
+    from packwise.engine import onedal_available, predict_proba
+    from packwise.features import build_features
+
+    loaded = {t: load_model_artifact(Path(p)) for t, p in _state(workdir)["model_paths"].items()}
+    spec = loaded[PACKAGE_TYPES[0]].spec
+    parts = [
+        build_features(b.to_pandas(), spec).dense
+        for b in pq.ParquetFile(products).iter_batches(batch_size=131_072, columns=spec.input_columns)
+    ]
+    matrix = np.ascontiguousarray(np.concatenate(parts))
+    del parts
+    out: dict[str, Any] = {"rows": int(matrix.shape[0])}
+    batch = InferenceConfig().batch_rows
+    for m in loaded.values():
+        m.booster.set_param({"nthread": os.cpu_count() or 1})
+    engines = ["xgboost", "onedal"] if onedal_available() else ["xgboost"]
+    for engine in engines:
+        for m in loaded.values():  # convert (oneDAL) outside the timing, as a scoring task does once
+            predict_proba(m.booster, matrix[:10], engine)
+        start = time.perf_counter()
+        # in the record batches a scoring task predicts (views of the in-memory matrix, no copies): one
+        # call on the whole 1M-row matrix ran 2x slower than the same rows in batches, for both engines
+        for lo in range(0, matrix.shape[0], batch):
+            for m in loaded.values():
+                predict_proba(m.booster, matrix[lo : lo + batch], engine)
+        out[engine] = time.perf_counter() - start
+    return out
+
+
+def setup(workdir: Path, n: int) -> Path:
+    """Trains the models, writes the products and loads them into a fresh DuckDB warehouse (untimed)."""
+    import duckdb
+
+    from packwise.warehouse.duckdb import DuckDBWarehouse
+
+    sys.path.insert(0, str(BENCH))  # the models and products of bench_scoring.py (imported by the parent only)
+    from bench_scoring import products_file, train_models
+
+    paths = train_models(workdir)
+    products = products_file(workdir, n)
+    shutil.rmtree(workdir / "state", ignore_errors=True)
+    shutil.rmtree(workdir / "scored", ignore_errors=True)
+    (workdir / "warehouse.duckdb").unlink(missing_ok=True)
+    with DuckDBWarehouse(workdir / "warehouse.duckdb") as wh:
+        wh.ensure_schema()
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"))
+    con.execute("INSERT INTO products BY NAME SELECT * FROM read_parquet($f)", {"f": str(products)})
+    con.close()
+    _save(workdir, {"models": _models_plan(paths), "model_paths": {t: str(p) for t, p in paths.items()}})
+    return products
+
+
+def add_daily(workdir: Path, n: int, after_index: int) -> None:
+    """`n` new products added a day after everything in the warehouse."""
+    import duckdb
+
+    frame = generate_products(n, seed=99, first_index=after_index + 1)
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"))
+    found = con.execute("SELECT max(added_at) FROM products").fetchall()
+    latest = found[0][0]
+    frame["added_at"] = pd_timestamp(latest) + np.timedelta64(1, "D")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    con.register("daily_new", table)
+    con.execute("INSERT INTO products BY NAME SELECT * FROM daily_new")
+    con.close()
+
+
+def pd_timestamp(value: Any) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(value)
+
+
+def _print(title: str, tasks: list[tuple[str, dict[str, Any], float]]) -> float:
+    total = sum(w for _, _, w in tasks)
+    print(f"\n{title}: {total:.1f} s wall over {len(tasks)} tasks")
+    print(f"{'task':<16} {'wall s':>8} {'share':>7} {'peak RSS':>10} {'rows':>11}")
+    for name, result, wall in tasks:
+        rows = result.get("rows", "")
+        print(f"{name:<16} {wall:>8.2f} {wall / total:>7.1%} {result['rss_mib']:>6.0f} MiB {rows!s:>11}")
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=5_000_000)
+    parser.add_argument("--daily", type=int, default=10_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/packwise-bench-inference"))
+    parser.add_argument("--engine", choices=["auto", "xgboost", "onedal"], default="auto")
+    parser.add_argument("--step")
+    parser.add_argument("--mode", default="monthly")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.step:
+        print(json.dumps(step(args.step, args.workdir, args.mode, args.engine)))
+        return
+    if args.step is None and os.environ.get("BENCH_BARE"):
+        print(json.dumps(bare(args.workdir, Path(os.environ["BENCH_BARE"]))))
+        return
+
+    products = setup(args.workdir, args.products)
+    bare_result, _ = _child_bare(args.workdir, products)
+    monthly = run_pipeline(args.workdir, "monthly", args.engine)
+    add_daily(args.workdir, args.daily, args.products)
+    daily = run_pipeline(args.workdir, "daily", args.engine)
+
+    n = args.products
+    print(f"{n:,} products, engine {args.engine}; rows/s (one run; compare ratios)")
+    score_wall = sum(w for name, _, w in monthly if name.startswith("score-shard"))
+    score_in = sum(r.get("seconds_predict", 0.0) for name, r, _ in monthly if name.startswith("score-shard"))
+    total = _print("monthly pipeline", monthly)
+    print(f"\n{'':<28} {'rows/s':>12} {'seconds':>9}")
+    lines = [
+        ("whole monthly pipeline", total),
+        ("score-shard tasks (process wall)", score_wall),
+        ("  of which tree predict", score_in),
+        ("bare XGBoost inplace_predict", bare_result["xgboost"]),
+    ]
+    if "onedal" in bare_result:
+        lines.append(("bare oneDAL predict", bare_result["onedal"]))
+    for label, seconds in lines:
+        print(f"{label:<34} {n / seconds:>12,.0f} {seconds:>9.2f}")
+    if "onedal" in bare_result:
+        print(f"\nscoring tasks / bare oneDAL throughput: {bare_result['onedal'] / score_wall:.2f} (target >= 0.85)")
+        print(f"whole pipeline / bare oneDAL time: {total / bare_result['onedal']:.1f}x (target <= 2x)")
+    print(f"bare oneDAL vs bare XGBoost: {bare_result['xgboost'] / bare_result.get('onedal', np.nan):.2f}x faster")
+    print(f"peak RSS of any task: {max(r['rss_mib'] for _, r, _ in monthly):.0f} MiB (target < 1024)")
+    _print(f"daily run of {args.daily:,} new products", daily)
+
+
+def _child_bare(workdir: Path, products: Path) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--workdir", str(workdir)],
+        check=True, capture_output=True, text=True, env={**os.environ, "BENCH_BARE": str(products)},
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result, time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
