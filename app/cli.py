@@ -132,10 +132,20 @@ def seed(
         None, help="TYPE:WEEK:FRACTION - in WEEK, that share of earlier weeks' labels re-stated at random."
     ),
     label_drop: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the type's labels lost."),
+    add_new: int | None = typer.Option(
+        None,
+        "--add-products",
+        metavar="N",
+        help="Instead of re-seeding: append N new, unlabelled products dated after the newest product and the "
+        "last inference run (the next daily run scores them); nothing else changes.",
+    ),
 ) -> None:
     """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
     try:
         cfg = load(config, overrides)
+        if add_new is not None:
+            _add_products(cfg, add_new, seed_value, bool(shift or corrupt or noise or rewrite or label_drop))
+            return
         from packwise.synthetic import SeedSpec, seed_warehouse
         from packwise.warehouse import open_warehouse
 
@@ -166,6 +176,21 @@ def seed(
     except PackwiseError as err:
         fail(err)
     console.print(f"seeded {cfg.warehouse.path}: {summary}", highlight=False)
+
+
+def _add_products(cfg: PackwiseConfig, n: int, seed_value: int, knobs: bool) -> None:
+    from packwise.synthetic import add_products_after_last_run
+    from packwise.warehouse import open_warehouse
+
+    if knobs:
+        raise ConfigError("--add-products adds unlabelled products; the label knobs apply only to a full seed")
+    if n < 1:
+        raise ConfigError(f"--add-products {n}: add at least 1 product")
+    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.exists():
+        raise ConfigError(f"no warehouse at {cfg.warehouse.path}; run `packwise seed` first")
+    with open_warehouse(cfg.warehouse) as warehouse:
+        added, added_at = add_products_after_last_run(warehouse, n, seed_value)
+    console.print(f"added {added:,} products to {cfg.warehouse.path} (added_at {added_at:%Y-%m-%d %H:%M})", highlight=False)
 
 
 def _flag(knob: str) -> str:

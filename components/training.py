@@ -183,7 +183,6 @@ def evaluate(
     registry_json: str,
     compute_json: str,
     sagemaker_json: str,
-    snapshot_dir: str,
     storage_root: str,
     split_json: str,
     gate_json: str,
@@ -204,8 +203,9 @@ def evaluate(
         registry_json: The `registry` config section (JSON), to fetch the champion.
         compute_json: The `compute` config section (JSON): where the scoring runs.
         sagemaker_json: The `sagemaker` config section (JSON).
-        snapshot_dir: This run's label snapshot (the extract's output).
-        storage_root: Root of Packwise's storage, where the champion's snapshot is found by its fingerprint.
+        storage_root: Root of Packwise's storage, where this run's and the champion's snapshots are found by
+            their fingerprints (this run's is the validation split's; kfp.local resolves an upstream output
+            passed into a ParallelFor task as the loop item, so the snapshot path is not a parameter).
         split_json: The `split` config section (JSON): how the champion's validation products were chosen.
         gate_json: The `gate` config section (JSON): what counts as a confident champion prediction.
         metrics: AUC, PR-AUC and log loss of candidate and champion.
@@ -222,9 +222,10 @@ def evaluate(
     from packwise.training import evaluate as run
 
     split = SplitConfig.model_validate_json(split_json)
+    snapshots = StorageConfig(root=Path(storage_root)).snapshots
     quality = LabelQualityInputs(
-        Path(snapshot_dir),
-        StorageConfig(root=Path(storage_root)).snapshots,
+        snapshots / validation_split.metadata["fingerprint"],
+        snapshots,
         split.train_ratio,
         split.seed,
         GateConfig.model_validate_json(gate_json).confident_probability,

@@ -110,7 +110,6 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                     registry_json=registry_json,
                     compute_json=compute_json,
                     sagemaker_json=sagemaker_json,
-                    snapshot_dir=snapshot_dir,
                     storage_root=storage_root,
                     split_json=split_json,
                     gate_json=gate_json,
