@@ -394,15 +394,53 @@ def _print_inference_table(summary: dict[str, Any]) -> None:
         )
 
 
+CLUSTER_DEFAULTS = (
+    "storage.root=/mnt/packwise",
+    "warehouse.path=/mnt/packwise/warehouse.duckdb",
+    "registry.tracking_uri=http://mlflow.packwise.svc.cluster.local:5000",
+    "registry.artifact_root=mlflow-artifacts:/packwise",
+)
+"""What `packwise compile` builds without --config: the storage and registry of manifests/overlays/kind."""
+
+
+def _cluster_config(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
+    """The config a cluster build compiles; a ConfigError when it names a path or registry of this machine."""
+    cfg = load(config, overrides, resolve=False)
+    local = [f"storage.root {str(cfg.storage.root)!r}"] if not cfg.storage.root.is_absolute() else []
+    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.is_absolute():
+        local.append(f"warehouse.path {str(cfg.warehouse.path)!r}")
+    if cfg.registry.backend == "mlflow" and cfg.registry.tracking_uri is None:
+        local.append("registry.tracking_uri unset (an sqlite file under storage.root)")
+    if local:
+        raise ConfigError(
+            f"compile builds for a cluster, but {'; '.join(local)} would be this machine's; pass "
+            "-c cluster.yaml (e.g. manifests/overlays/kind/packwise.yaml) or --set storage.root=/mnt/packwise "
+            "--set warehouse.path=/mnt/packwise/warehouse.duckdb --set registry.tracking_uri=http://mlflow:5000"
+        )
+    return cfg.resolved()
+
+
 @app.command("compile")
 def compile_pipelines(
     out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="Directory for the IR YAML files."),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
-    """Write the compiled IR YAML of the pipelines (submit with `kfp run create`)."""
+    """Write the compiled IR YAML of the pipelines (submit with `kfp run create`).
+
+    Without --config the in-cluster defaults of `manifests/overlays/kind` are compiled (storage.root
+    /mnt/packwise, the cluster's MLflow), never this machine's paths; --set overrides apply on top.
+    """
     try:
-        cfg = load(config, overrides)
+        if config is None:
+            overrides = [*CLUSTER_DEFAULTS, *(overrides or [])]
+            err_console.print(
+                "compiling the in-cluster defaults (" + ", ".join(CLUSTER_DEFAULTS) + "); pass -c cluster.yaml "
+                "for your cluster's",
+                highlight=False,
+                soft_wrap=True,
+            )
+        cfg = _cluster_config(config, overrides)
         from packwise_pipelines.compile import compile_for_cluster
 
         written = compile_for_cluster(cfg, out_dir)

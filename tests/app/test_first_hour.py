@@ -1,0 +1,93 @@
+"""What a new user meets first: adding products to the warehouse, compiling for a cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from packwise.predictions import WATERMARKS
+from packwise.warehouse.duckdb import DuckDBWarehouse
+from packwise_app.cli import app
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_add_products_appends_after_the_newest_product_and_the_last_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = _invoke("seed", "--add-products", "10")
+    assert code == 2 and "run `packwise seed` first" in out
+    code, out = _invoke("seed", "--products", "300", "--weeks", "2", "--labels-per-week", "40")
+    assert code == 0, out
+    db = tmp_path / ".packwise" / "warehouse.duckdb"
+    with DuckDBWarehouse(db) as wh:
+        before = wh.fetch_df("SELECT * FROM products ORDER BY product_id")
+        n_labels = wh.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0]
+        # a daily run loaded up to a time after the newest product: the new ones must come after it
+        wh.execute(f"INSERT INTO {WATERMARKS} (pipeline, mode, watermark) "
+                   "VALUES ('inference', 'daily', TIMESTAMP '2030-01-01 00:00:00')")  # fmt: skip
+
+    code, out = _invoke("seed", "--add-products", "25")
+    assert code == 0, out
+    assert "added 25 products" in out and "2030-01-01 01:00" in out
+    code, out = _invoke("seed", "--add-products", "5", "--seed", "8")
+    assert code == 0, out
+
+    with DuckDBWarehouse(db) as wh:
+        after = wh.fetch_df("SELECT * FROM products ORDER BY product_id")
+        assert wh.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == n_labels
+    assert len(after) == 330
+    old = after[after["product_id"].isin(before["product_id"])].reset_index(drop=True)
+    assert old.equals(before)  # the existing catalogue is untouched
+    new = after[~after["product_id"].isin(before["product_id"])]
+    assert new["product_id"].tolist() == [f"P{i:07d}" for i in range(301, 331)]
+    assert sorted(new["added_at"].astype(str).unique()) == ["2030-01-01 01:00:00", "2030-01-01 02:00:00"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--add-products", "0"], "add at least 1 product"),
+        (["--add-products", "5", "--shift", "mailer:2:0.1"], "label knobs apply only to a full seed"),
+    ],
+)
+def test_add_products_refuses_bad_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _invoke("seed", "--products", "50", "--weeks", "1", "--labels-per-week", "10")[0] == 0
+    code, out = _invoke("seed", *args)
+    assert code == 2 and message in out
+
+
+def test_compile_without_a_config_builds_the_in_cluster_defaults_not_this_machines_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = _invoke("compile", "--out", str(tmp_path / "build"))
+    assert code == 0, out
+    assert "compiling the in-cluster defaults" in out
+    text = (tmp_path / "build" / "training.yaml").read_text()
+    assert str(tmp_path) not in text.replace(str(tmp_path / "build"), "")
+    params = next(yaml.safe_load_all(text))["root"]["inputDefinitions"]["parameters"]
+    assert params["storage_root"]["defaultValue"] == "/mnt/packwise"
+    registry = json.loads(params["registry_json"]["defaultValue"])
+    assert registry["tracking_uri"] == "http://mlflow.packwise.svc.cluster.local:5000"
+
+
+def test_compile_refuses_a_config_with_machine_local_paths(tmp_path: Path) -> None:
+    config = tmp_path / "local.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"root": ".packwise"}}))
+    code, out = _invoke("compile", "-c", str(config), "--out", str(tmp_path / "build"))
+    assert code == 2
+    assert "storage.root '.packwise'" in out and "registry.tracking_uri unset" in out
+    assert "-c cluster.yaml" in out and "--set storage.root=/mnt/packwise" in out
+    assert not (tmp_path / "build").exists()
