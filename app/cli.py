@@ -190,7 +190,11 @@ def _add_products(cfg: PackwiseConfig, n: int, seed_value: int, knobs: bool) -> 
         raise ConfigError(f"no warehouse at {cfg.warehouse.path}; run `packwise seed` first")
     with open_warehouse(cfg.warehouse) as warehouse:
         added, added_at = add_products_after_last_run(warehouse, n, seed_value)
-    console.print(f"added {added:,} products to {cfg.warehouse.path} (added_at {added_at:%Y-%m-%d %H:%M})", highlight=False)
+    console.print(
+        f"added {added:,} products to {cfg.warehouse.path} (added_at {added_at:%Y-%m-%d %H:%M})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _flag(knob: str) -> str:

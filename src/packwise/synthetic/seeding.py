@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from packwise.errors import WarehouseError
-from packwise.synthetic.catalogue import BASE_DATE, _PRODUCTS_STREAM, _draw_products, _rng, generate_products
+from packwise.synthetic.catalogue import _PRODUCTS_STREAM, BASE_DATE, _draw_products, _rng, generate_products
 from packwise.synthetic.labels import SeedSpec, SeedSummary, generate_labels
 
 if TYPE_CHECKING:
