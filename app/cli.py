@@ -20,7 +20,17 @@ from rich.table import Table
 from packwise.config import PackwiseConfig, dump_default_config
 from packwise.errors import ConfigError, PackwiseError
 from packwise.lineage import check_run_id
-from packwise_app.command_line import ConfigOpt, SetOpt, err_console, fail, load
+from packwise_app.command_line import (
+    ConfigOpt,
+    Mode,
+    Runner,
+    RunnerOpt,
+    SetOpt,
+    check_package_type,
+    err_console,
+    fail,
+    load,
+)
 from packwise_app.configuration import load_config
 
 if TYPE_CHECKING:
@@ -30,7 +40,7 @@ app = typer.Typer(
     name="packwise",
     help="Packwise: chooses how each product is packed. Training and inference pipelines on Kubeflow Pipelines.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Show or write the configuration.", no_args_is_help=True)
@@ -92,7 +102,7 @@ def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = S
         fail(err)
     import yaml
 
-    console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100), highlight=False)
+    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=1_000), end="")
 
 
 @config_app.command("reference")
@@ -245,15 +255,13 @@ def train(
     week: int = typer.Option(..., "--week", "-w", help="Label snapshot week to train on."),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
-    runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
+    runner: Runner = RunnerOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
-    run_id: str | None = typer.Option(None, help="Run id (default: generated)."),
+    run_id: str | None = typer.Option(None, metavar="RUN_ID", help="Run id (default: generated)."),
 ) -> None:
     """Run the weekly training pipeline locally (kfp.local, caching on) and print the decisions."""
     try:
         cfg = load(config, overrides)
-        if runner not in {"subprocess", "docker"}:
-            raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         if week < 1:
             raise ConfigError(f"--week {week}: weeks start at 1")
         if run_id is not None:
@@ -261,8 +269,8 @@ def train(
         _check_notify(cfg)
         from packwise_pipelines.local import training_run
 
-        console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {cfg.storage.root})")
-        run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer())
+        console.print(f"[bold]training week {week}[/bold] ({runner.value} runner, storage {cfg.storage.root})")
+        run = training_run(cfg, week, runner=runner.value, verbose=verbose, run_id=run_id, on_event=_event_printer())
     except PackwiseError as err:
         fail(err)
     from packwise.run_summary import read_summary
@@ -309,41 +317,36 @@ def _fmt(value: float | None) -> str:
 
 @app.command()
 def infer(
-    mode: str = typer.Option(..., "--mode", "-m", help="daily (products added since the last run) or monthly (all)."),
+    mode: Mode = typer.Option(..., "--mode", "-m", help="daily (products added since the last run) or monthly (all)."),
     model: list[str] | None = typer.Option(
-        None, "--model", help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable)."
+        None, "--model", metavar="TYPE=VERSION", help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable)."
     ),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
-    runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
+    runner: Runner = RunnerOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
     run_id: str | None = typer.Option(
-        None, help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run."
+        None, metavar="RUN_ID", help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run."
     ),
 ) -> None:
     """Run the inference pipeline locally (kfp.local, caching on) and print what it recommended."""
     try:
         cfg = load(config, overrides)
-        if runner not in {"subprocess", "docker"}:
-            raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         from packwise.inference import check_mode, parse_pins
 
-        check_mode(mode)
+        check_mode(mode.value)
         if run_id is not None:
             check_run_id(run_id, "--run-id")
         _check_notify(cfg)
         pins = parse_pins(model or [])
-        unknown = sorted(set(pins) - set(cfg.package_type_names))
-        if unknown:
-            raise ConfigError(
-                f"--model {unknown[0]}={pins[unknown[0]]}: {unknown[0]!r} is not a configured package type "
-                f"({', '.join(cfg.package_type_names)})"
-            )
+        for package_type, version in pins.items():
+            check_package_type(cfg, package_type, f"--model {package_type}={version}")
+        _check_models(cfg, pins)
         from packwise_pipelines.local import inference_run
 
-        console.print(f"[bold]inference {mode}[/bold] ({runner} runner, storage {cfg.storage.root})")
+        console.print(f"[bold]inference {mode.value}[/bold] ({runner.value} runner, storage {cfg.storage.root})")
         run = inference_run(
-            cfg, mode, pins, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer()
+            cfg, mode.value, pins, runner=runner.value, verbose=verbose, run_id=run_id, on_event=_event_printer()
         )
     except PackwiseError as err:
         fail(err)
@@ -359,6 +362,20 @@ def infer(
             f"to finish this very run (it loads at most once), pass --run-id {run.run_id}", highlight=False
         )
         raise typer.Exit(1)
+
+
+def _check_models(cfg: PackwiseConfig, pins: dict[str, int]) -> None:
+    """Fails before the pipeline starts when a type has no champion or a pin is missing or Rejected."""
+    from packwise.errors import ModelNotFoundError
+    from packwise.inference import check_models
+    from packwise.registry import open_registry
+
+    uri = cfg.registry.tracking_uri or ""
+    if cfg.registry.backend == "mlflow" and uri.startswith("sqlite:///") and not Path(uri[10:]).exists():
+        raise ModelNotFoundError(
+            f"no model registered yet (no registry at {uri[10:]}); train first: `packwise train --week 1`"
+        )
+    check_models(open_registry(cfg.registry), cfg.package_type_names, pins)
 
 
 def _print_inference_table(summary: dict[str, Any]) -> None:
