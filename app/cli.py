@@ -319,14 +319,19 @@ def _fmt(value: float | None) -> str:
 def infer(
     mode: Mode = typer.Option(..., "--mode", "-m", help="daily (products added since the last run) or monthly (all)."),
     model: list[str] | None = typer.Option(
-        None, "--model", metavar="TYPE=VERSION", help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable)."
+        None,
+        "--model",
+        metavar="TYPE=VERSION",
+        help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable).",
     ),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
     runner: Runner = RunnerOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
     run_id: str | None = typer.Option(
-        None, metavar="RUN_ID", help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run."
+        None,
+        metavar="RUN_ID",
+        help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run.",
     ),
 ) -> None:
     """Run the inference pipeline locally (kfp.local, caching on) and print what it recommended."""

@@ -91,3 +91,69 @@ def test_compile_refuses_a_config_with_machine_local_paths(tmp_path: Path) -> No
     assert "storage.root '.packwise'" in out and "registry.tracking_uri unset" in out
     assert "-c cluster.yaml" in out and "--set storage.root=/mnt/packwise" in out
     assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [("split.train_ratoi", "'split.train_ratio'"), ("gate.min_acu", "'gate.min_auc'"), ("storgae.root", "'storage'")],
+)
+def test_a_misspelt_set_key_gets_a_did_you_mean(key: str, suggestion: str) -> None:
+    code, out = _invoke("config", "show", "--set", f"{key}=1")
+    assert code == 2
+    assert f"did you mean {suggestion}?" in out and len(out.strip().splitlines()) == 1
+
+
+def test_a_key_like_nothing_gets_no_suggestion() -> None:
+    code, out = _invoke("config", "show", "--set", "zzz.qqq=1")
+    assert code == 2 and "did you mean" not in out and "unknown key 'zzz'" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["registry", "show", "mialer", "2"],
+        ["registry", "approve", "mialer", "2", "--reason", "x"],
+        ["registry", "rollback", "mialer", "--reason", "x"],
+        ["infer", "--mode", "monthly", "--model", "mialer=2"],
+    ],
+)
+def test_an_unknown_package_type_is_not_a_configured_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = _invoke(*args)
+    assert code == 2, out
+    assert "'mialer' is not a configured type; configured: own_container, bag, mailer, box" in out
+    assert "did you mean 'mailer'?" in out
+
+
+def test_infer_before_any_training_fails_before_the_pipeline_naming_packwise_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = _invoke("infer", "--mode", "daily")
+    assert code == 2 and "packwise train --week 1" in out
+    assert not (tmp_path / ".packwise" / "kfp").exists()  # no pipeline started
+
+
+def test_infer_with_a_registry_but_no_champion_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from packwise.config import load_config
+    from packwise.registry import open_registry
+
+    monkeypatch.chdir(tmp_path)
+    assert open_registry(load_config().resolved().registry).list_versions() == []  # an empty registry
+    code, out = _invoke("infer", "--mode", "monthly")
+    assert code == 2 and "no Approved model for package types" in out and "packwise train --week N" in out
+    assert not (tmp_path / ".packwise" / "kfp").exists()
+
+
+def test_mode_and_runner_are_choices_listed_in_the_help() -> None:
+    code, out = _invoke("infer", "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "daily|monthly" in flat and "subprocess|docker" in flat
+    assert "KEY=VALUE" in flat and "list[str]" not in flat
+    code, out = _invoke("infer", "--mode", "weekly")
+    assert code == 2 and "weekly" in out
+    code, out = _invoke("--help")
+    assert "--install-completion" in out

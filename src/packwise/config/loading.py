@@ -49,7 +49,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     kind = first["type"]
     if kind == "extra_forbidden":
         suggestion = suggest_key(loc)
-        hint = f"did you mean {suggestion!r}?" if suggestion else "check its spelling against the configuration reference"
+        hint = f"did you mean {suggestion!r}?" if suggestion else "check its spelling in the configuration reference"
         return f"{source}: unknown key {loc!r}; {hint}"
     msg = first["msg"].removeprefix("Value error, ")
     return f"{source}: {loc or 'config'}: {msg}"
