@@ -22,17 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def walkthrough_commands(readme: str) -> list[str]:
-    """The command lines of every bash block preceded by `<!-- walkthrough -->`, comments stripped."""
+def walkthrough_commands(readme: str) -> list[list[str]]:
+    """The argv of every command line in the bash blocks preceded by `<!-- walkthrough -->` (comments dropped)."""
     blocks = re.findall(r"<!-- walkthrough -->\n```bash\n(.*?)\n```", readme, re.S)
-    lines = [line.split("  #", 1)[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    return [argv for block in blocks for line in block.splitlines() if (argv := shlex.split(line, comments=True))]
 
 
 def test_the_walkthrough_is_marked_and_uses_only_packwise() -> None:
     commands = walkthrough_commands((ROOT / "README.md").read_text())
     assert len(commands) >= 10
-    assert all(shlex.split(c)[0] == ".venv/bin/packwise" for c in commands)
+    assert all(argv[0] == ".venv/bin/packwise" for argv in commands)
 
 
 @pytest.mark.pipeline
@@ -40,12 +39,12 @@ def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
     commands = walkthrough_commands((ROOT / "README.md").read_text())
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     outputs: list[tuple[list[str], str]] = []
-    for command in commands:
-        argv = shlex.split(command)
-        argv[0] = str(BIN / "packwise")
-        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    for argv in commands:
+        done = subprocess.run(
+            [str(BIN / "packwise"), *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
         out = done.stdout + done.stderr
-        assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{out[-3000:]}"
+        assert done.returncode == 0, f"{shlex.join(argv)!r} exited {done.returncode}:\n{out[-3000:]}"
         outputs.append((argv[1:], out))
 
     def output_of(*args: str, nth: int = 0) -> str:
