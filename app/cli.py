@@ -284,12 +284,17 @@ def train(
         raise typer.Exit(1)
 
 
+PENDING = "PendingManualApproval"
+
+
 def _print_training_table(summary: dict[str, Any]) -> None:
     table = Table(title=f"week {summary.get('week')} decisions (data {str(summary.get('fingerprint'))[:12]})")
     table.add_column("package type", no_wrap=True)
     for col in ("cand AUC", "champ AUC", "cand PR-AUC", "champ PR-AUC"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True, min_width=6)
     table.add_column("decision", no_wrap=True)
+    # PendingManualApproval is the widest cell; below ~88 columns it would squeeze the metrics to `0.9…`
+    short = console.width < 88
     table.add_column("version", no_wrap=True)
     colors = {"Approved": "green", "Rejected": "red", "PendingManualApproval": "yellow", "failed": "red"}
     for row in summary["package_types"]:
@@ -302,10 +307,12 @@ def _print_training_table(summary: dict[str, Any]) -> None:
             _fmt(champ.get("auc")),
             _fmt(cand.get("pr_auc")),
             _fmt(champ.get("pr_auc")),
-            f"[{colors.get(decision, 'white')}]{decision}[/]",
+            f"[{colors.get(decision, 'white')}]{'Pending' if short and decision == PENDING else decision}[/]",
             "-" if row.get("version") is None else f"v{row['version']}",
         )
     console.print(table)
+    if short and any(row["decision"] == PENDING for row in summary["package_types"]):
+        console.print("  Pending: PendingManualApproval (`packwise registry approve|reject TYPE VERSION`)")
     for row in summary["package_types"]:
         if row.get("reason"):
             console.print(f"  {row['package_type']}: {row['reason']}", highlight=False, soft_wrap=True)
@@ -477,19 +484,61 @@ def compile_pipelines(
 
 
 @app.command("runs")
-def show_run(run_id: str = typer.Argument(..., help="Run id printed by `packwise train`."),
-             config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
-    """Print the stored summary of a run."""
+def show_runs(
+    run_id: str | None = typer.Argument(None, metavar="[RUN_ID]", help="One run (as printed by train or infer)."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many recent runs to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (for machines) instead of a table."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """List recent runs, or show one run's stored summary (storage.root/runs)."""
+    from packwise.run_summary import outcome, read_summary, recent_summaries
+
     try:
         cfg = load(config, overrides)
+        if run_id is None:
+            summaries = recent_summaries(cfg.storage.root, limit)
+        else:
+            check_run_id(run_id, "RUN_ID")
+            found = read_summary(cfg.storage.root, run_id)
+            if found is None:
+                raise PackwiseError(
+                    f"no summary for run {run_id!r} under {cfg.storage.root}/runs; `packwise runs` lists them"
+                )
+            summaries = [found]
     except PackwiseError as err:
         fail(err)
-    from packwise.run_summary import read_summary
+    if as_json:
+        print(json.dumps(summaries if run_id is None else summaries[0], indent=2, sort_keys=True, default=str))
+        return
+    if run_id is not None:
+        summary = summaries[0]
+        state = summary.get("pipeline_state") or "-"
+        console.print(f"run {run_id}: {state}", highlight=False, soft_wrap=True)
+        if summary.get("error"):
+            console.print(f"  error: {summary['error']}", highlight=False, soft_wrap=True)
+        if "mode" in summary:
+            _print_inference_table(summary)
+        else:
+            _print_training_table(summary)
+        return
+    if not summaries:
+        console.print(f"no runs under {cfg.storage.root}/runs yet; `packwise train --week 1` makes the first")
+        return
+    from rich import box
 
-    summary = read_summary(cfg.storage.root, run_id)
-    if summary is None:
-        fail(PackwiseError(f"no summary for run {run_id!r} under {cfg.storage.root}/runs; check the run id"))
-    console.print_json(json.dumps(summary, default=str))
+    title = f"recent runs ({cfg.storage.root}/runs)"
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False, collapse_padding=True)
+    table.add_column("run id", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("outcome", overflow="fold")
+    for summary in summaries:
+        what = str(summary["mode"]) if "mode" in summary else f"week {summary.get('week')}"
+        state = str(summary.get("pipeline_state") or "-").lower()
+        result = outcome(summary).replace("PendingManualApproval", "Pending")
+        table.add_row(str(summary.get("run_id")), what, state, result)
+    console.print(table)
 
 
 def main() -> None:

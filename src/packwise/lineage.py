@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from packwise.errors import ConfigError
+from packwise.errors import ConfigError, PackwiseError
 from packwise.files import atomic_write
 
 # What a run id may look like: it names files (run records, logs) under storage.root, so no `/`, no `..`,
@@ -77,8 +77,27 @@ def read_run_record(storage_root: Path, run_id: str) -> dict[str, Any] | None:
     path = _record_path(storage_root, run_id)
     if not path.exists():
         return None
-    data: dict[str, Any] = json.loads(path.read_text())
+    return _read_record(path)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PackwiseError(f"run record {path} is corrupt ({err}); delete it or re-run that run") from None
+    if not isinstance(data, dict):
+        raise PackwiseError(f"run record {path} is corrupt (not a JSON object); delete it or re-run that run")
     return data
+
+
+def recent_run_records(storage_root: Path, suffix: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` records named `<run id><suffix>.json` (e.g. `.summary`), newest first.
+
+    Raises:
+        PackwiseError: A record is not a JSON object (one line naming the file).
+    """
+    paths = sorted(_runs_dir(storage_root).glob(f"*{suffix}.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [_read_record(path) for path in paths[:limit]]
 
 
 def effective_run_id(run_id: str, job_id: str) -> str:

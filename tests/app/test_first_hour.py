@@ -157,3 +157,61 @@ def test_mode_and_runner_are_choices_listed_in_the_help() -> None:
     assert code == 2 and "weekly" in out
     code, out = _invoke("--help")
     assert "--install-completion" in out
+
+
+def _write_summaries(root: Path) -> None:
+    import os
+
+    runs = root / ".packwise" / "runs"
+    runs.mkdir(parents=True)
+    training = {
+        "run_id": "training-1", "week": 2, "pipeline_state": "SUCCEEDED", "fingerprint": "ab" * 32, "error": None,
+        "package_types": [
+            {"package_type": "bag", "decision": "Approved", "version": 2, "candidate": {"auc": 0.91, "pr_auc": 0.8},
+             "champion_scores": {"auc": 0.9, "pr_auc": 0.79}},
+            {"package_type": "mailer", "decision": "PendingManualApproval", "version": 2,
+             "candidate": {"auc": 0.9043, "pr_auc": 0.8}, "champion_scores": {"auc": 0.92, "pr_auc": 0.81}},
+        ],
+    }  # fmt: skip
+    inference = {
+        "run_id": "inference-daily-1", "mode": "daily", "pipeline": "inference", "pipeline_state": "SUCCEEDED",
+        "n_products": 500, "loaded": True, "models": {"bag": 2, "mailer": 1}, "models_pinned": [],
+        "package_types": [{"package_type": "bag", "count": 500, "share": 1.0, "change": None}],
+    }  # fmt: skip
+    (runs / "training-1.summary.json").write_text(json.dumps(training))
+    (runs / "training-1.json").write_text("{}")  # the run record itself is not a summary
+    (runs / "inference-daily-1.summary.json").write_text(json.dumps(inference))
+    os.utime(runs / "training-1.summary.json", (1_000_000, 1_000_000))  # older
+
+
+def test_runs_lists_recent_runs_newest_first_and_shows_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = _invoke("runs")
+    assert code == 0 and "no runs under" in out
+    _write_summaries(tmp_path)
+    code, out = _invoke("runs")
+    assert code == 0, out
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith(("training-", "inference-"))]
+    assert [line.split()[0] for line in lines] == ["inference-daily-1", "training-1"]
+    assert "500 scored, loaded" in lines[0] and "1 Approved, 1 Pending" in lines[1]
+    assert all(len(line) <= 80 for line in out.splitlines())
+    code, out = _invoke("runs", "training-1")
+    assert code == 0 and "PendingManualApproval" in out and "0.9043" in out
+    code, out = _invoke("runs", "inference-daily-1")
+    assert code == 0 and "daily run: 500 products scored, loaded" in out
+    code, out = _invoke("runs", "--json")
+    assert [s["run_id"] for s in json.loads(out)] == ["inference-daily-1", "training-1"]
+    code, out = _invoke("runs", "training-1", "--json")
+    assert json.loads(out)["week"] == 2
+
+
+def test_runs_with_a_corrupt_or_missing_summary_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _write_summaries(tmp_path)
+    code, out = _invoke("runs", "nope")
+    assert code == 2 and "no summary for run 'nope'" in out and len(out.strip().splitlines()) == 1
+    (tmp_path / ".packwise" / "runs" / "training-1.summary.json").write_text('{"run_id": "train')
+    for args in (["runs"], ["runs", "training-1"]):
+        code, out = _invoke(*args)
+        assert code == 2, out
+        assert "training-1.summary.json is corrupt" in out and len(out.strip().splitlines()) == 1
