@@ -291,7 +291,7 @@ def _print_training_table(summary: dict[str, Any]) -> None:
     table = Table(title=f"week {summary.get('week')} decisions (data {str(summary.get('fingerprint'))[:12]})")
     table.add_column("package type", no_wrap=True)
     for col in ("cand AUC", "champ AUC", "cand PR-AUC", "champ PR-AUC"):
-        table.add_column(col, justify="right", no_wrap=True, min_width=6)
+        table.add_column(col, justify="right", min_width=6)
     table.add_column("decision", no_wrap=True)
     # PendingManualApproval is the widest cell; below ~88 columns it would squeeze the metrics to `0.9…`
     short = console.width < 88
@@ -312,7 +312,8 @@ def _print_training_table(summary: dict[str, Any]) -> None:
         )
     console.print(table)
     if short and any(row["decision"] == PENDING for row in summary["package_types"]):
-        console.print("  Pending: PendingManualApproval (`packwise registry approve|reject TYPE VERSION`)")
+        note = "  Pending: PendingManualApproval (`packwise registry approve|reject TYPE VERSION`)"
+        console.print(note, soft_wrap=True)
     for row in summary["package_types"]:
         if row.get("reason"):
             console.print(f"  {row['package_type']}: {row['reason']}", highlight=False, soft_wrap=True)

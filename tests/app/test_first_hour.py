@@ -215,3 +215,21 @@ def test_runs_with_a_corrupt_or_missing_summary_is_one_line(tmp_path: Path, monk
         code, out = _invoke(*args)
         assert code == 2, out
         assert "training-1.summary.json is corrupt" in out and len(out.strip().splitlines()) == 1
+
+
+def test_submit_prints_the_equivalent_kfp_run_create_line() -> None:
+    import shlex
+
+    from packwise.config import load_config
+    from packwise_app.cluster_cli import kfp_command_line
+
+    cfg = load_config(None, ["cluster.host=http://localhost:8888"])
+    line = kfp_command_line(cfg, "inference", {"mode": "monthly", "pinned_models": {"mailer": 1}}, "nightly")
+    assert shlex.split(line) == [
+        "kfp", "--endpoint", "http://localhost:8888", "run", "create", "-e", "packwise",
+        "-f", "build/inference.yaml", "-r", "nightly", "mode=monthly", 'pinned_models={"mailer": 1}',
+    ]  # fmt: skip
+    # kfp 2.x's CLI has `run create` and no `run submit`
+    from kfp.cli.run import run as kfp_run
+
+    assert "create" in kfp_run.commands and "submit" not in kfp_run.commands
