@@ -24,7 +24,18 @@ from packwise.config import PackwiseConfig, dump_default_config
 from packwise.errors import ConfigError, PackwiseError
 from packwise.files import check_writable_dir
 from packwise.lineage import check_run_id
-from packwise_app.command_line import ConfigOpt, SetOpt, err_console, fail, load, user_errors
+from packwise_app.command_line import (
+    ConfigOpt,
+    Mode,
+    Runner,
+    RunnerOpt,
+    SetOpt,
+    check_package_type,
+    err_console,
+    fail,
+    load,
+    user_errors,
+)
 from packwise_app.configuration import load_config
 
 if TYPE_CHECKING:
@@ -34,7 +45,7 @@ app = typer.Typer(
     name="packwise",
     help="Packwise: chooses how each product is packed. Training and inference pipelines on Kubeflow Pipelines.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Show or write the configuration.", no_args_is_help=True)
@@ -96,7 +107,7 @@ def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = S
         fail(err)
     import yaml
 
-    console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100), highlight=False)
+    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=1_000), end="")
 
 
 @config_app.command("reference")
@@ -137,10 +148,20 @@ def seed(
     ),
     label_drop: str | None = typer.Option(None, help="TYPE:WEEK:FRACTION - that share of the type's labels lost."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (for scripts)."),
+    add_new: int | None = typer.Option(
+        None,
+        "--add-products",
+        metavar="N",
+        help="Instead of re-seeding: append N new, unlabelled products dated after the newest product and the "
+        "last inference run (the next daily run scores them); nothing else changes.",
+    ),
 ) -> None:
     """Create the synthetic catalogue and weekly label history in the warehouse (replaces it)."""
     try:
         cfg = load(config, overrides)
+        if add_new is not None:
+            _add_products(cfg, add_new, seed_value, bool(shift or corrupt or noise or rewrite or label_drop))
+            return
         from packwise.synthetic import SeedSpec, seed_warehouse
         from packwise.warehouse import open_warehouse
 
@@ -189,6 +210,25 @@ def _print_seed_table(where: str, summary: Any) -> None:
         rate = summary.positive_rate.get(package_type)
         table.add_row(package_type, f"{count:,}", "-" if rate is None else f"{rate:.1%}")
     console.print(table)
+
+
+def _add_products(cfg: PackwiseConfig, n: int, seed_value: int, knobs: bool) -> None:
+    from packwise.synthetic import add_products_after_last_run
+    from packwise.warehouse import open_warehouse
+
+    if knobs:
+        raise ConfigError("--add-products adds unlabelled products; the label knobs apply only to a full seed")
+    if n < 1:
+        raise ConfigError(f"--add-products {n}: add at least 1 product")
+    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.exists():
+        raise ConfigError(f"no warehouse at {cfg.warehouse.path}; run `packwise seed` first")
+    with open_warehouse(cfg.warehouse) as warehouse:
+        added, added_at = add_products_after_last_run(warehouse, n, seed_value)
+    console.print(
+        f"added {added:,} products to {cfg.warehouse.path} (added_at {added_at:%Y-%m-%d %H:%M})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _flag(knob: str) -> str:
@@ -243,15 +283,13 @@ def train(
     ),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
-    runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
+    runner: Runner = RunnerOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
-    run_id: str | None = typer.Option(None, help="Run id (default: generated)."),
+    run_id: str | None = typer.Option(None, metavar="RUN_ID", help="Run id (default: generated)."),
 ) -> None:
     """Run the weekly training pipeline locally (kfp.local, caching on) and print the decisions."""
     try:
         cfg = load(config, overrides)
-        if runner not in {"subprocess", "docker"}:
-            raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         if week < 0:
             raise ConfigError(f"--week {week}: weeks start at 1 (0: the newest labelled week)")
         if run_id is not None:
@@ -265,8 +303,10 @@ def train(
             week = resolve_training_week(wh, week, allow_no_new_labels)
         from packwise_pipelines.local import training_run
 
-        console.print(f"[bold]training week {week}[/bold] ({runner} runner, storage {escape(str(cfg.storage.root))})")
-        run = training_run(cfg, week, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer())
+        console.print(
+            f"[bold]training week {week}[/bold] ({runner.value} runner, storage {escape(str(cfg.storage.root))})"
+        )
+        run = training_run(cfg, week, runner=runner.value, verbose=verbose, run_id=run_id, on_event=_event_printer())
     except PackwiseError as err:
         fail(err)
     from packwise.run_summary import read_summary
@@ -281,12 +321,17 @@ def train(
         raise typer.Exit(1)
 
 
+PENDING = "PendingManualApproval"
+
+
 def _print_training_table(summary: dict[str, Any]) -> None:
     table = Table(title=f"week {summary.get('week')} decisions (data {str(summary.get('fingerprint'))[:12]})")
     table.add_column("package type", no_wrap=True)
     for col in ("cand AUC", "champ AUC", "cand PR-AUC", "champ PR-AUC"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", min_width=6)
     table.add_column("decision", no_wrap=True)
+    # PendingManualApproval is the widest cell; below ~88 columns it would squeeze the metrics to `0.9…`
+    short = console.width < 88
     table.add_column("version", no_wrap=True)
     colors = {"Approved": "green", "Rejected": "red", "PendingManualApproval": "yellow", "failed": "red"}
     for row in summary["package_types"]:
@@ -299,10 +344,13 @@ def _print_training_table(summary: dict[str, Any]) -> None:
             _fmt(champ.get("auc")),
             _fmt(cand.get("pr_auc")),
             _fmt(champ.get("pr_auc")),
-            f"[{colors.get(decision, 'white')}]{decision}[/]",
+            f"[{colors.get(decision, 'white')}]{'Pending' if short and decision == PENDING else decision}[/]",
             "-" if row.get("version") is None else f"v{row['version']}",
         )
     console.print(table)
+    if short and any(row["decision"] == PENDING for row in summary["package_types"]):
+        note = "  Pending: PendingManualApproval (`packwise registry approve|reject TYPE VERSION`)"
+        console.print(note, soft_wrap=True)
     for row in summary["package_types"]:
         if row.get("reason"):
             console.print(Text(f"  {row['package_type']}: {row['reason']}"), highlight=False, soft_wrap=True)
@@ -314,42 +362,44 @@ def _fmt(value: float | None) -> str:
 
 @app.command()
 def infer(
-    mode: str = typer.Option(..., "--mode", "-m", help="daily (products added since the last run) or monthly (all)."),
+    mode: Mode = typer.Option(..., "--mode", "-m", help="daily (products added since the last run) or monthly (all)."),
     model: list[str] | None = typer.Option(
-        None, "--model", help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable)."
+        None,
+        "--model",
+        metavar="TYPE=VERSION",
+        help="Pin a model version instead of the champion, e.g. --model mailer=3 (repeatable).",
     ),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
-    runner: str = typer.Option("subprocess", help="subprocess (this environment) or docker (component images)."),
+    runner: Runner = RunnerOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
     run_id: str | None = typer.Option(
-        None, help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run."
+        None,
+        metavar="RUN_ID",
+        help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run.",
     ),
 ) -> None:
     """Run the inference pipeline locally (kfp.local, caching on) and print what it recommended."""
     try:
         cfg = load(config, overrides)
-        if runner not in {"subprocess", "docker"}:
-            raise ConfigError(f"--runner {runner!r}: use subprocess or docker")
         from packwise.inference import check_mode, parse_pins
 
-        check_mode(mode)
+        check_mode(mode.value)
         if run_id is not None:
             check_run_id(run_id, "--run-id")
         _check_notify(cfg)
         check_writable_dir(cfg.storage.root, "storage.root")
         pins = parse_pins(model or [])
-        unknown = sorted(set(pins) - set(cfg.package_type_names))
-        if unknown:
-            raise ConfigError(
-                f"--model {unknown[0]}={pins[unknown[0]]}: {unknown[0]!r} is not a configured package type "
-                f"({', '.join(cfg.package_type_names)})"
-            )
+        for package_type, version in pins.items():
+            check_package_type(cfg, package_type, f"--model {package_type}={version}")
+        _check_models(cfg, pins)
         from packwise_pipelines.local import inference_run
 
-        console.print(f"[bold]inference {mode}[/bold] ({runner} runner, storage {escape(str(cfg.storage.root))})")
+        console.print(
+            f"[bold]inference {mode.value}[/bold] ({runner.value} runner, storage {escape(str(cfg.storage.root))})"
+        )
         run = inference_run(
-            cfg, mode, pins, runner=runner, verbose=verbose, run_id=run_id, on_event=_event_printer()
+            cfg, mode.value, pins, runner=runner.value, verbose=verbose, run_id=run_id, on_event=_event_printer()
         )
     except PackwiseError as err:
         fail(err)
@@ -366,6 +416,20 @@ def infer(
             f"to finish this very run (it loads at most once), pass --run-id {run.run_id}", highlight=False
         )
         raise typer.Exit(1)
+
+
+def _check_models(cfg: PackwiseConfig, pins: dict[str, int]) -> None:
+    """Fails before the pipeline starts when a type has no champion or a pin is missing or Rejected."""
+    from packwise.errors import ModelNotFoundError
+    from packwise.inference import check_models
+    from packwise.registry import open_registry
+
+    uri = cfg.registry.tracking_uri or ""
+    if cfg.registry.backend == "mlflow" and uri.startswith("sqlite:///") and not Path(uri[10:]).exists():
+        raise ModelNotFoundError(
+            f"no model registered yet (no registry at {uri[10:]}); train first: `packwise train --week 1`"
+        )
+    check_models(open_registry(cfg.registry), cfg.package_type_names, pins)
 
 
 def _print_inference_table(summary: dict[str, Any]) -> None:
@@ -405,15 +469,53 @@ def _print_inference_table(summary: dict[str, Any]) -> None:
         )
 
 
+CLUSTER_DEFAULTS = (
+    "storage.root=/mnt/packwise",
+    "warehouse.path=/mnt/packwise/warehouse.duckdb",
+    "registry.tracking_uri=http://mlflow.packwise.svc.cluster.local:5000",
+    "registry.artifact_root=mlflow-artifacts:/packwise",
+)
+"""What `packwise compile` builds without --config: the storage and registry of manifests/overlays/kind."""
+
+
+def _cluster_config(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
+    """The config a cluster build compiles; a ConfigError when it names a path or registry of this machine."""
+    cfg = load(config, overrides, resolve=False)
+    local = [f"storage.root {str(cfg.storage.root)!r}"] if not cfg.storage.root.is_absolute() else []
+    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.is_absolute():
+        local.append(f"warehouse.path {str(cfg.warehouse.path)!r}")
+    if cfg.registry.backend == "mlflow" and cfg.registry.tracking_uri is None:
+        local.append("registry.tracking_uri unset (an sqlite file under storage.root)")
+    if local:
+        raise ConfigError(
+            f"compile builds for a cluster, but {'; '.join(local)} would be this machine's; pass "
+            "-c cluster.yaml (e.g. manifests/overlays/kind/packwise.yaml) or --set storage.root=/mnt/packwise "
+            "--set warehouse.path=/mnt/packwise/warehouse.duckdb --set registry.tracking_uri=http://mlflow:5000"
+        )
+    return cfg.resolved()
+
+
 @app.command("compile")
 def compile_pipelines(
     out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="Directory for the IR YAML files."),
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
-    """Write the compiled IR YAML of the pipelines (submit with `kfp run create`)."""
+    """Write the compiled IR YAML of the pipelines (submit with `kfp run create`).
+
+    Without --config the in-cluster defaults of `manifests/overlays/kind` are compiled (storage.root
+    /mnt/packwise, the cluster's MLflow), never this machine's paths; --set overrides apply on top.
+    """
     try:
-        cfg = load(config, overrides)
+        if config is None:
+            overrides = [*CLUSTER_DEFAULTS, *(overrides or [])]
+            err_console.print(
+                "compiling the in-cluster defaults (" + ", ".join(CLUSTER_DEFAULTS) + "); pass -c cluster.yaml "
+                "for your cluster's",
+                highlight=False,
+                soft_wrap=True,
+            )
+        cfg = _cluster_config(config, overrides)
         from packwise_pipelines.compile import compile_for_cluster
 
         written = compile_for_cluster(cfg, out_dir)
@@ -453,20 +555,61 @@ def gc(
 
 
 @app.command("runs")
-def show_run(run_id: str = typer.Argument(..., help="Run id printed by `packwise train`."),
-             config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
-    """Print the stored summary of a run."""
+def show_runs(
+    run_id: str | None = typer.Argument(None, metavar="[RUN_ID]", help="One run (as printed by train or infer)."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many recent runs to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (for machines) instead of a table."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """List recent runs, or show one run's stored summary (storage.root/runs)."""
+    from packwise.run_summary import outcome, read_summary, recent_summaries
+
     try:
         cfg = load(config, overrides)
+        if run_id is None:
+            summaries = recent_summaries(cfg.storage.root, limit)
+        else:
+            check_run_id(run_id, "RUN_ID")
+            found = read_summary(cfg.storage.root, run_id)
+            if found is None:
+                raise PackwiseError(
+                    f"no summary for run {run_id!r} under {cfg.storage.root}/runs; `packwise runs` lists them"
+                )
+            summaries = [found]
     except PackwiseError as err:
         fail(err)
-    from packwise.run_summary import read_summary
+    if as_json:
+        print(json.dumps(summaries if run_id is None else summaries[0], indent=2, sort_keys=True, default=str))
+        return
+    if run_id is not None:
+        summary = summaries[0]
+        state = summary.get("pipeline_state") or "-"
+        console.print(f"run {run_id}: {state}", highlight=False, soft_wrap=True)
+        if summary.get("error"):
+            console.print(f"  error: {summary['error']}", highlight=False, soft_wrap=True)
+        if "mode" in summary:
+            _print_inference_table(summary)
+        else:
+            _print_training_table(summary)
+        return
+    if not summaries:
+        console.print(f"no runs under {cfg.storage.root}/runs yet; `packwise train --week 1` makes the first")
+        return
+    from rich import box
 
-    with user_errors():
-        summary = read_summary(cfg.storage.root, run_id)
-    if summary is None:
-        fail(PackwiseError(f"no summary for run {run_id!r} under {cfg.storage.root}/runs; check the run id"))
-    console.print_json(json.dumps(summary, default=str))
+    title = f"recent runs ({cfg.storage.root}/runs)"
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False, collapse_padding=True)
+    table.add_column("run id", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("outcome", overflow="fold")
+    for summary in summaries:
+        what = str(summary["mode"]) if "mode" in summary else f"week {summary.get('week')}"
+        state = str(summary.get("pipeline_state") or "-").lower()
+        result = outcome(summary).replace("PendingManualApproval", "Pending")
+        table.add_row(str(summary.get("run_id")), what, state, result)
+    console.print(table)
 
 
 def main() -> None:

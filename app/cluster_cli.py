@@ -6,7 +6,9 @@ The KFP endpoint is `cluster.host` (`--set cluster.host=http://localhost:8888` a
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,26 @@ def _parse_models(pairs: list[str] | None) -> dict[str, int]:
     return pinned
 
 
+def kfp_command_line(
+    cfg: PackwiseConfig, pipeline: str, params: dict[str, Any], run_name: str | None, package_dir: str = "build"
+) -> str:
+    """The `kfp run create` command line that starts the same run from `packwise compile`'s YAML.
+
+    The installed kfp CLI (2.x) has `kfp run create`, not `kfp run submit`; run parameters are KEY=VALUE
+    arguments (JSON for mappings and lists).
+    """
+    argv = ["kfp"]
+    if cfg.cluster.host:
+        argv += ["--endpoint", cfg.cluster.host]
+    argv += ["run", "create", "-e", cfg.cluster.experiment, "-f", f"{package_dir}/{pipeline}.yaml"]
+    if run_name:
+        argv += ["-r", run_name]
+    for name, value in params.items():
+        text = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+        argv.append(f"{name}={text}")
+    return shlex.join(argv)
+
+
 def submit(
     pipeline: str = typer.Argument(..., help="training or inference"),
     week: int | None = typer.Option(None, "--week", "-w", help="training: label snapshot week."),
@@ -74,6 +96,12 @@ def submit(
         from packwise_app.cluster import connect, validate_params
 
         validate_params(pipeline, params, "submit")  # before connecting: a typo fails fast
+        console.print(
+            f"equivalent (after `packwise compile --out build` with the same config): "
+            f"{kfp_command_line(cfg, pipeline, params, run_name)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         run = connect(cfg).submit(pipeline, params, run_name=run_name)
     except PackwiseError as err:
         fail(err)

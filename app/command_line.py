@@ -4,8 +4,10 @@ one-line error a user's mistake prints (exit code 2, no traceback).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
 
@@ -14,13 +16,36 @@ from rich.console import Console
 from rich.text import Text
 
 from packwise.config import PackwiseConfig
-from packwise.errors import PackwiseError
+from packwise.errors import ConfigError, PackwiseError
 from packwise_app.configuration import load_config
 
 err_console = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file; the embedded defaults when omitted.")
-SetOpt = typer.Option(None, "--set", help="Override one key, e.g. --set split.train_ratio=0.7 (repeatable).")
+ConfigOpt = typer.Option(
+    None, "--config", "-c", metavar="FILE", help="YAML config file; the embedded defaults when omitted."
+)
+SetOpt = typer.Option(
+    None, "--set", metavar="KEY=VALUE", help="Override one key, e.g. --set split.train_ratio=0.7 (repeatable)."
+)
+
+
+class Runner(StrEnum):
+    """Where a local run's tasks execute."""
+
+    subprocess = "subprocess"
+    docker = "docker"
+
+
+class Mode(StrEnum):
+    """What an inference run scores."""
+
+    daily = "daily"
+    monthly = "monthly"
+
+
+RunnerOpt = typer.Option(
+    Runner.subprocess, help="subprocess (this environment) or docker (the component images)."
+)
 
 
 def load(config: Path | None, overrides: list[str] | None, resolve: bool = True) -> PackwiseConfig:
@@ -30,6 +55,16 @@ def load(config: Path | None, overrides: list[str] | None, resolve: bool = True)
     """
     loaded = load_config(config, overrides or [])
     return loaded.resolved() if resolve else loaded
+
+
+def check_package_type(config: PackwiseConfig, name: str, what: str) -> None:
+    """ConfigError when `name` is not one of the config's package types (`what` names the argument)."""
+    names = config.package_type_names
+    if name in names:
+        return
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{what}: {name!r} is not a configured type; configured: {', '.join(names)}{hint}")
 
 
 def fail(err: Exception) -> NoReturn:

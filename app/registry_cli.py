@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from packwise.registry import ModelVersion, Registry, Status, open_registry
-from packwise_app.command_line import ConfigOpt, SetOpt, load, user_errors
+from packwise_app.command_line import ConfigOpt, SetOpt, check_package_type, load, user_errors
 
 registry_app = typer.Typer(
     name="registry",
@@ -33,8 +33,12 @@ WHO_HELP = "Who makes the change; default the current user."
 _STATUS_STYLE = {Status.APPROVED: "green", Status.REJECTED: "red", Status.PENDING: "yellow"}
 
 
-def _open(config: Path | None, overrides: list[str] | None) -> Registry:
-    return open_registry(load(config, overrides).registry)
+def _open(config: Path | None, overrides: list[str] | None, package_type: str | None = None) -> Registry:
+    """The configured registry; a ConfigError first when `package_type` is not a configured type."""
+    cfg = load(config, overrides)
+    if package_type is not None:
+        check_package_type(cfg, package_type, "package type")
+    return open_registry(cfg.registry)
 
 
 def _who(who: str | None) -> str:
@@ -126,7 +130,7 @@ def show(
 ) -> None:
     """Show one version: every field, its metrics, the gate report and the audit trail."""
     with user_errors():
-        registry = _open(config, overrides)
+        registry = _open(config, overrides, package_type)
         found = registry.get(package_type, version)
         champion = registry.champion(package_type)
     console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
@@ -183,7 +187,7 @@ def _change(
     overrides: list[str] | None,
 ) -> None:
     with user_errors():
-        registry = _open(config, overrides)
+        registry = _open(config, overrides, package_type)
         changed = registry.set_status(package_type, version, status, who=_who(who), reason=reason)
         console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
         console.print(f"{package_type} v{changed.version} is now {changed.status}")
@@ -229,7 +233,7 @@ def rollback(
 ) -> None:
     """Roll the champion back: reject the current one, or restore --to VERSION and reject newer ones."""
     with user_errors():
-        registry = _open(config, overrides)
+        registry = _open(config, overrides, package_type)
         registry.rollback(package_type, who=_who(who), reason=reason, to_version=to_version)
         _print_champion(Console(markup=False), registry, package_type)
 

@@ -183,7 +183,6 @@ def evaluate(
     registry_json: str,
     compute_json: str,
     sagemaker_json: str,
-    snapshot_dir: str,
     storage_root: str,
     split_json: str,
     gate_json: str,
@@ -204,8 +203,9 @@ def evaluate(
         registry_json: The `registry` config section (JSON), to fetch the champion.
         compute_json: The `compute` config section (JSON): where the scoring runs.
         sagemaker_json: The `sagemaker` config section (JSON).
-        snapshot_dir: This run's label snapshot (the extract's output).
-        storage_root: Root of Packwise's storage, where the champion's snapshot is found by its fingerprint.
+        storage_root: Root of Packwise's storage, where this run's and the champion's snapshots are found by
+            their fingerprints (this run's is the validation split's; kfp.local resolves an upstream output
+            passed into a ParallelFor task as the loop item, so the snapshot path is not a parameter).
         split_json: The `split` config section (JSON): how the champion's validation products were chosen.
         gate_json: The `gate` config section (JSON): what counts as a confident champion prediction.
         metrics: AUC, PR-AUC and log loss of candidate and champion.
@@ -222,9 +222,10 @@ def evaluate(
     from packwise.training import evaluate as run
 
     split = SplitConfig.model_validate_json(split_json)
+    snapshots = StorageConfig(root=Path(storage_root)).snapshots
     quality = LabelQualityInputs(
-        Path(snapshot_dir),
-        StorageConfig(root=Path(storage_root)).snapshots,
+        snapshots / validation_split.metadata["fingerprint"],
+        snapshots,
         split.train_ratio,
         split.seed,
         GateConfig.model_validate_json(gate_json).confident_probability,
@@ -286,7 +287,7 @@ def register(
     model_json: str,
     split_json: str,
     week: int,
-    snapshot_dir: str,
+    storage_root: str,
 ) -> str:
     """Registers the candidate as the gate decided: the new champion, or Rejected / PendingManualApproval.
 
@@ -304,7 +305,9 @@ def register(
         model_json: The `model` config section (JSON).
         split_json: The `split` config section (JSON).
         week: The training week.
-        snapshot_dir: The label snapshot the candidate was trained on.
+        storage_root: Root of Packwise's storage: the label snapshot the candidate was trained on is found
+            there by the split's fingerprint (an upstream output would reach a ParallelFor task as the loop
+            item under kfp.local).
 
     Returns:
         The registered version and its status as JSON.
@@ -312,7 +315,7 @@ def register(
     import json
     from pathlib import Path
 
-    from packwise.config import FeatureConfig, ModelConfig, RegistryConfig, SplitConfig
+    from packwise.config import FeatureConfig, ModelConfig, RegistryConfig, SplitConfig, StorageConfig
     from packwise.training import TrainSummary, training_record
     from packwise.training import register as run
 
@@ -324,7 +327,7 @@ def register(
         ModelConfig.model_validate_json(model_json),
         SplitConfig.model_validate_json(split_json),
         week,
-        snapshot_dir,
+        str(StorageConfig(root=Path(storage_root)).snapshots / train_split.metadata["fingerprint"]),
         evaluation,
     )
     registry = RegistryConfig.model_validate_json(registry_json)

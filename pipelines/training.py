@@ -110,7 +110,6 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                     registry_json=registry_json,
                     compute_json=compute_json,
                     sagemaker_json=sagemaker_json,
-                    snapshot_dir=snapshot_dir,
                     storage_root=storage_root,
                     split_json=split_json,
                     gate_json=gate_json,
@@ -131,7 +130,7 @@ def build_training_pipeline(images: ImageSet, defaults: PackwiseConfig) -> BaseC
                     model_json=model_json,
                     split_json=split_json,
                     week=week,
-                    snapshot_dir=snapshot_dir,
+                    storage_root=storage_root,
                 )
         configure_tasks(defaults)
 

@@ -77,16 +77,29 @@ def read_run_record(storage_root: Path, run_id: str) -> dict[str, Any] | None:
     path = _record_path(storage_root, run_id)
     if not path.exists():
         return None
+    return _read_record(path)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        reason = first_line(err)
         raise PackwiseError(
-            f"{path} is not a readable run record ({reason}); delete it and re-run the run"
+            f"run record {path} is corrupt ({first_line(err)}); delete it or re-run that run"
         ) from None
     if not isinstance(data, dict):
-        raise PackwiseError(f"{path} is not a run record (expected a JSON object); delete it and run again")
+        raise PackwiseError(f"run record {path} is corrupt (not a JSON object); delete it or re-run that run")
     return data
+
+
+def recent_run_records(storage_root: Path, suffix: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` records named `<run id><suffix>.json` (e.g. `.summary`), newest first.
+
+    Raises:
+        PackwiseError: A record is not a JSON object (one line naming the file).
+    """
+    paths = sorted(_runs_dir(storage_root).glob(f"*{suffix}.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [_read_record(path) for path in paths[:limit]]
 
 
 def effective_run_id(run_id: str, job_id: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from packwise.config import RegistryConfig
-from packwise.lineage import candidate_key, read_run_record, write_run_record
+from packwise.lineage import candidate_key, read_run_record, recent_run_records, write_run_record
 
 
 def summarize_training_run(
@@ -113,6 +113,25 @@ def _fmt(value: float | None) -> str:
 
 def read_summary(storage_root: Path, run_id: str) -> dict[str, Any] | None:
     return read_run_record(storage_root, f"{run_id}.summary")
+
+
+def recent_summaries(storage_root: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """The summaries of the newest `limit` runs (training and inference), newest first."""
+    return recent_run_records(storage_root, ".summary", limit)
+
+
+def outcome(summary: dict[str, Any]) -> str:
+    """One phrase for a run: its decisions (training) or what it scored and loaded (inference)."""
+    if summary.get("pipeline") == "inference" or "mode" in summary:
+        n = summary.get("n_products")
+        state = "loaded" if summary.get("loaded") else "not loaded"
+        if summary.get("already_loaded"):
+            state = "already loaded before"
+        return f"{'-' if n is None else f'{n:,}'} scored, {state}"
+    counts: dict[str, int] = {}
+    for row in summary.get("package_types") or []:
+        counts[str(row.get("decision"))] = counts.get(str(row.get("decision")), 0) + 1
+    return ", ".join(f"{n} {decision}" for decision, n in counts.items()) or "-"
 
 
 def dumps(summary: dict[str, Any]) -> str:

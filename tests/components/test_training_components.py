@@ -171,7 +171,6 @@ def test_train_evaluate_compare_register_as_plain_python(
         registry_json,
         cfg.section_json("compute"),
         cfg.section_json("sagemaker"),
-        plain_split["snapshot_dir"],
         str(cfg.storage.root),
         cfg.section_json("split"),
         cfg.section_json("gate"),
@@ -185,7 +184,7 @@ def test_train_evaluate_compare_register_as_plain_python(
     report = _artifact(dsl.Markdown, out / "report.md")
     outcome, decision = components.compare(summary, evaluation, cfg.section_json("gate"), report)
     assert outcome == "approve"
-    config = (*(cfg.section_json(s) for s in ("features", "model", "split")), 1, plain_split["snapshot_dir"])
+    config = (*(cfg.section_json(s) for s in ("features", "model", "split")), 1, str(cfg.storage.root))
     result = components.register(model, plain_split["train"], summary, evaluation, decision, registry_json, *config)
     champion = _register_and_check(cfg, prefix, result)
     assert champion.candidate_key == trained.candidate_key
@@ -231,7 +230,6 @@ def test_train_evaluate_compare_register_through_the_local_runner(cfg: PackwiseC
             registry_json=registry_json,
             compute_json=cfg.section_json("compute"),
             sagemaker_json=cfg.section_json("sagemaker"),
-            snapshot_dir=extract_task.outputs["snapshot_dir"],
             storage_root=str(cfg.storage.root),
             split_json=cfg.section_json("split"),
             gate_json=cfg.section_json("gate"),
@@ -252,7 +250,7 @@ def test_train_evaluate_compare_register_through_the_local_runner(cfg: PackwiseC
             model_json=cfg.section_json("model"),
             split_json=cfg.section_json("split"),
             week=1,
-            snapshot_dir=extract_task.outputs["snapshot_dir"],
+            storage_root=str(cfg.storage.root),
         )
 
     chain()
@@ -296,7 +294,7 @@ def test_register_files_a_rejected_decision_as_rejected_never_as_champion(
             registry_config.model_dump_json(),
             *(cfg.section_json(s) for s in ("features", "model", "split")),
             1,
-            plain_split["snapshot_dir"],
+            str(cfg.storage.root),
         )
     )
     assert result["status"] == "Rejected" and not result["reused"]

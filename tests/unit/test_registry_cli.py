@@ -32,7 +32,10 @@ def package_type(request: pytest.FixtureRequest) -> str:
 
 
 def _invoke(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(registry_app, [*args, "--set", f"storage.root={root}"], env=WIDE)
+    # the commands refuse a package type the config does not name: configure the test's own type
+    types = [a for a in args if a.startswith("t_")]
+    configured = ["--set", "package_types=[" + ", ".join(f"{{name: {t}}}" for t in types) + "]"] if types else []
+    return CliRunner().invoke(registry_app, [*args, "--set", f"storage.root={root}", *configured], env=WIDE)
 
 
 def _seed(registry: Registry, package_type: str, tmp_path: Path, statuses: list[Status]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,41 @@ from packwise.config.root import PackwiseConfig
 from packwise.errors import ConfigError
 
 
+def _dotted_keys(value: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a dumped config; list entries appear once, as `*` (`package_types.*.name`)."""
+    if isinstance(value, dict):
+        keys = []
+        for name, child in value.items():
+            key = f"{prefix}{name}"
+            keys.append(key)
+            keys += _dotted_keys(child, f"{key}.")
+        return keys
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return sorted({k for item in value for k in _dotted_keys(item, f"{prefix}*.")})
+    return []
+
+
+def suggest_key(dotted: str) -> str | None:
+    """The configuration key closest to a misspelt `dotted` one (list indices kept), or None."""
+    pattern = re.sub(r"\.\d+(?=\.|$)", ".*", dotted)
+    keys = _dotted_keys(PackwiseConfig().model_dump(mode="json"))
+    depth = pattern.count(".")
+    match = difflib.get_close_matches(pattern, [k for k in keys if k.count(".") == depth], n=1, cutoff=0.6)
+    if not match:
+        return None
+    indices = iter(re.findall(r"\.(\d+)(?=\.|$)", dotted))
+    return re.sub(r"\*", lambda _: next(indices, "0"), match[0])
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     # list indices stay in the path: `package_types.1.threshold` names the entry to fix
     loc = ".".join(str(p) for p in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        return f"{source}: unknown key {loc!r}; check its spelling against the configuration reference"
+        suggestion = suggest_key(loc)
+        hint = f"did you mean {suggestion!r}?" if suggestion else "check its spelling in the configuration reference"
+        return f"{source}: unknown key {loc!r}; {hint}"
     msg = first["msg"].removeprefix("Value error, ")
     return f"{source}: {loc or 'config'}: {msg}"
 

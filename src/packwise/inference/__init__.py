@@ -15,6 +15,7 @@ from packwise.inference.shards import (
 from packwise.inference.steps import (
     MODES,
     check_mode,
+    check_models,
     collect_scores,
     extract_products,
     inference_dir,
@@ -35,6 +36,7 @@ __all__ = [
     "PRODUCTS_FILE",
     "SHARD_PREFIX",
     "check_mode",
+    "check_models",
     "collect_scores",
     "extract_products",
     "inference_dir",

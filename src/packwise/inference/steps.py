@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packwise.config import (
     ComputeConfig,
@@ -34,6 +34,9 @@ from packwise.errors import ConfigError, DataValidationError, ModelNotFoundError
 from packwise.files import publish_directory, sha256_file
 from packwise.inference.shards import MANIFEST_FILE, PRODUCTS_FILE, shard_name
 from packwise.progress import task_report
+
+if TYPE_CHECKING:
+    from packwise.registry import Registry
 
 MODES = ("daily", "monthly")
 # The daily query's `$since` before any watermark exists: older than any product.
@@ -176,6 +179,56 @@ def parse_pins(items: Sequence[str]) -> dict[str, int]:
     return pins
 
 
+def check_models(registry: Registry, package_types: Sequence[str], pinned: Mapping[str, int]) -> dict[str, Any]:
+    """The registry version every package type would be scored with; the CLI checks it before a run starts.
+
+    Args:
+        registry: An open `packwise.registry.Registry`.
+        package_types: The configured package types.
+        pinned: Pinned versions by package type.
+
+    Returns:
+        The `ModelVersion` of each type: the pinned one, else the champion.
+
+    Raises:
+        ConfigError: A pin names a package type that is not configured.
+        ModelNotFoundError: A type has no Approved version, or a pinned version is missing or Rejected.
+    """
+    from packwise.registry import Status
+
+    unknown = sorted(set(pinned) - set(package_types))
+    if unknown:
+        raise ConfigError(
+            f"--model {unknown[0]}={pinned[unknown[0]]}: {unknown[0]!r} is not a configured package type "
+            f"({', '.join(package_types)})"
+        )
+    chosen: dict[str, Any] = {}
+    missing: list[str] = []
+    for package_type in package_types:
+        if package_type in pinned:
+            version = registry.get(package_type, int(pinned[package_type]))  # ModelNotFoundError if absent
+            if version.status == Status.REJECTED:
+                raise ModelNotFoundError(
+                    f"--model {package_type}={version.version}: that version is Rejected; pin another one "
+                    f"(`packwise registry list --type {package_type}`) or approve it with "
+                    f"`packwise registry approve {package_type} {version.version}`"
+                )
+        else:
+            champion = registry.champion(package_type)
+            if champion is None:
+                missing.append(package_type)
+                continue
+            version = champion
+        chosen[package_type] = version
+    if missing:
+        names = ", ".join(repr(t) for t in missing)
+        raise ModelNotFoundError(
+            f"no Approved model for package type{'s' if len(missing) > 1 else ''} {names}; train one with "
+            f"`packwise train --week N` or approve a version with `packwise registry approve {missing[0]} VERSION`"
+        )
+    return chosen
+
+
 def resolve_models(
     registry_config: RegistryConfig,
     package_types: Sequence[str],
@@ -197,41 +250,12 @@ def resolve_models(
     from packwise.artifact import load_model_artifact
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.registry import Status, open_registry
+    from packwise.registry import open_registry
 
     with task_report("resolve-models", None):
         maybe_fail("resolve-models")
-        unknown = sorted(set(pinned) - set(package_types))
-        if unknown:
-            raise ConfigError(
-                f"--model {unknown[0]}={pinned[unknown[0]]}: {unknown[0]!r} is not a configured package type "
-                f"({', '.join(package_types)})"
-            )
         registry = open_registry(registry_config)
-        chosen: dict[str, Any] = {}
-        missing: list[str] = []
-        for package_type in package_types:
-            if package_type in pinned:
-                version = registry.get(package_type, int(pinned[package_type]))  # ModelNotFoundError if absent
-                if version.status == Status.REJECTED:
-                    raise ModelNotFoundError(
-                        f"--model {package_type}={version.version}: that version is Rejected; pin another one "
-                        f"(`packwise registry list --type {package_type}`) or approve it with "
-                        f"`packwise registry approve {package_type} {version.version}`"
-                    )
-            else:
-                champion = registry.champion(package_type)
-                if champion is None:
-                    missing.append(package_type)
-                    continue
-                version = champion
-            chosen[package_type] = version
-        if missing:
-            names = ", ".join(repr(t) for t in missing)
-            raise ModelNotFoundError(
-                f"no Approved model for package type{'s' if len(missing) > 1 else ''} {names}; train one with "
-                f"`packwise train --week N` or approve a version with `packwise registry approve {missing[0]} VERSION`"
-            )
+        chosen = check_models(registry, package_types, pinned)
         models: dict[str, Any] = {}
         for package_type, version in chosen.items():
             dest = inference_dir(storage_root) / "models" / package_type / f"v{version.version}" / "model.tar.gz"

@@ -28,7 +28,7 @@ from packwise.synthetic.labels import (
     SeedSummary,
     generate_labels,
 )
-from packwise.synthetic.seeding import add_products, seed_warehouse
+from packwise.synthetic.seeding import add_products, add_products_after_last_run, seed_warehouse
 from packwise.synthetic.truth import ground_truth, packaging_outcome
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "SeedSpec",
     "SeedSummary",
     "add_products",
+    "add_products_after_last_run",
     "generate_labels",
     "generate_products",
     "ground_truth",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 
 from packwise.errors import WarehouseError
-from packwise.synthetic.catalogue import _PRODUCTS_STREAM, _draw_products, _rng, generate_products
+from packwise.synthetic.catalogue import _PRODUCTS_STREAM, BASE_DATE, _draw_products, _rng, generate_products
 from packwise.synthetic.labels import SeedSpec, SeedSummary, generate_labels
 
 if TYPE_CHECKING:
@@ -88,6 +88,36 @@ def add_products(warehouse: Warehouse, n: int, seed: int, added_at: datetime) ->
     products["added_at"] = pd.Series([added_at] * n, dtype="datetime64[us]")
     with warehouse.transaction():
         return warehouse.append("products", _products_arrow(products))
+
+
+def add_products_after_last_run(warehouse: Warehouse, n: int, seed: int) -> tuple[int, datetime]:
+    """Appends `n` products dated one hour after the newest `added_at` and after every inference watermark.
+
+    So the next daily run scores exactly these products (and any added later), and nothing else changes:
+    the existing products, the labels, the predictions and the watermarks stay as they are.
+
+    Args:
+        warehouse: An open, writable warehouse holding a synthetic catalogue.
+        n: Number of products to add (at least 1).
+        seed: Seed of the draw (see `add_products`).
+
+    Returns:
+        The number of products appended and their `added_at`.
+
+    Raises:
+        WarehouseError: No products table, non-synthetic ids, or `n` < 1.
+    """
+    from packwise.predictions import read_watermark
+
+    if n < 1:
+        raise WarehouseError(f"--add-products {n}: add at least 1 product")
+    if not warehouse.table_exists("products"):
+        raise WarehouseError("the warehouse has no products table; run `packwise seed` first")
+    newest = warehouse.fetch_df("SELECT max(added_at) AS newest FROM products")["newest"].iloc[0]
+    stamps = [] if pd.isna(newest) else [pd.Timestamp(newest).to_pydatetime()]
+    stamps += [w for mode in ("daily", "monthly") if (w := read_watermark(warehouse, mode)) is not None]
+    added_at = ((max(stamps) if stamps else BASE_DATE) + timedelta(hours=1)).replace(microsecond=0)
+    return add_products(warehouse, n, seed, added_at), added_at
 
 
 _PRODUCTS_SCHEMA = pa.schema(
