@@ -1,8 +1,9 @@
-"""The inference job: steps (`steps`), shard planning (`shards`) and the run's summary (`summary`).
+"""The inference job: steps (`steps`, `load`), shard planning (`shards`) and the run's summary (`summary`).
 
 The names other code uses are importable from here: ``from packwise.inference import score_shard``.
 """
 
+from packwise.inference.load import load_predictions, notify_inference
 from packwise.inference.shards import (
     MANIFEST_FILE,
     PRODUCTS_FILE,
@@ -19,9 +20,7 @@ from packwise.inference.steps import (
     collect_scores,
     extract_products,
     inference_dir,
-    load_predictions,
     model_versions,
-    notify_inference,
     parse_pins,
     prepare_products,
     query_key,

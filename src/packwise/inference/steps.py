@@ -25,7 +25,6 @@ from packwise.config import (
     ComputeConfig,
     FeatureConfig,
     InferenceConfig,
-    NotifyConfig,
     RegistryConfig,
     SageMakerConfig,
     WarehouseConfig,
@@ -475,86 +474,3 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
             "seconds_predict": round(total.seconds_predict, 3),
             "expected_cost": total.expected_cost,
         }
-
-
-# -- load ------------------------------------------------------------------------------------------
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def load_predictions(
-    manifest: Mapping[str, Any],
-    files: Sequence[Path],
-    warehouse: WarehouseConfig,
-    inference: InferenceConfig,
-    storage_root: Path,
-    run_id: str,
-    mode: str,
-    since: str | None,
-    watermark: str | None,
-) -> dict[str, Any]:
-    """Loads the run's predictions exactly once (see `packwise.predictions.load_predictions`).
-
-    Args:
-        manifest: The load manifest of `collect_scores` (counts, model versions).
-        files: The scored files as this task sees them (on a cluster, artifacts are localized per task).
-        warehouse: The `warehouse` config section.
-        inference: The `inference` config section.
-        storage_root: Root of Packwise's storage (run records).
-        run_id: The run; a run id loads once.
-        mode: daily or monthly.
-        since: The watermark the products were selected after (ISO), if any.
-        watermark: The largest added_at among the products (ISO), if any.
-    """
-    from packwise.faults import maybe_fail
-    from packwise.lineage import write_run_record
-    from packwise.predictions import load_predictions as load_once
-    from packwise.warehouse import open_warehouse
-
-    with task_report("load-predictions", None):
-        maybe_fail("load-predictions")
-        check_mode(mode)
-        with open_warehouse(warehouse) as wh:
-            result = load_once(
-                wh,
-                list(files),
-                run_id=run_id,
-                mode=mode,
-                package_types=manifest["package_types"],
-                versions=manifest["models"],
-                expected_rows=int(manifest["n_products"]),
-                since=_timestamp(since),
-                watermark=_timestamp(watermark),
-                recommended=manifest["recommended"],
-                unseen=manifest["unseen"],
-                batch_rows=inference.batch_rows,
-                keep_runs=inference.keep_runs,
-            )
-        record = {**result.to_dict(), "mode": mode, "models": manifest["models"], "unseen": manifest["unseen"]}
-        record["expected_cost"] = manifest.get("expected_cost")
-        write_run_record(storage_root, f"{run_id}.load", record)
-        return record
-
-
-# -- notify ----------------------------------------------------------------------------------------
-
-
-def notify_inference(
-    storage_root: Path,
-    run_id: str,
-    notify: NotifyConfig,
-    package_types: Sequence[str],
-    pipeline_state: str,
-    error_message: str,
-) -> dict[str, Any]:
-    """Sends the run's summary; runs whether the body succeeded or not."""
-    with task_report("notify-inference", None):
-        from packwise.inference.summary import inference_summary_markdown, summarize_inference_run
-        from packwise.notify import open_notifier
-
-        summary = summarize_inference_run(storage_root, run_id, package_types, pipeline_state, error_message)
-        subject, body = inference_summary_markdown(summary)
-        open_notifier(notify).send(subject, body, summary)
-        return summary
