@@ -20,7 +20,7 @@ fi
 
 find_bindir() {
   local initdb
-  initdb="$(ls -1 /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)"
+  initdb="$(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | grep -v '\*' | sort -V | tail -n 1 || true)"
   [[ -n "$initdb" ]] && dirname "$initdb"
 }
 
