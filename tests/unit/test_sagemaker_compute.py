@@ -33,6 +33,13 @@ from tests.sagemaker_emulator import (
 SAGEMAKER = ComputeConfig(training="sagemaker", evaluation="sagemaker", inference="sagemaker")
 
 
+@pytest.fixture(autouse=True)
+def xgboost_engine_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SageMaker's built-in container scores with XGBoost: score with XGBoost here too, to compare like with
+    like bit for bit (oneDAL agrees to 1e-6, tests/unit/test_engine.py)."""
+    monkeypatch.setattr("packwise.engine.onedal_available", lambda: False)
+
+
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory, emulator: SageMakerEmulator) -> PackwiseConfig:
     config = make_config(
