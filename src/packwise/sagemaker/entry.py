@@ -77,7 +77,7 @@ def train_in_layout(root: Path) -> Path:
 
     from packwise.artifact import save_model_artifact
     from packwise.config import FeatureConfig, ModelConfig
-    from packwise.errors import ConfigError, first_line
+    from packwise.errors import ConfigError
     from packwise.models import check_model_type, get_model_type
     from packwise.split import read_split
 
@@ -86,7 +86,11 @@ def train_in_layout(root: Path) -> Path:
         model = ModelConfig.model_validate_json(values["model"])
         features = FeatureConfig.model_validate_json(values["features"])
     except ValidationError as err:
-        raise ConfigError(f"hyperparameters model/features are invalid: {first_line(err)}") from None
+        problem = err.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "(the whole section)"
+        raise ConfigError(
+            f"hyperparameters model/features are invalid: {err.title} {where}: {problem['msg']}; fix that setting"
+        ) from None
     check_model_type(model.type, "hyperparameters: model.type")
     package_type = values["package_type"]
     start = time.perf_counter()
@@ -141,17 +145,22 @@ def score_in_layout(root: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs ``train`` or ``score`` under ``root_dir()``; 0 on success, 1 (with ``output/failure``) otherwise."""
-    from packwise.errors import first_line
-
+    """The command line: ``train`` or ``score`` under ``root_dir()``; 2 on a bad command line."""
     args = list(sys.argv[1:] if argv is None else argv)
     root = root_dir()
     if len(args) != 1 or args[0] not in {"train", "score"}:
         message = f"usage: python -m packwise.sagemaker.entry train|score (got {' '.join(args) or 'nothing'})"
         _fail(root, message)
         return 2
+    return run(args[0], root)
+
+
+def run(command: str, root: Path) -> int:
+    """Runs ``train`` or ``score`` under ``root``; 0 on success, 1 (with ``output/failure``) otherwise."""
+    from packwise.errors import first_line
+
     try:
-        if args[0] == "train":
+        if command == "train":
             train_in_layout(root)
         else:
             score_in_layout(root)
