@@ -31,8 +31,8 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import urlparse

@@ -118,7 +118,8 @@ def test_a_bad_hyperparameter_writes_the_failure_file_and_exits_non_zero(
     )
     assert result.returncode == 1, result.stderr
     failure = (root / "output" / "failure").read_text()
-    assert failure.startswith("ConfigError: hyperparameters model/features are invalid") and "num_boost_round" in failure
+    assert failure.startswith("ConfigError: hyperparameters model/features are invalid")
+    assert "num_boost_round" in failure
     assert failure.count("\n") == 1, "one line, as SageMaker shows it"
     assert not (root / "model" / "model.tar.gz").exists()
 

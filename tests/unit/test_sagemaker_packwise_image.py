@@ -173,6 +173,6 @@ def test_a_text_model_is_refused_by_batch_transform_with_the_fix(
     train(splits["train"], splits["validation"], "box", cfg.features, model, path, "k", splits["fingerprint"])
     before = len(emulator.requests)
     builtin = cfg.sagemaker.model_copy(update={"training_image": "builtin"})
-    with pytest.raises(ConfigError, match="set sagemaker.training_image: packwise to score in Processing jobs"):
+    with pytest.raises(ConfigError, match=r"set sagemaker\.training_image: packwise to score in Processing jobs"):
         evaluate(path, splits["validation"], "box", 0.5, cfg.registry, tmp_path / "e", "fp", SAGEMAKER, builtin)
     assert emulator.requests[before:] == []
