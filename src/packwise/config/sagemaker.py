@@ -21,10 +21,10 @@ class ComputeConfig(_Strict):
 
     training: ComputeTarget = Field("local", description="Where candidates train: local (the train task) or sagemaker.")
     evaluation: ComputeTarget = Field(
-        "local", description="Where the validation split is scored: local or sagemaker (batch transform)."
+        "local", description="Where the validation split is scored: local or sagemaker (batch transform or Processing)."
     )
     inference: ComputeTarget = Field(
-        "local", description="Where inference shards are scored: local or sagemaker (batch transform)."
+        "local", description="Where inference shards are scored: local or sagemaker (batch transform or Processing)."
     )
 
     @property
