@@ -16,7 +16,6 @@ Job naming, attach-on-retry, stop-on-cancel and FailureReason follow `packwise.s
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 import tempfile
 import time
@@ -41,7 +40,6 @@ from packwise.sagemaker.session import (
     delete_keys,
     download_file,
     exists,
-    put_text,
     upload_file,
     upload_model_file,
 )
@@ -281,26 +279,24 @@ def score_with_processing(
         raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
     image = packwise_image(config)
     digests = [sha256_file(m.model_file) for m in models]
-    columns = "\0".join(sorted(products.columns))
-    data_key = hashlib.sha256("\0".join((fingerprint, columns, *identity)).encode()).hexdigest()[:16]
-    data_uri = base_uri(config, "processing", "input", fingerprint[:16] or "data", data_key)
     label = "-".join(sorted({m.key for m in models})) if len(models) == 1 else "all"
-    base = job_name(kind, label, fingerprint, *digests, *(m.key for m in models), *identity)
-    output_uri = base_uri(config, "processing", "output", base)
-    staged = [(m.key, upload_model_file(clients, config, m.model_file)) for m in models]
-    request = processing_request(config, image, staged, data_uri, output_uri)
     jobs: list[JobHandle] = []
     with stop_on_cancel(clients.sagemaker, jobs), tempfile.TemporaryDirectory(prefix="packwise-processing-") as tmp:
+        # the staged products are content-addressed: tasks scoring other rows under the same data
+        # fingerprint (each package type's labelled validation rows) never share a folder or a job
+        data_file = Path(tmp) / "products.parquet"
+        products.to_parquet(data_file, index=False, compression="zstd")
+        data_digest = sha256_file(data_file)
+        data_uri = base_uri(config, "processing", "input", data_digest[:32])
+        base = job_name(kind, label, fingerprint, data_digest, *digests, *(m.key for m in models), *identity)
+        output_uri = base_uri(config, "processing", "output", base)
+        staged = [(m.key, upload_model_file(clients, config, m.model_file)) for m in models]
+        request = processing_request(config, image, staged, data_uri, output_uri)
 
         def stage(_: str) -> None:
-            marker = S3Uri(data_uri.bucket, data_uri.key + ".staged")
-            if exists(clients, marker):
-                return  # content-addressed: a running job may be reading it
-            delete_keys(clients, data_uri)
-            path = Path(tmp) / "products.parquet"
-            products.to_parquet(path, index=False, compression="zstd")
-            upload_file(clients, path, data_uri.child(path.name))
-            put_text(clients, marker, "1 file\n")
+            target = data_uri.child(data_file.name)
+            if not exists(clients, target):  # one object of fixed content: a concurrent upload writes the same bytes
+                upload_file(clients, data_file, target)
 
         job = start_or_attach(
             clients.sagemaker, PROCESSING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
