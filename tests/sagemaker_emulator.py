@@ -12,6 +12,14 @@ CreateTrainingJob / CreateTransformJob does what SageMaker's built-in XGBoost 3.
   input (``JoinSource: Input``), applies ``OutputFilter`` and writes ``<input file>.out`` per input file.
 
 Only the filters Packwise uses are implemented; anything else fails the request loudly.
+
+Jobs on Packwise's own image (``sagemaker.training_image: packwise``; any training image other than the
+built-in one, and every CreateProcessingJob) run the container entry (`packwise.sagemaker.entry`) in
+this process on a temporary directory laid out as SageMaker mounts ``/opt/ml``: each channel's or
+ProcessingInput's S3 objects are downloaded to its local path, the hyperparameters written to
+``input/config/hyperparameters.json``; afterwards ``model/`` is packed into the job's
+``output/model.tar.gz`` (as SageMaker does) and each ProcessingOutput's local path is uploaded. A failing
+entry marks the job Failed in moto, with ``output/failure`` as its FailureReason.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import contextlib
 import io
 import json
 import tarfile
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import urlparse
@@ -35,6 +45,7 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/packwise-sagemaker"
 BUCKET = "packwise-test-bucket"
 RECORDED = (
     "CreateTrainingJob",
+    "CreateProcessingJob",
     "CreateTransformJob",
     "CreateModel",
     "CreateModelPackage",
@@ -103,6 +114,78 @@ class SageMakerEmulator:
         key = f"{prefix.rstrip('/')}/{body['TrainingJobName']}/output/model.tar.gz"
         self.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
+    # -- Packwise's image ---------------------------------------------------------------------------------
+
+    def _download_prefix(self, uri: str, local: Path) -> None:
+        """SageMaker's S3Prefix download: every object under ``uri`` into ``local`` (a key that names one
+        object lands under its base name)."""
+        s3 = self.client("s3")
+        bucket, prefix = _split(uri)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                relative = key.rsplit("/", 1)[-1] if key == prefix else key[len(prefix) :].lstrip("/")
+                target = local / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def _fail_job(self, collection: str, name: str, root: Path, status_attr: str) -> None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.sagemaker.models import sagemaker_backends
+
+        job = getattr(sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION], collection)[name]
+        setattr(job, status_attr, "Failed")
+        failure = root / "output" / "failure"
+        job.failure_reason = failure.read_text().strip() if failure.exists() else "AlgorithmError: exit code 1"
+
+    def train_packwise(self, body: dict[str, Any]) -> None:
+        from packwise.sagemaker.entry import run
+
+        with tempfile.TemporaryDirectory(prefix="sm-emulator-train-") as tmp:
+            root = Path(tmp)
+            for channel in body["InputDataConfig"]:
+                assert channel["ContentType"] == "application/x-parquet", channel
+                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+                self._download_prefix(uri, root / "input" / "data" / channel["ChannelName"])
+            (root / "input" / "config").mkdir(parents=True)
+            (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(body["HyperParameters"]))
+            (root / "model").mkdir()
+            if run("train", root) != 0:
+                self._fail_job("training_jobs", body["TrainingJobName"], root, "training_job_status")
+                return
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                for path in sorted((root / "model").rglob("*")):
+                    tar.add(path, arcname=str(path.relative_to(root / "model")), recursive=False)
+            bucket, prefix = _split(body["OutputDataConfig"]["S3OutputPath"])
+            key = f"{prefix.rstrip('/')}/{body['TrainingJobName']}/output/model.tar.gz"
+            self.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+
+    def process(self, body: dict[str, Any]) -> None:
+        from packwise.sagemaker.entry import run
+
+        entry = body["AppSpecification"].get("ContainerEntrypoint")
+        if entry != ["python", "-m", "packwise.sagemaker.entry", "score"]:
+            raise NotImplementedError(f"emulator: unsupported ContainerEntrypoint {entry}")
+
+        def local(path: str) -> Path:
+            assert path.startswith("/opt/ml/processing/"), path
+            return root / path.removeprefix("/opt/ml/")
+
+        with tempfile.TemporaryDirectory(prefix="sm-emulator-processing-") as tmp:
+            root = Path(tmp)
+            for item in body["ProcessingInputs"]:
+                self._download_prefix(item["S3Input"]["S3Uri"], local(item["S3Input"]["LocalPath"]))
+            if run("score", root) != 0:
+                self._fail_job("processing_jobs", body["ProcessingJobName"], root, "processing_job_status")
+                return
+            for output in body["ProcessingOutputConfig"]["Outputs"]:
+                folder = local(output["S3Output"]["LocalPath"])
+                bucket, prefix = _split(output["S3Output"]["S3Uri"])
+                for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                    key = f"{prefix.rstrip('/')}/{path.relative_to(folder)}"
+                    self.client("s3").put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+
     def transform(self, body: dict[str, Any]) -> None:
         import xgboost as xgb
 
@@ -152,8 +235,12 @@ def sagemaker_emulator() -> Iterator[SageMakerEmulator]:
             with emulator._lock:
                 emulator.requests.append((op, body))
             result = originals[op](self)
-            if op == "CreateTrainingJob":
+            if op == "CreateTrainingJob" and body["AlgorithmSpecification"]["TrainingImage"] != XGBOOST_IMAGE:
+                emulator.train_packwise(body)
+            elif op == "CreateTrainingJob":
                 emulator.train(body)
+            elif op == "CreateProcessingJob":
+                emulator.process(body)
             elif op == "CreateTransformJob":
                 emulator.transform(body)
             return result
@@ -195,6 +282,8 @@ def sagemaker_section(emulator: SageMakerEmulator, **overrides: Any) -> dict[str
 
 # The built-in XGBoost 3.0-5 image SageMaker publishes for REGION; tests assert requests carry exactly it.
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+# Packwise's train image as skaffold's eks profile would push it (``sagemaker.packwise_image_uri``).
+PACKWISE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/packwise-train:test"
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -318,7 +318,7 @@ def test_text_model_types_are_refused_before_anything_is_written(
 
     before = len(emulator.requests)
     text_model = cfg.model.model_copy(update={"type": "xgboost_text"})
-    with pytest.raises(ConfigError, match=r"compute\.training to local"):
+    with pytest.raises(ConfigError, match=r"set sagemaker\.training_image: packwise"):
         train(
             splits["train"],
             splits["validation"],

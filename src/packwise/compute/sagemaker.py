@@ -1,4 +1,5 @@
-"""The SageMaker compute: training jobs and batch transform (XGBoost 3.0-5), driven from the task.
+"""The SageMaker compute: training jobs and batch transform (XGBoost 3.0-5), or training and Processing
+jobs on Packwise's own image (``sagemaker.training_image: packwise``, every model type), driven from the task.
 
 A retried or resumed task attaches to the jobs it already started (job names derive from what a job
 computes); a cancelled task stops its jobs. The outputs have the local compute's shape (a model.tar.gz
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from packwise.config import SageMakerConfig
+    from packwise.features import FeatureSpec
     from packwise.sagemaker.session import Clients
 
 
@@ -58,10 +60,12 @@ class SageMakerCompute:
         start = time.perf_counter()
         model = request.model
         plugin = get_model_type(model.type)
+        if self.config.training_image == "packwise":
+            return self._train_on_packwise_image(request, plugin.uses_text, start, after_create)
         if plugin.uses_text:
             raise ConfigError(
-                f"model.type {model.type} reads text, which SageMaker's CSV channels cannot carry; use a tabular "
-                "model type or set compute.training to local"
+                f"model.type {model.type} reads text, which the built-in XGBoost container's CSV channels cannot "
+                "carry; set sagemaker.training_image: packwise (or compute.training: local)"
             )
         columns = request.features.input_columns(False)
         products, labels = read_split(request.train_path, request.package_type, columns)
@@ -98,12 +102,78 @@ class SageMakerCompute:
         details = {"sagemaker_training_job": job.job_name, "sagemaker_model_data": job.model_data}
         return TrainedCandidate(summary, details)
 
+    def _train_on_packwise_image(
+        self, request: TrainRequest, uses_text: bool, start: float, after_create: Callable[[Any], None] | None
+    ) -> TrainedCandidate:
+        from packwise.artifact import load_model_artifact
+        from packwise.faults import maybe_fail
+        from packwise.sagemaker.packwise_image import run_packwise_training_job
+        from packwise.split import read_split
+        from packwise.training import TrainSummary
+
+        columns = request.features.input_columns(uses_text)
+        _, labels = read_split(request.train_path, request.package_type, [])
+        job = run_packwise_training_job(
+            self.clients,
+            self.config,
+            request.model,
+            request.features,
+            request.package_type,
+            request.candidate_key,
+            request.data_fingerprint,
+            (request.train_path, request.validation_path),
+            columns,
+            request.model_out,
+            after_create=after_create or (lambda _: maybe_fail("sagemaker-job-created", request.package_type)),
+        )
+        spec = load_model_artifact(request.model_out).spec
+        summary = TrainSummary(
+            package_type=request.package_type,
+            model_type=request.model.type,
+            candidate_key=request.candidate_key,
+            data_fingerprint=request.data_fingerprint,
+            label_count=len(labels),
+            positive_rate=float(labels.mean()),
+            n_features=len(spec.names),
+            seconds=round(time.perf_counter() - start, 3),
+        )
+        details = {"sagemaker_training_job": job.job_name, "sagemaker_model_data": job.model_data}
+        return TrainedCandidate(summary, details)
+
+    @property
+    def uses_processing(self) -> bool:
+        """Scoring runs in Processing jobs on Packwise's image (``training_image: packwise``), else batch
+        transform on the built-in container."""
+        return self.config.training_image == "packwise"
+
+    def _transform_can_score(self, specs: Sequence[FeatureSpec]) -> None:
+        from packwise.errors import ConfigError
+
+        for spec in specs:
+            if spec.text_columns:
+                raise ConfigError(
+                    f"a model reads text ({', '.join(spec.text_columns)}), which batch transform's CSV cannot carry; "
+                    "set sagemaker.training_image: packwise to score in Processing jobs"
+                )
+
     def score(
         self, products: pd.DataFrame, models: Sequence[ModelToScore], data_fingerprint: str
     ) -> tuple[dict[str, np.ndarray], list[str]]:
-        """Scores in parallel batch transform jobs (one per model)."""
+        """Scores in one Processing job (``training_image: packwise``) or parallel batch transform jobs."""
+        if self.uses_processing:
+            from packwise.sagemaker.packwise_image import ProcessingModel, score_with_processing
+
+            return score_with_processing(
+                self.clients,
+                self.config,
+                products,
+                [ProcessingModel(m.key, m.model_file) for m in models],
+                "eval",
+                data_fingerprint,
+            )
         from packwise.sagemaker.transform import TransformModel, score_with_transform
 
+        self._transform_can_score([m.spec for m in models])
         transform_models = [TransformModel(m.key, m.package_type, m.model_file, m.spec) for m in models]
         prob, runs = score_with_transform(
             self.clients, self.config, products, transform_models, "eval", data_fingerprint
@@ -135,15 +205,24 @@ class SageMakerCompute:
             for m in models
         ]
         predicted = time.perf_counter()
-        prob_by_type, _ = score_with_transform(
-            self.clients,
-            self.config,
-            products,
-            transform_models,
-            "score",
-            sha256_file(shard_path),
-            (name,),
-        )
+        if self.uses_processing:
+            from packwise.sagemaker.packwise_image import ProcessingModel, score_with_processing
+
+            processing_models = [ProcessingModel(m.key, m.model_file) for m in transform_models]
+            prob_by_type, _ = score_with_processing(
+                self.clients, self.config, products, processing_models, "score", sha256_file(shard_path), (name,)
+            )
+        else:
+            self._transform_can_score([m.spec for m in models])
+            prob_by_type, _ = score_with_transform(
+                self.clients,
+                self.config,
+                products,
+                transform_models,
+                "score",
+                sha256_file(shard_path),
+                (name,),
+            )
         seconds_predict = time.perf_counter() - predicted
         package_types = [m.package_type for m in models]
         prob = np.column_stack([prob_by_type[t] for t in package_types]).astype(np.float32)

@@ -21,10 +21,10 @@ class ComputeConfig(_Strict):
 
     training: ComputeTarget = Field("local", description="Where candidates train: local (the train task) or sagemaker.")
     evaluation: ComputeTarget = Field(
-        "local", description="Where the validation split is scored: local or sagemaker (batch transform)."
+        "local", description="Where the validation split is scored: local or sagemaker (batch transform or Processing)."
     )
     inference: ComputeTarget = Field(
-        "local", description="Where inference shards are scored: local or sagemaker (batch transform)."
+        "local", description="Where inference shards are scored: local or sagemaker (batch transform or Processing)."
     )
 
     @property
@@ -45,6 +45,22 @@ class SageMakerConfig(_Strict):
     xgboost_image_uri: str | None = Field(
         None, description="Override of the XGBoost 3.0-5 container image (e.g. a private ECR mirror)."
     )
+    training_image: Literal["builtin", "packwise"] = Field(
+        "builtin",
+        description=(
+            "Which image trains and scores on SageMaker: builtin (SageMaker's XGBoost container, CSV channels, "
+            "batch transform; the xgboost type only) or packwise (Packwise's train image under SageMaker's "
+            "container contract, parquet channels, Processing jobs for scoring; every model type)."
+        ),
+    )
+    packwise_image_uri: str | None = Field(
+        None,
+        description=(
+            "Packwise's train image in a registry SageMaker can pull (ECR), e.g. the one skaffold's eks profile "
+            "pushes; needed by training_image: packwise."
+        ),
+    )
+    processing_instance_type: str = Field("ml.m5.xlarge", description="Instance type of Processing (scoring) jobs.")
     training_instance_type: str = Field("ml.m5.xlarge", description="Instance type of training jobs.")
     training_instance_count: int = Field(1, ge=1, le=100, description="Instances per training job.")
     training_volume_gb: int = Field(30, ge=1, le=16384, description="EBS volume per training instance, GB.")

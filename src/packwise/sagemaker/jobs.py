@@ -4,7 +4,8 @@
   and creates it otherwise; a Failed or Stopped earlier attempt stays for the record and the next
   attempt suffix is used.
 - ``wait_for_jobs`` waits with boto3's waiters (``training_job_completed_or_stopped``,
-  ``transform_job_completed_or_stopped``; a check every ``poll_interval_s``) until all jobs complete; a job
+  ``transform_job_completed_or_stopped``, ``processing_job_completed_or_stopped``; a check every
+  ``poll_interval_s``) until all jobs complete; a job
   that ends Failed or Stopped fails the step with SageMaker's FailureReason; past ``timeout_s`` the step
   stops its jobs (no one waits for their result any more) and fails.
 - ``stop_on_cancel``: KFP cancels a task by terminating its pod (SIGTERM); the step then stops the jobs
@@ -67,6 +68,16 @@ TRANSFORM = JobKind(
     log_group="/aws/sagemaker/TransformJobs",
     waiter="transform_job_completed_or_stopped",
 )
+PROCESSING = JobKind(
+    label="processing job",
+    create="create_processing_job",
+    describe="describe_processing_job",
+    stop="stop_processing_job",
+    name_key="ProcessingJobName",
+    status_key="ProcessingJobStatus",
+    log_group="/aws/sagemaker/ProcessingJobs",
+    waiter="processing_job_completed_or_stopped",
+)
 
 
 def _not_found(err: BaseException) -> bool:
@@ -111,7 +122,7 @@ def start_or_attach(
 
     Args:
         client: The SageMaker client.
-        kind: Training or transform.
+        kind: Training, transform or processing.
         base_name: The derived name (see ``packwise.sagemaker.naming``).
         request: The create request for a given job name (without the name key).
         prepare: Called with the job name before creating it (stages the inputs); skipped when attaching.

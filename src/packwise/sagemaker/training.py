@@ -51,8 +51,15 @@ def training_request(
     package_type: str,
     candidate_key: str,
     fingerprint: str,
+    image: str | None = None,
+    hyper: Mapping[str, str] | None = None,
+    content_type: str = CSV,
 ) -> dict[str, Any]:
-    """The CreateTrainingJob request (without the name) for data staged under ``data_uri``."""
+    """The CreateTrainingJob request (without the name) for data staged under ``data_uri``.
+
+    ``image``, ``hyper`` and ``content_type`` default to the built-in container's; Packwise's own image
+    passes its image, its hyperparameters and parquet (see `packwise.sagemaker.packwise_image`).
+    """
     distribution = "ShardedByS3Key" if config.training_instance_count > 1 else "FullyReplicated"
 
     def channel(name: str) -> dict[str, Any]:
@@ -65,7 +72,7 @@ def training_request(
                     "S3DataDistributionType": distribution if name == "train" else "FullyReplicated",
                 }
             },
-            "ContentType": CSV,
+            "ContentType": content_type,
             "CompressionType": "None",
             "InputMode": "File",
         }
@@ -76,11 +83,11 @@ def training_request(
         raise SageMakerError("sagemaker.role_arn is not set; name the IAM role SageMaker training jobs run as")
     return {
         "AlgorithmSpecification": {
-            "TrainingImage": xgboost_image_uri(region, config.xgboost_image_uri),
+            "TrainingImage": image or xgboost_image_uri(region, config.xgboost_image_uri),
             "TrainingInputMode": "File",
         },
         "RoleArn": config.role_arn,
-        "HyperParameters": hyperparameters(model),
+        "HyperParameters": dict(hyper) if hyper is not None else hyperparameters(model),
         "InputDataConfig": [channel("train"), channel("validation")],
         "OutputDataConfig": {"S3OutputPath": str(base_uri(config, "training", "output"))},
         "ResourceConfig": {

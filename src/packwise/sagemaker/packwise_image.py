@@ -1,0 +1,319 @@
+"""Training jobs and Processing jobs that run Packwise's own train image (``sagemaker.training_image: packwise``).
+
+Every model type trains and scores this way, text types included, because the data travels as parquet
+(the split files as they are, filtered to the columns the model type reads) and the container runs the
+same plugin and scorer code as the local compute (`packwise.sagemaker.entry`):
+
+- training: channels ``train`` and ``validation`` (``ContentType: application/x-parquet``), hyperparameters
+  ``package_type``, ``model`` and ``features`` (the config sections as JSON strings); the job's
+  ``output/model.tar.gz`` holds ``model.tar.gz``, Packwise's model file, which comes back unchanged;
+- scoring: one Processing job per call, the model files under ``/opt/ml/processing/input/models/<key>/``
+  and the products' parquet under ``/opt/ml/processing/input/data/``, the scores uploaded from
+  ``/opt/ml/processing/output/scores/`` at the end of the job.
+
+Job naming, attach-on-retry, stop-on-cancel and FailureReason follow `packwise.sagemaker.jobs`.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from packwise.config import FeatureConfig, ModelConfig, SageMakerConfig
+from packwise.errors import ConfigError, DataValidationError
+from packwise.files import sha256_file
+from packwise.sagemaker.errors import SageMakerError
+from packwise.sagemaker.jobs import PROCESSING, TRAINING, JobHandle, start_or_attach, stop_on_cancel, wait_for_jobs
+from packwise.sagemaker.naming import job_name
+from packwise.sagemaker.session import (
+    Clients,
+    S3Uri,
+    base_uri,
+    delete_keys,
+    download_file,
+    exists,
+    upload_file,
+    upload_model_file,
+)
+from packwise.sagemaker.training import TrainingJobResult, tags, training_request
+
+PARQUET = "application/x-parquet"
+ENTRY = ["python", "-m", "packwise.sagemaker.entry"]
+PROCESSING_INPUT = "/opt/ml/processing/input"
+PROCESSING_OUTPUT = "/opt/ml/processing/output/scores"
+PRODUCT_ID = "product_id"
+MAX_HYPERPARAMETER = 2500  # SageMaker's limit on one hyperparameter value
+
+
+def packwise_image(config: SageMakerConfig) -> str:
+    """The image of ``training_image: packwise``.
+
+    Raises:
+        ConfigError: ``sagemaker.packwise_image_uri`` is not set.
+    """
+    if not config.packwise_image_uri:
+        raise ConfigError(
+            "sagemaker.training_image is packwise but sagemaker.packwise_image_uri is not set; set it to the train "
+            "image skaffold's eks profile pushes (an ECR reference SageMaker can pull)"
+        )
+    return config.packwise_image_uri
+
+
+def entry_hyperparameters(package_type: str, model: ModelConfig, features: FeatureConfig) -> dict[str, str]:
+    """The hyperparameters `packwise.sagemaker.entry` reads (strings, as SageMaker passes them).
+
+    Raises:
+        ConfigError: A section's JSON is longer than SageMaker allows for one value.
+    """
+    values = {
+        "package_type": package_type,
+        "model": model.model_dump_json(),
+        "features": features.model_dump_json(),
+    }
+    for key, value in values.items():
+        if len(value) > MAX_HYPERPARAMETER:
+            raise ConfigError(
+                f"the {key} section is {len(value)} characters as JSON, over SageMaker's {MAX_HYPERPARAMETER} per "
+                "hyperparameter; shorten it (e.g. fewer params) or train locally"
+            )
+    return values
+
+
+def write_channel(split_path: Path, package_type: str, columns: Sequence[str], out: Path) -> Path:
+    """The split file filtered to the product id, ``columns`` and the package type's label, as parquet."""
+    import pyarrow.parquet as pq
+
+    from packwise.split import label_column
+
+    names = pq.read_schema(split_path).names
+    label = label_column(package_type)
+    if label not in names:
+        raise DataValidationError(
+            f"split: {split_path} has no labels for package type {package_type!r}; re-run the split with it"
+        )
+    wanted = [c for c in dict.fromkeys([PRODUCT_ID, *columns, label]) if c in names]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pq.read_table(split_path, columns=wanted), out, compression="zstd")
+    return out
+
+
+def run_packwise_training_job(
+    clients: Clients,
+    config: SageMakerConfig,
+    model: ModelConfig,
+    features: FeatureConfig,
+    package_type: str,
+    candidate_key: str,
+    fingerprint: str,
+    splits: tuple[Path, Path],
+    columns: Sequence[str],
+    model_out: Path,
+    after_create: Callable[[JobHandle], None] | None = None,
+) -> TrainingJobResult:
+    """Creates (or attaches to) the candidate's training job on Packwise's image; writes its model file.
+
+    Args:
+        clients: AWS clients.
+        config: The ``sagemaker`` section.
+        model: The ``model`` section.
+        features: The ``features`` section.
+        package_type: The package type.
+        candidate_key: The candidate's identity; with the fingerprint it names the job.
+        fingerprint: The data fingerprint.
+        splits: The training and validation split files.
+        columns: Product columns the model type reads.
+        model_out: Where Packwise's model.tar.gz is written.
+        after_create: Called once the job exists (fault-injection drills use it).
+    """
+    start = time.perf_counter()
+    image = packwise_image(config)
+    hyper = entry_hyperparameters(package_type, model, features)
+    base = job_name("train", package_type, fingerprint, candidate_key, "packwise")
+    data_uri = base_uri(config, "training", "data", fingerprint, candidate_key, "parquet")
+    request = training_request(
+        config, model, clients.region, data_uri, package_type, candidate_key, fingerprint, image, hyper, PARQUET
+    )
+
+    def stage(_: str) -> None:
+        delete_keys(clients, data_uri)
+        with tempfile.TemporaryDirectory(prefix="packwise-stage-") as scratch:
+            for channel, split_path in zip(("train", "validation"), splits, strict=True):
+                part = write_channel(split_path, package_type, columns, Path(scratch) / channel / "part-00000.parquet")
+                upload_file(clients, part, data_uri.child(channel, part.name))
+
+    jobs: list[JobHandle] = []
+    with stop_on_cancel(clients.sagemaker, jobs):
+        job = start_or_attach(
+            clients.sagemaker, TRAINING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
+        )
+        jobs.append(job)
+        if after_create is not None:
+            after_create(job)
+        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
+    model_data = str(described[job.name]["ModelArtifacts"]["S3ModelArtifacts"])
+    with tempfile.TemporaryDirectory(prefix="packwise-sm-model-") as tmp:
+        packed = download_file(clients, S3Uri.parse(model_data), Path(tmp) / "output.tar.gz")
+        extract_model_file(packed, model_out)
+    return TrainingJobResult(job.name, job.created, model_data, round(time.perf_counter() - start, 3))
+
+
+def extract_model_file(packed: Path, model_out: Path) -> Path:
+    """Packwise's ``model.tar.gz`` out of the archive SageMaker made of ``/opt/ml/model``.
+
+    Raises:
+        SageMakerError: The archive holds no ``model.tar.gz`` (the job ran another image or entry).
+    """
+    from packwise.files import atomic_write
+
+    with tarfile.open(packed, mode="r:gz") as tar:
+        member = next((m for m in tar.getmembers() if m.isfile() and m.name.lstrip("./") == "model.tar.gz"), None)
+        data = tar.extractfile(member) if member is not None else None
+        if data is None:
+            raise SageMakerError(
+                f"{packed.name}: the training job's output holds no model.tar.gz; it must run "
+                "python -m packwise.sagemaker.entry train on sagemaker.packwise_image_uri"
+            )
+        with atomic_write(model_out) as tmp:
+            tmp.write_bytes(data.read())
+    return model_out
+
+
+@dataclass(frozen=True)
+class ProcessingModel:
+    """A model file to score with under ``key`` (its output column)."""
+
+    key: str
+    model_file: Path
+
+
+def processing_request(
+    config: SageMakerConfig,
+    image: str,
+    models: Sequence[tuple[str, S3Uri]],
+    data_uri: S3Uri,
+    output_uri: S3Uri,
+) -> dict[str, Any]:
+    """The CreateProcessingJob request (without the name): ``entry score`` over staged models and data."""
+    if not config.role_arn:
+        raise SageMakerError("sagemaker.role_arn is not set; name the IAM role SageMaker processing jobs run as")
+
+    def s3_input(name: str, uri: str, local: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": local,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+                "S3CompressionType": "None",
+            },
+        }
+
+    inputs = [s3_input(f"model-{key}", str(uri), f"{PROCESSING_INPUT}/models/{key}") for key, uri in models]
+    inputs.append(s3_input("data", str(data_uri) + "/", f"{PROCESSING_INPUT}/data"))
+    return {
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "scores",
+                    "S3Output": {"S3Uri": str(output_uri), "LocalPath": PROCESSING_OUTPUT, "S3UploadMode": "EndOfJob"},
+                }
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": config.processing_instance_type,
+                "VolumeSizeInGB": config.training_volume_gb,
+            }
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": config.training_max_runtime_s},
+        "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": [*ENTRY, "score"]},
+        "RoleArn": config.role_arn,
+        "Tags": tags(config, {"packwise:job": "processing-score"}),
+    }
+
+
+def score_with_processing(
+    clients: Clients,
+    config: SageMakerConfig,
+    products: pd.DataFrame,
+    models: Sequence[ProcessingModel],
+    kind: str,
+    fingerprint: str,
+    identity: Sequence[str] = (),
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Scores ``products`` with every model in one Processing job; probabilities in ``products`` order.
+
+    Args:
+        clients: AWS clients.
+        config: The ``sagemaker`` section.
+        products: Products with ``product_id`` (unique) and the models' input columns.
+        models: The models, keyed by their output column.
+        kind: ``eval`` or ``score``, part of the job name.
+        fingerprint: Fingerprint of the product data, part of the job and input names.
+        identity: More of what decides the inputs (e.g. the shard), part of the names.
+
+    Returns:
+        Probabilities per model key (float32, aligned with ``products``) and the job's name.
+
+    Raises:
+        DataValidationError: Duplicate product ids.
+        SageMakerError: The output does not match the input ids.
+        JobFailedError, JobTimeoutError: The job failed or took too long.
+    """
+    import pyarrow.parquet as pq
+
+    ids = products[PRODUCT_ID].astype(str)
+    if ids.duplicated().any():
+        raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
+    image = packwise_image(config)
+    digests = [sha256_file(m.model_file) for m in models]
+    label = "-".join(sorted({m.key for m in models})) if len(models) == 1 else "all"
+    jobs: list[JobHandle] = []
+    with stop_on_cancel(clients.sagemaker, jobs), tempfile.TemporaryDirectory(prefix="packwise-processing-") as tmp:
+        # the staged products are content-addressed: tasks scoring other rows under the same data
+        # fingerprint (each package type's labelled validation rows) never share a folder or a job
+        data_file = Path(tmp) / "products.parquet"
+        products.to_parquet(data_file, index=False, compression="zstd")
+        data_digest = sha256_file(data_file)
+        data_uri = base_uri(config, "processing", "input", data_digest[:32])
+        base = job_name(kind, label, fingerprint, data_digest, *digests, *(m.key for m in models), *identity)
+        output_uri = base_uri(config, "processing", "output", base)
+        staged = [(m.key, upload_model_file(clients, config, m.model_file)) for m in models]
+        request = processing_request(config, image, staged, data_uri, output_uri)
+
+        def stage(_: str) -> None:
+            target = data_uri.child(data_file.name)
+            if not exists(clients, target):  # one object of fixed content: a concurrent upload writes the same bytes
+                upload_file(clients, data_file, target)
+
+        job = start_or_attach(
+            clients.sagemaker, PROCESSING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
+        )
+        jobs.append(job)
+        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
+        output = S3Uri.parse(described[job.name]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
+        scored = pq.read_table(download_file(clients, output.child("products.parquet"), Path(tmp) / "out.parquet"))
+    out = scored.to_pandas()
+    by_id = out.set_index(PRODUCT_ID)
+    if len(out) != len(ids) or not by_id.index.is_unique or not ids.isin(by_id.index).all():
+        raise SageMakerError(
+            f"processing job {job.name} returned {len(out)} rows for {len(ids)} products (or other ids); "
+            f"check its output under {output}"
+        )
+    from packwise.sagemaker.entry import PROB_PREFIX
+
+    ordered = by_id.reindex(ids.to_numpy())
+    prob = {m.key: ordered[f"{PROB_PREFIX}{m.key}"].to_numpy(dtype=np.float32) for m in models}
+    return prob, [job.name]
