@@ -106,7 +106,7 @@ def test_a_corrupt_run_summary_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"storage": {"root": str(root)}}))
     line = _one_line_error(_invoke(["runs", "r1", "--config", str(config)]))
-    assert "r1.summary.json is not a readable run record (" in line and line.endswith("delete it and re-run the run")
+    assert "r1.summary.json is corrupt (" in line and line.endswith("delete it or re-run that run")
     assert (root / "runs" / "r1.summary.json").read_text() == '{"run_id": "r1", "package_ty'
 
 
