@@ -318,6 +318,7 @@ def test_the_registry_cli_works_on_the_sagemaker_backend(
                 "storage": {"root": str(tmp_path)},
                 "registry": {"backend": "sagemaker", "mirror": "mlflow", "model_name_prefix": "cli"},
                 "sagemaker": sagemaker_section(emulator),
+                "package_types": [{"name": package_type}],
             }
         )
     )
