@@ -278,6 +278,6 @@ def test_cli_infer_prints_the_summary_table(trained: PackwiseConfig) -> None:
     for text in ("30 products scored", "share", "change vs previous run", "own_container", "daily watermark"):
         assert text in result.output, result.output
     bad = CliRunner().invoke(app, ["infer", "--mode", "weekly"])
-    assert bad.exit_code == 2 and "use daily" in bad.output
+    assert bad.exit_code == 2 and "'weekly' is not one of" in bad.output
     bad = CliRunner().invoke(app, ["infer", "--mode", "daily", "--model", "crate=2"])
-    assert bad.exit_code == 2 and "'crate' is not a configured package type" in bad.output
+    assert bad.exit_code == 2 and "'crate' is not a configured type" in bad.output
