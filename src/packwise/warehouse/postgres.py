@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -26,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from packwise.errors import WarehouseError
+from packwise.files import atomic_write
 from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 
@@ -218,17 +218,12 @@ class PostgresWarehouse(ClosingWarehouse):
             QueryError: The database rejected the query.
         """
         text, values = bind_positional(wrap_ordered(sql, order_by), params)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with self._con.cursor() as cur:
+            with atomic_write(Path(path)) as tmp, self._con.cursor() as cur:
                 cur.execute(text, values or None)
                 rows = _write_parquet(_plain(cur.fetch_record_batch()), tmp)
-            os.replace(tmp, path)
         except Exception as err:
             raise self._fail(err) from None
-        finally:
-            tmp.unlink(missing_ok=True)
         self._autocommit()
         return rows
 

@@ -16,7 +16,6 @@ Credentials come from the standard AWS chain (IRSA on EKS) and, for the database
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from packwise.errors import WarehouseError
+from packwise.files import atomic_write
 from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 from packwise.warehouse.postgres import server_type
@@ -307,16 +307,12 @@ class RedshiftWarehouse(ClosingWarehouse):
             f"UNLOAD ('{quoted}') TO 's3://{self.bucket}/{prefix}part_' IAM_ROLE '{self.iam_role}' "
             "FORMAT AS PARQUET PARALLEL OFF"
         )
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         keys = self._keys(prefix)
         try:
-            with tempfile.TemporaryDirectory(prefix="packwise-unload-") as scratch:
+            with tempfile.TemporaryDirectory(prefix="packwise-unload-") as scratch, atomic_write(Path(path)) as tmp:
                 reader = self._parts_reader(keys, Path(scratch)) if keys else self._empty_reader(query)
                 rows = _write_parquet(reader, tmp)
-            os.replace(tmp, path)
         finally:
-            tmp.unlink(missing_ok=True)
             self._delete(keys)
         return rows
 
