@@ -79,8 +79,9 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def direct_requirements(extra: str | None) -> set[str]:
-    """Distribution names an extra (None: the core dependencies) lists in pyproject.toml for this platform.
+def direct_requirements(extra: str | None) -> dict[str, frozenset[str]]:
+    """Distributions an extra (None: the core dependencies) lists in pyproject.toml for this platform, each
+    with the extras it is asked with (`mlflow[auth]` pulls in Flask-WTF).
 
     Images are Linux: a requirement whose marker excludes this platform (xgboost on macOS) is not in them.
     """
@@ -88,7 +89,11 @@ def direct_requirements(extra: str | None) -> set[str]:
     reqs = [
         Requirement(r) for r in (project["dependencies"] if extra is None else project["optional-dependencies"][extra])
     ]
-    return {canonical(r.name) for r in reqs if r.marker is None or r.marker.evaluate()}
+    out: dict[str, frozenset[str]] = {}
+    for r in reqs:
+        if r.marker is None or r.marker.evaluate():
+            out[canonical(r.name)] = out.get(canonical(r.name), frozenset()) | frozenset(r.extras)
+    return out
 
 
 @cache
@@ -117,12 +122,13 @@ def installed_closure(dist: str, extras: frozenset[str] = frozenset()) -> frozen
 
 def image_distributions(extras: Iterable[str]) -> set[str]:
     """Every distribution installed in an image with these extras: core + extras, transitively."""
-    direct = set(direct_requirements(None))
+    direct = dict(direct_requirements(None))
     for extra in extras:
-        direct |= direct_requirements(extra)
+        for name, asked in direct_requirements(extra).items():
+            direct[name] = direct.get(name, frozenset()) | asked
     out: set[str] = set()
-    for name in direct:
-        out |= installed_closure(name)
+    for name, asked in direct.items():
+        out |= installed_closure(name, asked)
     return out
 
 
@@ -364,7 +370,7 @@ def unused_extras(mapping: Mapping[str, str], extras_by_image: Mapping[str, list
         components = sorted(c for c, i in mapping.items() if i == image)
         imported = {d for c in components for ds in distributions_of(component_imports(c)).values() for d in ds}
         for extra in extras:
-            for dist in sorted(direct_requirements(extra) - imported):
+            for dist in sorted(direct_requirements(extra).keys() - imported):
                 problems.append(f"image {image!r} installs {dist} ([{extra}]) but none of {components} imports it")
     return problems
 
@@ -374,7 +380,7 @@ def unused_core(mapping: Mapping[str, str]) -> list[str]:
     imported = {d for c in mapping for ds in distributions_of(component_imports(c)).values() for d in ds}
     return [
         f"the base installs {dist} (core dependency) but no component imports it"
-        for dist in sorted(direct_requirements(None) - imported - CLI_ONLY_CORE)
+        for dist in sorted(direct_requirements(None).keys() - imported - CLI_ONLY_CORE)
     ]
 
 
@@ -467,7 +473,7 @@ def test_service_images_hold_what_their_module_imports_and_nothing_more() -> Non
         imported = {d for ds in distributions_of(walker.external).values() for d in ds}
         extras = all_image_extras()[image]
         for extra in extras:
-            assert direct_requirements(extra) & imported, f"image {image!r} adds [{extra}] but {module} never uses it"
+            assert direct_requirements(extra).keys() & imported, f"image {image!r} adds [{extra}] but {module} never uses it"
         installed = image_distributions(extras) | {"packwise"}  # packwise_pipelines ships in packwise
         for mod, dists in distributions_of(walker.external).items():
             assert dists & installed, f"{module} imports {mod} but image {image!r} lacks it"
