@@ -473,7 +473,8 @@ def test_service_images_hold_what_their_module_imports_and_nothing_more() -> Non
         imported = {d for ds in distributions_of(walker.external).values() for d in ds}
         extras = all_image_extras()[image]
         for extra in extras:
-            assert direct_requirements(extra).keys() & imported, f"image {image!r} adds [{extra}] but {module} never uses it"
+            used = direct_requirements(extra).keys() & imported
+            assert used, f"image {image!r} adds [{extra}] but {module} never uses it"
         installed = image_distributions(extras) | {"packwise"}  # packwise_pipelines ships in packwise
         for mod, dists in distributions_of(walker.external).items():
             assert dists & installed, f"{module} imports {mod} but image {image!r} lacks it"
