@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
-from packwise.errors import RegistryError, first_line
+from packwise.errors import ConfigError, RegistryError, first_line
 from packwise.registry import (
     AuditEvent,
     Candidate,
@@ -41,8 +41,8 @@ from packwise.registry import (
     require_reason,
     utc_now,
 )
-from packwise.sagemaker.container import xgboost_image_uri
 from packwise.sagemaker.errors import SageMakerError
+from packwise.sagemaker.packwise_image import serving_container
 from packwise.sagemaker.session import (
     Clients,
     S3Uri,
@@ -320,7 +320,10 @@ class SageMakerRegistry(RegistryBackend):
             props[P_METRICS] = "{}"  # the record holds them all
         # SageMaker refuses an empty property value; a pipeline registers before its run id is known
         props = {k: v for k, v in props.items() if v}
-        image = xgboost_image_uri(self.clients.region, self.config.xgboost_image_uri)
+        try:  # before anything is written: a package its image cannot serve is not registered
+            serving = serving_container(self.config, self.clients.region, model_type)
+        except (ConfigError, SageMakerError) as err:
+            raise RegistryError(f"cannot register {package_type} candidate {candidate_key}: {err}") from err
 
         def write() -> str:
             self._ensure_group(package_type)
@@ -334,9 +337,9 @@ class SageMakerRegistry(RegistryBackend):
                 ModelApprovalStatus=str(status),
                 ClientToken=candidate_key[:36],
                 InferenceSpecification={
-                    "Containers": [{"Image": image, "ModelDataUrl": str(model_data)}],
-                    "SupportedContentTypes": ["text/csv"],
-                    "SupportedResponseMIMETypes": ["text/csv"],
+                    "Containers": [{"Image": serving.image, "ModelDataUrl": str(model_data)}],
+                    "SupportedContentTypes": [serving.content_type],
+                    "SupportedResponseMIMETypes": [serving.content_type],
                     "SupportedTransformInstanceTypes": [self.config.transform_instance_type],
                 },
                 ModelMetrics={
