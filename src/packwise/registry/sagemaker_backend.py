@@ -6,9 +6,12 @@ Layout in SageMaker:
   names allow letters, digits and hyphens only);
 - one versioned model package per registered candidate: its ``ModelPackageVersion`` is our version
   number, its ``ModelApprovalStatus`` our status (the source of truth of the champion, which is the newest
-  Approved version), its inference specification the XGBoost 3.0-5 container with the ``model.tar.gz``
-  (so SageMaker can deploy or batch-transform it as it is), its model quality statistics the validation
-  metrics as JSON in S3; identity, metrics and label statistics also ride in ``CustomerMetadataProperties``;
+  Approved version), its inference specification the container that serves the ``model.tar.gz`` as it is
+  (`packwise.sagemaker.packwise_image.serving_container`): the built-in XGBoost 3.0-5 container (CSV of
+  the tabular features) only with ``sagemaker.training_image: builtin`` and a type that reads no text, else
+  Packwise's image (``sagemaker.packwise_image_uri``, whose ``serve`` scores raw product columns as
+  parquet); its model quality statistics the validation metrics as JSON in S3; identity, metrics and label
+  statistics also ride in ``CustomerMetadataProperties``;
 - per version, a record in S3 (``<prefix>/registry/<group>/<candidate key>/record.json``) with the gate
   report and the audit trail (who, when, from, to, why for every status change), which SageMaker does not
   keep (it holds only the latest ``ApprovalDescription``). A status changed outside Packwise (SageMaker
