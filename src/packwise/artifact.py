@@ -72,6 +72,11 @@ def read_booster_bytes(path: Path) -> bytes:
     return _read_members(path)[0]
 
 
+def carries_stacked_columns(path: Path) -> bool:
+    """Whether a model file holds stacked columns beside its booster (only Packwise's code can score it)."""
+    return _read_members(path)[1] is not None
+
+
 def _read_members(path: Path) -> tuple[bytes, bytes | None]:
     """The booster and the stacked-columns member (None when absent) of a model file, or of the folder a
     model.tar.gz was extracted into (SageMaker's ``/opt/ml/model`` when it serves a model package)."""

@@ -483,3 +483,22 @@ def test_the_registry_cli_works_on_the_sagemaker_backend(
     assert registry.champion(package_type).version == 2  # type: ignore[union-attr]
     assert isinstance(registry, MirroredRegistry)
     assert registry.mirror.champion(package_type).version == 2  # type: ignore[union-attr]
+
+
+def test_the_serving_image_follows_the_training_image_the_model_type_and_stacked_columns() -> None:
+    from packwise.config import SageMakerConfig
+    from packwise.errors import ConfigError
+    from packwise.sagemaker.packwise_image import serving_container
+
+    builtin = SageMakerConfig(packwise_image_uri=PACKWISE_IMAGE)
+    packwise = builtin.model_copy(update={"training_image": "packwise"})
+    assert serving_container(builtin, "us-east-1", "xgboost").image == XGBOOST_IMAGE
+    assert serving_container(builtin, "us-east-1", "xgboost_text").image == PACKWISE_IMAGE
+    # a model file with stacked columns needs Packwise's code whatever its type says
+    assert serving_container(builtin, "us-east-1", "xgboost", stacked=True).image == PACKWISE_IMAGE
+    for model_type in ("xgboost", "xgboost_text", "stacked_text"):
+        assert serving_container(packwise, "us-east-1", model_type).content_type == "application/x-parquet"
+    mirror = builtin.model_copy(update={"xgboost_image_uri": "mirror.example/xgboost:3.0-5"})
+    assert serving_container(mirror, "us-east-1", "xgboost").image == "mirror.example/xgboost:3.0-5"
+    with pytest.raises(ConfigError, match="unknown model type 'nope'"):
+        serving_container(packwise, "us-east-1", "nope")

@@ -32,8 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from packwise.artifact import carries_stacked_columns
 from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
-from packwise.errors import ConfigError, RegistryError, first_line
+from packwise.errors import PackwiseError, RegistryError, first_line
 from packwise.registry import (
     AuditEvent,
     Candidate,
@@ -324,8 +325,9 @@ class SageMakerRegistry(RegistryBackend):
         # SageMaker refuses an empty property value; a pipeline registers before its run id is known
         props = {k: v for k, v in props.items() if v}
         try:  # before anything is written: a package its image cannot serve is not registered
-            serving = serving_container(self.config, self.clients.region, model_type)
-        except (ConfigError, SageMakerError) as err:
+            stacked = carries_stacked_columns(model_file)
+            serving = serving_container(self.config, self.clients.region, model_type, stacked)
+        except (PackwiseError, SageMakerError) as err:
             raise RegistryError(f"cannot register {package_type} candidate {candidate_key}: {err}") from err
 
         def write() -> str:
