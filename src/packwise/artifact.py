@@ -72,10 +72,23 @@ def read_booster_bytes(path: Path) -> bytes:
     return _read_members(path)[0]
 
 
+def carries_stacked_columns(path: Path) -> bool:
+    """Whether a model file holds stacked columns beside its booster (only Packwise's code can score it)."""
+    return _read_members(path)[1] is not None
+
+
 def _read_members(path: Path) -> tuple[bytes, bytes | None]:
-    """The booster and the stacked-columns member (None when absent) of a model file."""
+    """The booster and the stacked-columns member (None when absent) of a model file, or of the folder a
+    model.tar.gz was extracted into (SageMaker's ``/opt/ml/model`` when it serves a model package)."""
     if not path.exists():
         raise PackwiseError(f"model file {path} does not exist; check the registry entry or re-run training")
+    if path.is_dir():
+        if (path / BOOSTER_FILE).is_file():
+            beside = path / STACKED_FILE
+            return (path / BOOSTER_FILE).read_bytes(), beside.read_bytes() if beside.is_file() else None
+        if (path / "model.tar.gz").is_file():
+            return _read_members(path / "model.tar.gz")
+        raise PackwiseError(f"{path}: no {BOOSTER_FILE} or model.tar.gz inside; extract Packwise's model.tar.gz there")
     if not tarfile.is_tarfile(path):
         return path.read_bytes(), None
     with tarfile.open(path, "r:*") as tar:
@@ -99,7 +112,7 @@ def load_model_artifact(path: Path, spec: FeatureSpec | None = None) -> LoadedMo
     """Loads a model.tar.gz written by Packwise or by SageMaker's XGBoost container.
 
     Args:
-        path: The model.tar.gz (or a bare booster file).
+        path: The model.tar.gz, a bare booster file, or a folder holding the extracted model.tar.gz.
         spec: The feature recipe, needed only when the file carries none (trained outside Packwise).
     """
     import xgboost as xgb

@@ -159,3 +159,61 @@ def test_a_bad_hyperparameter_fails_the_container_with_its_reason(
     code, logs = _run_entry(root, "train")
     assert code == 1, logs
     assert "unknown model type 'nope'" in (root / "output" / "failure").read_text()
+
+
+PROBE = """
+import sys, time, urllib.request
+for _ in range(120):
+    try:
+        if urllib.request.urlopen("http://127.0.0.1:8080/ping", timeout=5).status == 200:
+            break
+    except OSError:
+        time.sleep(0.5)
+else:
+    sys.exit("serve never answered /ping")
+body = open("/opt/ml/request.parquet", "rb").read()
+request = urllib.request.Request(
+    "http://127.0.0.1:8080/invocations", data=body, headers={"Content-Type": "application/x-parquet"}
+)
+with urllib.request.urlopen(request, timeout=300) as response:
+    assert response.headers["Content-Type"] == "application/x-parquet", response.headers
+    open("/opt/ml/response.parquet", "wb").write(response.read())
+"""
+
+
+def test_the_train_image_serves_a_registered_stacked_text_package_as_sagemaker_starts_it(
+    cfg: PackwiseConfig, splits: dict[str, Path], tmp_path: Path
+) -> None:
+    """A model package on Packwise's image: SageMaker extracts its ModelDataUrl (Packwise's model.tar.gz)
+    under /opt/ml/model and runs ``docker run <image> serve``; /invocations answers the local scorer's
+    probabilities for parquet of raw product columns."""
+    import tarfile
+
+    from packwise.artifact import load_model_artifact
+    from packwise.models.base import predict
+    from packwise.split import read_split
+    from packwise.training import train
+
+    assert CLIENT is not None
+    model_file = tmp_path / "model.tar.gz"
+    model = cfg.model.model_copy(update={"type": "stacked_text"})
+    train(splits["train"], splits["validation"], "box", cfg.features, model, model_file, "k", "fp")
+    root = tmp_path / "opt-ml"
+    with tarfile.open(model_file) as tar:
+        tar.extractall(root / "model", filter="data")
+    products, _ = read_split(splits["validation"], "box")
+    products.to_parquet(root / "request.parquet", index=False)
+    _open_up(root)
+    container = CLIENT.containers.run(
+        IMAGE, ["serve"], volumes={str(root): {"bind": "/opt/ml", "mode": "rw"}}, network_mode="none", detach=True
+    )
+    try:
+        code, output = container.exec_run(["python", "-c", PROBE])
+        assert code == 0, output.decode() + container.logs().decode()
+    finally:
+        container.remove(force=True)
+    scored = pq.read_table(root / "response.parquet").to_pandas()
+    assert scored["product_id"].tolist() == products["product_id"].astype(str).tolist()
+    local = load_model_artifact(model_file)
+    local_prob, _ = predict(local.booster, local.spec, products)
+    np.testing.assert_allclose(scored["suitability_probability"].to_numpy(), local_prob, rtol=0, atol=1e-6)

@@ -141,3 +141,82 @@ def test_an_unknown_model_type_and_an_empty_channel_fail_with_their_reason(
         part.unlink()
     assert main(["train"]) == 1
     assert "holds no .parquet file" in (root / "output" / "failure").read_text()
+
+
+def _http(url: str, body: bytes | None = None, content_type: str = "") -> tuple[int, bytes, str]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers.get("Content-Type", "")
+
+
+@pytest.mark.parametrize("model_type", ["xgboost", "stacked_text"])
+def test_serve_answers_sagemaker_ping_and_invocations_with_the_local_scorers_probabilities(
+    cfg: PackwiseConfig, splits: dict[str, Path], tmp_path: Path, model_type: str
+) -> None:
+    """What SageMaker runs for a model package on Packwise's image: the package's model.tar.gz extracted
+    under /opt/ml/model, ``serve`` on a port, parquet of raw product columns in and probabilities out."""
+    import io
+    import tarfile
+    import threading
+
+    from packwise.artifact import load_model_artifact
+    from packwise.models.base import predict
+    from packwise.sagemaker.entry import make_server
+    from packwise.split import read_split
+    from packwise.training import train
+
+    model_file = tmp_path / "model.tar.gz"
+    model = cfg.model.model_copy(update={"type": model_type})
+    train(splits["train"], splits["validation"], "box", cfg.features, model, model_file, "k", "fp")
+    root = tmp_path / "opt-ml"
+    with tarfile.open(model_file) as tar:  # as SageMaker extracts a package's ModelDataUrl
+        tar.extractall(root / "model", filter="data")
+
+    server = make_server(root, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert _http(f"{url}/ping")[0] == 200
+        products, _ = read_split(splits["validation"], "box")
+        sent = products.drop(columns=[c for c in products.columns if c.startswith("label")])
+        body = io.BytesIO()
+        sent.to_parquet(body, index=False)
+        status, answer, content_type = _http(f"{url}/invocations", body.getvalue(), "application/x-parquet")
+        assert status == 200, answer.decode(errors="replace")
+        assert content_type == "application/x-parquet"
+        scored = pq.read_table(io.BytesIO(answer)).to_pandas()
+        assert list(scored.columns) == ["product_id", "suitability_probability"]
+        assert scored["product_id"].tolist() == products["product_id"].astype(str).tolist()
+        local = load_model_artifact(model_file)
+        local_prob, _ = predict(local.booster, local.spec, products)
+        np.testing.assert_allclose(scored["suitability_probability"].to_numpy(), local_prob, rtol=0, atol=1e-9)
+
+        status, answer, _ = _http(f"{url}/invocations", b"a,b\n1,2\n", "text/csv")
+        assert status == 415 and b"send application/x-parquet" in answer
+        short = io.BytesIO()
+        sent.drop(columns=[local.spec.input_columns[0]]).to_parquet(short, index=False)
+        status, answer, _ = _http(f"{url}/invocations", short.getvalue(), "application/x-parquet")
+        assert status == 400 and f"lack column(s) {local.spec.input_columns[0]}".encode() in answer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_without_a_model_exits_with_the_reason(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "packwise.sagemaker.entry", "serve"],
+        env={**os.environ, "SM_ROOT": str(tmp_path), "SAGEMAKER_BIND_TO_PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "cannot serve" in result.stderr and "does not exist" in result.stderr

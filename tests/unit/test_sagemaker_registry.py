@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from packwise.config import PackwiseConfig, RegistryConfig
@@ -20,17 +21,19 @@ from packwise.registry import Candidate, ModelVersion, Registry, Status, open_re
 from packwise.registry.mlflow_backend import CHAMPION_ALIAS, TAG_STATUS, MlflowRegistry
 from packwise.registry.sagemaker_backend import MirroredRegistry, SageMakerRegistry
 from tests.conftest import make_config, seed
-from tests.sagemaker_emulator import XGBOOST_IMAGE, SageMakerEmulator, sagemaker_section
+from tests.sagemaker_emulator import PACKWISE_IMAGE, XGBOOST_IMAGE, SageMakerEmulator, sagemaker_section
 
 METRICS = {"auc": 0.91, "pr_auc": 0.72, "log_loss": 0.31, "champion_auc": 0.9}
 LABEL_STATS = {"count": 1200, "positive_rate": 0.37}
 
 
-def _config(root: Path, emulator: SageMakerEmulator, mirror: bool, prefix: str) -> PackwiseConfig:
+def _config(
+    root: Path, emulator: SageMakerEmulator, mirror: bool, prefix: str, **sagemaker: Any
+) -> PackwiseConfig:
     registry: dict[str, Any] = {"backend": "sagemaker", "model_name_prefix": prefix}
     if mirror:
         registry["mirror"] = "mlflow"
-    return make_config(root, registry=registry, sagemaker=sagemaker_section(emulator))
+    return make_config(root, registry=registry, sagemaker=sagemaker_section(emulator, **sagemaker))
 
 
 @pytest.fixture
@@ -39,7 +42,13 @@ def package_type(request: pytest.FixtureRequest) -> str:
 
 
 def _register(
-    registry: Registry, package_type: str, tmp_path: Path, key: str, status: Status, run_id: str | None = None
+    registry: Registry,
+    package_type: str,
+    tmp_path: Path,
+    key: str,
+    status: Status,
+    run_id: str | None = None,
+    model_type: str = "xgboost",
 ) -> ModelVersion:
     model_file = tmp_path / f"{key}.tar.gz"
     model_file.write_bytes(f"model bytes of {key}".encode() * 50)
@@ -50,7 +59,7 @@ def _register(
             status=status,
             candidate_key=key,
             data_fingerprint=f"fp-{key}",
-            model_type="xgboost",
+            model_type=model_type,
             metrics=METRICS,
             label_stats=LABEL_STATS,
             gate_report=f"# Gate report\n\nkey {key}\n" + "| row |\n" * 400,
@@ -101,6 +110,145 @@ def test_register_round_trip_and_the_model_package_request(
     assert downloaded.read_bytes() == (tmp_path / "cand-1.tar.gz").read_bytes()
     with pytest.raises(ModelNotFoundError):
         registry.get(package_type, 7)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real model files of the plain xgboost type and the stacked text type (small data, few rounds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from packwise.config import FeatureConfig, ModelConfig
+    from packwise.split import split_snapshot
+    from packwise.synthetic import SeedSpec, generate_labels, generate_products
+    from packwise.training import train
+
+    spec = SeedSpec(seed=5, n_products=1_200, weeks=1, labels_per_week=1_000)
+    snap = tmp_path_factory.mktemp("registry-models")
+    products = generate_products(spec.n_products, spec.seed, weeks=spec.weeks)
+    labels = generate_labels(spec, products)
+    latest = labels.sort_values(["week", "observed_at"]).drop_duplicates(["product_id", "package_type"], keep="last")
+    pq.write_table(pa.Table.from_pandas(products, preserve_index=False), snap / "products.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(latest[["product_id", "package_type", "label"]], preserve_index=False),
+        snap / "labels.parquet",
+    )
+    split_snapshot(snap, snap / "train.parquet", snap / "val.parquet", 0.8, 1, list(spec.package_types))
+    out = {}
+    for model_type in ("xgboost", "stacked_text"):
+        out[model_type] = snap / f"{model_type}.tar.gz"
+        model = ModelConfig(type=model_type, num_boost_round=10)
+        train(snap / "train.parquet", snap / "val.parquet", "mailer", FeatureConfig(), model, out[model_type], "k", "f")
+    out["validation"] = snap / "val.parquet"
+    return out
+
+
+def _described(emulator: SageMakerEmulator, group: str, version: int) -> dict[str, Any]:
+    sagemaker = emulator.client("sagemaker")
+    summaries = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    arn = next(s["ModelPackageArn"] for s in summaries if s["ModelPackageVersion"] == version)
+    described: dict[str, Any] = sagemaker.describe_model_package(ModelPackageName=arn)
+    return described
+
+
+@pytest.mark.parametrize(
+    ("training_image", "model_type", "image", "content_type"),
+    [
+        ("builtin", "xgboost", XGBOOST_IMAGE, "text/csv"),
+        ("packwise", "xgboost", PACKWISE_IMAGE, "application/x-parquet"),
+        ("packwise", "stacked_text", PACKWISE_IMAGE, "application/x-parquet"),
+        # trained locally with the default training image: the built-in container still cannot serve it
+        ("builtin", "stacked_text", PACKWISE_IMAGE, "application/x-parquet"),
+    ],
+)
+def test_the_model_package_names_the_image_that_serves_the_model_and_its_model_file(
+    emulator: SageMakerEmulator,
+    tmp_path: Path,
+    trained: dict[str, Path],
+    training_image: str,
+    model_type: str,
+    image: str,
+    content_type: str,
+) -> None:
+    from packwise.artifact import load_model_artifact
+    from packwise.models.base import predict
+    from packwise.split import read_split
+
+    package_type = f"img_{training_image}_{model_type}"
+    prefix = "img"
+    config = _config(
+        tmp_path, emulator, False, prefix, training_image=training_image, packwise_image_uri=PACKWISE_IMAGE
+    )
+    registry = open_registry(config.registry)
+    model_file = trained[model_type]
+
+    def register(key: str, status: Status) -> ModelVersion:
+        return registry.register(
+            Candidate(
+                package_type=package_type,
+                model_file=model_file,
+                status=status,
+                candidate_key=f"{training_image}-{model_type}-{key}",  # the client token is account-wide
+                data_fingerprint="fp",
+                model_type=model_type,
+                metrics=METRICS,
+                label_stats=LABEL_STATS,
+                gate_report="# Gate report",
+                reason=f"gate decision for {key}",
+                who="pipeline",
+                run_id="run",
+            )
+        )
+
+    v1 = register("first", Status.APPROVED)
+    group = f"{prefix}-{package_type.replace('_', '-')}"
+    described = _described(emulator, group, v1.version)
+    spec = described["InferenceSpecification"]
+    container = spec["Containers"][0]
+    assert container["Image"] == image
+    assert container["ModelDataUrl"] == v1.artifact_uri
+    assert spec["SupportedContentTypes"] == [content_type] and spec["SupportedResponseMIMETypes"] == [content_type]
+
+    # the model data is the very file Packwise trained, and it scores as the local file does
+    bucket, _, key = container["ModelDataUrl"].removeprefix("s3://").partition("/")
+    served = tmp_path / "served.tar.gz"
+    served.write_bytes(emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert served.read_bytes() == model_file.read_bytes()
+    products, _ = read_split(trained["validation"], "mailer")
+    theirs, ours = load_model_artifact(served), load_model_artifact(model_file)
+    assert theirs.model_type == model_type
+    np.testing.assert_array_equal(
+        predict(theirs.booster, theirs.spec, products)[0], predict(ours.booster, ours.spec, products)[0]
+    )
+
+    # approve and rollback work on these packages and leave their container as registered
+    v2 = register("second", Status.PENDING)
+    registry.approve(package_type, v2.version, who="alice", reason="reviewed")
+    assert registry.champion(package_type).version == v2.version  # type: ignore[union-attr]
+    assert registry.rollback(package_type, who="bob", reason="regression").version == v1.version
+    assert registry.get(package_type, v2.version).status == Status.REJECTED
+    for version in (v1.version, v2.version):
+        assert _described(emulator, group, version)["InferenceSpecification"]["Containers"][0]["Image"] == image
+
+
+def test_a_model_the_builtin_container_cannot_serve_needs_packwise_image_uri_and_registers_nothing(
+    emulator: SageMakerEmulator, tmp_path: Path, package_type: str
+) -> None:
+    registry = open_registry(_config(tmp_path, emulator, False, "noimg").registry)
+    packages, groups = len(emulator.bodies("CreateModelPackage")), len(emulator.bodies("CreateModelPackageGroup"))
+    unset = r"sagemaker\.packwise_image_uri is not set; set it"
+    with pytest.raises(RegistryError, match=r"stacked_text reads text.*" + unset):
+        _register(registry, package_type, tmp_path, "t1", Status.APPROVED, model_type="stacked_text")
+    assert len(emulator.bodies("CreateModelPackage")) == packages
+    assert len(emulator.bodies("CreateModelPackageGroup")) == groups
+    assert registry.list_versions(package_type) == []
+
+    packwise = open_registry(_config(tmp_path, emulator, False, "noimg2", training_image="packwise").registry)
+    with pytest.raises(RegistryError, match=r"training_image: packwise.*" + unset):
+        _register(packwise, package_type, tmp_path, "t2", Status.APPROVED)
+    with pytest.raises(RegistryError, match="unknown model type 'nope'"):
+        _register(registry, package_type, tmp_path, "t3", Status.APPROVED, model_type="nope")
+    assert len(emulator.bodies("CreateModelPackage")) == packages
 
 
 def test_champion_transitions_rollback_and_the_audit_trail(
@@ -335,3 +483,22 @@ def test_the_registry_cli_works_on_the_sagemaker_backend(
     assert registry.champion(package_type).version == 2  # type: ignore[union-attr]
     assert isinstance(registry, MirroredRegistry)
     assert registry.mirror.champion(package_type).version == 2  # type: ignore[union-attr]
+
+
+def test_the_serving_image_follows_the_training_image_the_model_type_and_stacked_columns() -> None:
+    from packwise.config import SageMakerConfig
+    from packwise.errors import ConfigError
+    from packwise.sagemaker.packwise_image import serving_container
+
+    builtin = SageMakerConfig(packwise_image_uri=PACKWISE_IMAGE)
+    packwise = builtin.model_copy(update={"training_image": "packwise"})
+    assert serving_container(builtin, "us-east-1", "xgboost").image == XGBOOST_IMAGE
+    assert serving_container(builtin, "us-east-1", "xgboost_text").image == PACKWISE_IMAGE
+    # a model file with stacked columns needs Packwise's code whatever its type says
+    assert serving_container(builtin, "us-east-1", "xgboost", stacked=True).image == PACKWISE_IMAGE
+    for model_type in ("xgboost", "xgboost_text", "stacked_text"):
+        assert serving_container(packwise, "us-east-1", model_type).content_type == "application/x-parquet"
+    mirror = builtin.model_copy(update={"xgboost_image_uri": "mirror.example/xgboost:3.0-5"})
+    assert serving_container(mirror, "us-east-1", "xgboost").image == "mirror.example/xgboost:3.0-5"
+    with pytest.raises(ConfigError, match="unknown model type 'nope'"):
+        serving_container(packwise, "us-east-1", "nope")

@@ -6,9 +6,12 @@ Layout in SageMaker:
   names allow letters, digits and hyphens only);
 - one versioned model package per registered candidate: its ``ModelPackageVersion`` is our version
   number, its ``ModelApprovalStatus`` our status (the source of truth of the champion, which is the newest
-  Approved version), its inference specification the XGBoost 3.0-5 container with the ``model.tar.gz``
-  (so SageMaker can deploy or batch-transform it as it is), its model quality statistics the validation
-  metrics as JSON in S3; identity, metrics and label statistics also ride in ``CustomerMetadataProperties``;
+  Approved version), its inference specification the container that serves the ``model.tar.gz`` as it is
+  (`packwise.sagemaker.packwise_image.serving_container`): the built-in XGBoost 3.0-5 container (CSV of
+  the tabular features) only with ``sagemaker.training_image: builtin`` and a type that reads no text, else
+  Packwise's image (``sagemaker.packwise_image_uri``, whose ``serve`` scores raw product columns as
+  parquet); its model quality statistics the validation metrics as JSON in S3; identity, metrics and label
+  statistics also ride in ``CustomerMetadataProperties``;
 - per version, a record in S3 (``<prefix>/registry/<group>/<candidate key>/record.json``) with the gate
   report and the audit trail (who, when, from, to, why for every status change), which SageMaker does not
   keep (it holds only the latest ``ApprovalDescription``). A status changed outside Packwise (SageMaker
@@ -29,8 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from packwise.artifact import carries_stacked_columns
 from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
-from packwise.errors import RegistryError, first_line
+from packwise.errors import PackwiseError, RegistryError, first_line
 from packwise.registry import (
     AuditEvent,
     Candidate,
@@ -41,8 +45,8 @@ from packwise.registry import (
     require_reason,
     utc_now,
 )
-from packwise.sagemaker.container import xgboost_image_uri
 from packwise.sagemaker.errors import SageMakerError
+from packwise.sagemaker.packwise_image import serving_container
 from packwise.sagemaker.session import (
     Clients,
     S3Uri,
@@ -320,7 +324,11 @@ class SageMakerRegistry(RegistryBackend):
             props[P_METRICS] = "{}"  # the record holds them all
         # SageMaker refuses an empty property value; a pipeline registers before its run id is known
         props = {k: v for k, v in props.items() if v}
-        image = xgboost_image_uri(self.clients.region, self.config.xgboost_image_uri)
+        try:  # before anything is written: a package its image cannot serve is not registered
+            stacked = carries_stacked_columns(model_file)
+            serving = serving_container(self.config, self.clients.region, model_type, stacked)
+        except (PackwiseError, SageMakerError) as err:
+            raise RegistryError(f"cannot register {package_type} candidate {candidate_key}: {err}") from err
 
         def write() -> str:
             self._ensure_group(package_type)
@@ -334,9 +342,9 @@ class SageMakerRegistry(RegistryBackend):
                 ModelApprovalStatus=str(status),
                 ClientToken=candidate_key[:36],
                 InferenceSpecification={
-                    "Containers": [{"Image": image, "ModelDataUrl": str(model_data)}],
-                    "SupportedContentTypes": ["text/csv"],
-                    "SupportedResponseMIMETypes": ["text/csv"],
+                    "Containers": [{"Image": serving.image, "ModelDataUrl": str(model_data)}],
+                    "SupportedContentTypes": [serving.content_type],
+                    "SupportedResponseMIMETypes": [serving.content_type],
                     "SupportedTransformInstanceTypes": [self.config.transform_instance_type],
                 },
                 ModelMetrics={

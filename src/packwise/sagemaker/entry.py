@@ -17,6 +17,13 @@ and one ``prob__<key>`` column per model, predicted by the local scorer's code.
 
 Either way a failure writes its one-line reason to ``output/failure`` (which SageMaker shows as the job's
 FailureReason) and the process exits 1.
+
+``serve`` is what SageMaker runs (``docker run <image> serve``; the train image puts a ``serve`` command on
+the PATH) for an endpoint or a batch transform job of a model package registered on Packwise's image: the
+package's ``model.tar.gz`` extracted under ``model/``, HTTP on port 8080 (``$SAGEMAKER_BIND_TO_PORT``
+overrides it), ``GET /ping`` and ``POST /invocations`` taking parquet (``application/x-parquet``) of raw
+product columns and answering parquet with ``product_id`` (when sent) and ``suitability_probability``, the
+local scorer's prediction.
 """
 
 from __future__ import annotations
@@ -27,11 +34,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT_ENV = "SM_ROOT"
 DEFAULT_ROOT = Path("/opt/ml")
 PROB_PREFIX = "prob__"
 HYPERPARAMETERS = ("package_type", "model", "features")
+COMMANDS = ("train", "score", "serve")
+PARQUET = "application/x-parquet"
+PREDICTION_COLUMN = "suitability_probability"  # as the MLflow model answers
+PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+DEFAULT_PORT = 8080
 
 
 def root_dir() -> Path:
@@ -144,14 +157,110 @@ def score_in_layout(root: Path) -> list[Path]:
     return written
 
 
+class ServedModel:
+    """The model a ``serve`` container answers with: Packwise's model file as SageMaker extracted it."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from packwise.artifact import load_model_artifact
+
+        self.loaded = load_model_artifact(model_dir)
+
+    def invoke(self, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+        """(HTTP status, body, content type) of one ``/invocations`` request; errors are one line of text."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from packwise.errors import first_line
+        from packwise.models.base import predict
+        from packwise.scoring import PRODUCT_ID
+
+        if content_type.split(";")[0].strip().lower() != PARQUET:
+            return _text(415, f"content type {content_type or '(none)'} is not supported; send {PARQUET}")
+        try:
+            products = pq.read_table(io.BytesIO(body)).to_pandas()
+        except Exception as err:
+            return _text(400, f"the request body is not parquet ({first_line(err)}); send one parquet file")
+        missing = [c for c in self.loaded.spec.input_columns if c not in products.columns]
+        if missing:
+            return _text(400, f"the products lack column(s) {', '.join(missing)}, which the model reads; send them")
+        prob, _ = predict(self.loaded.booster, self.loaded.spec, products)
+        arrays: list[pa.Array] = []
+        names: list[str] = []
+        if PRODUCT_ID in products.columns:
+            arrays.append(pa.array(products[PRODUCT_ID].astype(str).to_numpy(), type=pa.string()))
+            names.append(PRODUCT_ID)
+        arrays.append(pa.array(prob, type=pa.float64()))
+        names.append(PREDICTION_COLUMN)
+        out = io.BytesIO()
+        pq.write_table(pa.Table.from_arrays(arrays, names=names), out)
+        return 200, out.getvalue(), PARQUET
+
+
+def _text(status: int, message: str) -> tuple[int, bytes, str]:
+    return status, f"{message}\n".encode(), "text/plain"
+
+
+def make_server(root: Path, port: int) -> Any:
+    """The HTTP server of ``serve`` on ``port`` (0: any free port), its model loaded from ``root/model``."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    model = ServedModel(root / "model")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # http.server's name
+            if self.path == "/ping":
+                self._answer(200, b"", "text/plain")
+            else:
+                self._answer(404, b"GET /ping or POST /invocations\n", "text/plain")
+
+        def do_POST(self) -> None:
+            if self.path != "/invocations":
+                self._answer(404, b"GET /ping or POST /invocations\n", "text/plain")
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(*model.invoke(body, self.headers.get("Content-Type", "")))
+
+        def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
+            print(f"packwise: serve {format % args}", file=sys.stderr, flush=True)
+
+    return ThreadingHTTPServer(("0.0.0.0", port), Handler)  # SageMaker connects from outside the container
+
+
+def serve(root: Path) -> int:
+    """Serves the model under ``root/model`` until stopped; 1 (with the reason on stderr) when it cannot."""
+    from packwise.errors import first_line
+
+    try:
+        port = int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
+        server = make_server(root, port)
+    except Exception as err:
+        print(f"packwise: cannot serve: {type(err).__name__}: {first_line(err)}", file=sys.stderr, flush=True)
+        return 1
+    print(f"packwise: serving {root / 'model'} on port {server.server_address[1]}", flush=True)
+    with server:
+        server.serve_forever()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: ``train`` or ``score`` under ``root_dir()``; 2 on a bad command line."""
+    """The command line: ``train``, ``score`` or ``serve`` under ``root_dir()``; 2 on a bad command line."""
     args = list(sys.argv[1:] if argv is None else argv)
     root = root_dir()
-    if len(args) != 1 or args[0] not in {"train", "score"}:
-        message = f"usage: python -m packwise.sagemaker.entry train|score (got {' '.join(args) or 'nothing'})"
+    if len(args) != 1 or args[0] not in COMMANDS:
+        message = f"usage: python -m packwise.sagemaker.entry train|score|serve (got {' '.join(args) or 'nothing'})"
         _fail(root, message)
         return 2
+    if args[0] == "serve":
+        return serve(root)
     return run(args[0], root)
 
 

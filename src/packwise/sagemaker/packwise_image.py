@@ -67,6 +67,60 @@ def packwise_image(config: SageMakerConfig) -> str:
     return config.packwise_image_uri
 
 
+@dataclass(frozen=True)
+class ServingContainer:
+    """The container a registered model package names to serve its model file.
+
+    Attributes:
+        image: The image (Packwise's, or the built-in XGBoost 3.0-5 of the region).
+        content_type: The request and response content type it takes.
+    """
+
+    image: str
+    content_type: str
+
+
+def serving_container(
+    config: SageMakerConfig, region: str, model_type: str, stacked: bool = False
+) -> ServingContainer:
+    """The image that serves a model of ``model_type``, matching how it was trained and how Packwise scores it.
+
+    The built-in XGBoost container (CSV of the tabular features, as batch transform scores) only with
+    ``training_image: builtin`` and a model type that reads no text and a model file without stacked
+    columns (its CSV carries no text, and a fitted model in front of the booster is Packwise's code).
+    Otherwise Packwise's image, whose ``serve`` command runs the local scorer on raw product columns
+    (parquet).
+
+    Args:
+        config: The ``sagemaker`` section.
+        region: The AWS region (of the built-in image).
+        model_type: The model type the file was trained as.
+        stacked: The model file carries stacked columns (``packwise.artifact.carries_stacked_columns``).
+
+    Raises:
+        ConfigError: The model type is unknown, or Packwise's image is needed and ``packwise_image_uri`` unset.
+        SageMakerError: The built-in image is needed and the region has none (and no override).
+    """
+    from packwise.models import check_model_type, get_model_type
+    from packwise.sagemaker.container import xgboost_image_uri
+
+    check_model_type(model_type, "model type of the candidate")
+    builtin_serves = not (get_model_type(model_type).uses_text or stacked)
+    if config.training_image == "builtin" and builtin_serves:
+        return ServingContainer(xgboost_image_uri(region, config.xgboost_image_uri), "text/csv")
+    if not config.packwise_image_uri:
+        why = (
+            "is trained and scored with sagemaker.training_image: packwise"
+            if config.training_image == "packwise"
+            else "reads text or stacked columns, which the built-in XGBoost container cannot serve"
+        )
+        raise ConfigError(
+            f"model type {model_type} {why}, so its model package names Packwise's image, but "
+            "sagemaker.packwise_image_uri is not set; set it to the train image skaffold's eks profile pushes"
+        )
+    return ServingContainer(config.packwise_image_uri, PARQUET)
+
+
 def entry_hyperparameters(package_type: str, model: ModelConfig, features: FeatureConfig) -> dict[str, str]:
     """The hyperparameters `packwise.sagemaker.entry` reads (strings, as SageMaker passes them).
 
