@@ -233,3 +233,26 @@ def test_submit_prints_the_equivalent_kfp_run_create_line() -> None:
     from kfp.cli.run import run as kfp_run
 
     assert "create" in kfp_run.commands and "submit" not in kfp_run.commands
+
+
+@pytest.mark.parametrize(
+    ("args", "typo", "suggestion"),
+    [
+        (["trian", "--week", "1"], "trian", "'train'"),
+        (["registy", "list"], "registy", "'registry'"),
+        (["registry", "aprove", "mailer", "2"], "aprove", "'approve'"),
+        (["config", "shwo"], "shwo", "'show'"),
+        (["schedule", "aply"], "aply", "'apply'"),
+    ],
+)
+def test_a_misspelt_command_gets_a_did_you_mean_at_every_level(args: list[str], typo: str, suggestion: str) -> None:
+    # click's own suggestion (difflib over the group's commands), for the top level and for every group
+    code, out = _invoke(*args)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 2
+    assert f"No such command '{typo}'. Did you mean {suggestion}" in flat
+
+
+def test_a_misspelt_option_names_the_close_one() -> None:
+    code, out = _invoke("train", "--weak", "1")
+    assert code == 2 and "No such option: --weak" in out and "--week" in out
