@@ -72,7 +72,8 @@ def init(
             if sys.argv[1:2] == ["init"]
             else (f"packwise init --table {table} --label-table {label_table}")
         )
-        text = starter_yaml(found, section, command)
+        storage = as_written.storage.model_dump(mode="json", exclude_defaults=True)
+        text = starter_yaml(found, section, command, storage)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(text)

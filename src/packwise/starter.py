@@ -281,8 +281,14 @@ def _flow(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) if not _PLAIN.match(i) else i for i in items) + "]"
 
 
-def starter_yaml(found: Inspection, warehouse_section: dict[str, Any], command: str) -> str:
-    """The commented YAML configuration for what `inspect_tables` found."""
+def starter_yaml(
+    found: Inspection, warehouse_section: dict[str, Any], command: str, storage_section: dict[str, Any] | None = None
+) -> str:
+    """The commented YAML configuration for what `inspect_tables` found.
+
+    `warehouse_section` (and `storage_section`, when given) are the settings init ran with, as the user wrote
+    them; the queries are added to the warehouse section.
+    """
     import yaml
 
     p, lab = quote(found.table), quote(found.label_table)
@@ -319,6 +325,8 @@ def starter_yaml(found: Inspection, warehouse_section: dict[str, Any], command: 
         f"# Packwise configuration written by `{command}`.",
         '# Every choice is commented; edit freely (README, "Bring your own data"; the configuration reference).',
     ]
+    if storage_section:
+        lines += yaml.safe_dump({"storage": storage_section}, sort_keys=False, width=1_000).rstrip().splitlines()
     wh = yaml.safe_dump({"warehouse": warehouse_section}, sort_keys=False, width=1_000).rstrip().splitlines()
     lines += wh if warehouse_section else ["warehouse:"]
     lines += [
