@@ -448,6 +448,8 @@ def _check_daily(cfg: PackwiseConfig) -> None:
     from packwise.inference import check_daily_query
     from packwise.warehouse import open_warehouse
 
+    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.exists():
+        return  # no warehouse yet: the model check that follows says what to do first
     with open_warehouse(cfg.warehouse, read_only=True) as wh:
         check_daily_query(wh, cfg.inference)
 
