@@ -183,3 +183,16 @@ def test_monthly_extract_needs_no_added_at_but_daily_does(tmp_path: Path) -> Non
     with pytest.raises(DataValidationError, match=r"column 'added_at' is missing or empty in inference.new_products"):
         extract_products(warehouse, daily, tmp_path / "store", "daily", "inference-daily-1")
     assert yaml.safe_load("a: 1") == {"a": 1}
+
+
+def test_the_daily_check_passes_a_products_table_with_added_at(tmp_path: Path) -> None:
+    from packwise.config import InferenceConfig
+    from packwise.errors import DataValidationError
+    from packwise.inference import check_daily_query
+    from packwise.warehouse.duckdb import DuckDBWarehouse
+
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as wh:
+        wh.execute("CREATE TABLE products AS SELECT 'p1' AS product_id, TIMESTAMP '2026-01-01' AS added_at")
+        check_daily_query(wh, InferenceConfig())  # the embedded defaults' query and column
+        with pytest.raises(DataValidationError, match=r"returns no 'created'"):
+            check_daily_query(wh, InferenceConfig(watermark_column="created"))
