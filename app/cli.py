@@ -98,6 +98,15 @@ def _mount_gate() -> None:
 _mount_gate()
 
 
+def _mount_init() -> None:
+    from packwise_app.init_cli import register
+
+    register(app)
+
+
+_mount_init()
+
+
 @config_app.command("show")
 def config_show(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt) -> None:
     """Print the effective configuration (file + overrides over the embedded defaults)."""
@@ -300,7 +309,7 @@ def train(
         from packwise.warehouse import open_warehouse
 
         with open_warehouse(cfg.warehouse, read_only=True) as wh:
-            week = resolve_training_week(wh, week, allow_no_new_labels)
+            week = resolve_training_week(wh, week, allow_no_new_labels, cfg.warehouse.label_weeks_query)
         from packwise_pipelines.local import training_run
 
         console.print(
@@ -392,6 +401,8 @@ def infer(
         pins = parse_pins(model or [])
         for package_type, version in pins.items():
             check_package_type(cfg, package_type, f"--model {package_type}={version}")
+        if mode is Mode.daily:
+            _check_daily(cfg)
         _check_models(cfg, pins)
         from packwise_pipelines.local import inference_run
 
@@ -430,6 +441,17 @@ def _check_models(cfg: PackwiseConfig, pins: dict[str, int]) -> None:
             f"no model registered yet (no registry at {uri[10:]}); train first: `packwise train --week 1`"
         )
     check_models(open_registry(cfg.registry), cfg.package_type_names, pins)
+
+
+def _check_daily(cfg: PackwiseConfig) -> None:
+    """A daily run needs the watermark column (`added_at`); say so before the pipeline starts."""
+    from packwise.inference import check_daily_query
+    from packwise.warehouse import open_warehouse
+
+    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.exists():
+        return  # no warehouse yet: the model check that follows says what to do first
+    with open_warehouse(cfg.warehouse, read_only=True) as wh:
+        check_daily_query(wh, cfg.inference)
 
 
 def _print_inference_table(summary: dict[str, Any]) -> None:

@@ -314,18 +314,95 @@ class Cluster:
         return changes
 
 
+KFP_PORT_FORWARD = "kubectl port-forward -n kubeflow svc/ml-pipeline 8888:8888"
+"""The port-forward the README's kind walkthrough uses for the KFP API (cluster.host http://localhost:8888)."""
+
+
+def kfp_endpoint(config: PackwiseConfig) -> str | None:
+    """The KFP API URL a client would use: cluster.host, else kfp's KF_PIPELINES_ENDPOINT; None: kube config."""
+    import os
+
+    host = config.cluster.host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
+    if host and not host.startswith(("http://", "https://")):
+        host = "https://" + host  # what kfp.Client assumes
+    return host.rstrip("/") if host else None
+
+
+def _kube_config_exists() -> bool:
+    import os
+
+    paths = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    return any(Path(p).is_file() for p in paths.split(os.pathsep) if p)
+
+
+def check_reachable(config: PackwiseConfig, timeout_s: float = 5.0) -> None:
+    """Fails with one line naming the host and what to check when nothing answers at the KFP endpoint.
+
+    Only a TCP connection is tried (kfp.Client's own health check follows); it runs before anything is
+    compiled or uploaded. Without an endpoint, kfp finds the API through the in-cluster service or the kube
+    config; with neither there is nothing to try.
+
+    Raises:
+        ClusterError: No endpoint at all, an unknown host name, a refused connection or no answer in time.
+    """
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    host = kfp_endpoint(config)
+    fix = f"set cluster.host (e.g. --set cluster.host=http://localhost:8888 after `{KFP_PORT_FORWARD}`)"
+    if host is None:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") or _kube_config_exists():
+            return  # kfp.Client finds the API itself (in-cluster DNS or the kube config's proxy)
+        raise ClusterError(
+            f"no Kubeflow Pipelines endpoint: cluster.host is unset, KF_PIPELINES_ENDPOINT is empty and there is no "
+            f"kube config; {fix}"
+        )
+    parts = urlsplit(host)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ClusterError(f"cluster.host {host!r} has an invalid port; {fix}") from None
+    if not parts.hostname:
+        raise ClusterError(f"cluster.host {host!r} names no host; {fix}")
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return
+    except socket.gaierror:
+        why = f"unknown host name {parts.hostname!r}"
+    except TimeoutError:
+        why = f"no answer from {parts.hostname}:{port} in {timeout_s:g}s"
+    except ConnectionRefusedError:
+        why = f"connection to {parts.hostname}:{port} refused"
+    except OSError as err:
+        why = f"{parts.hostname}:{port}: {err.strerror or err}"
+    raise ClusterError(
+        f"cannot reach Kubeflow Pipelines at {host} ({why}); check that the KFP API is up and that cluster.host "
+        f"points at it (a port-forward: `{KFP_PORT_FORWARD}`, then --set cluster.host=http://localhost:8888)"
+    )
+
+
 def connect(config: PackwiseConfig, images: ImageSet | None = None) -> Cluster:
-    """A Cluster on the KFP API at `cluster.host` (or the KF_PIPELINES_ENDPOINT kfp reads)."""
+    """A Cluster on the KFP API at `cluster.host` (or the KF_PIPELINES_ENDPOINT kfp reads).
+
+    The endpoint is checked first (`check_reachable`). kfp.Client prints "Failed to load kube config." when it
+    looks for one and finds none: that print is swallowed, the error that follows says what matters.
+    """
+    import io
     import warnings
 
+    check_reachable(config)
     import kfp
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", FutureWarning)  # "this client only works with KFP v2.0.0-beta.2 and later"
         try:
             client = kfp.Client(host=config.cluster.host, namespace=config.cluster.namespace)
         except Exception as err:  # kfp raises plain exceptions for unreachable hosts and bad kube contexts
-            where = config.cluster.host or "the default endpoint"
-            first = re.sub(r"\s+", " ", str(err)).strip()[:200]
-            raise ClusterError(f"cannot reach Kubeflow Pipelines at {where} ({first}); set cluster.host") from None
+            where = kfp_endpoint(config) or "the kube config's cluster"
+            first = re.sub(r"\s+", " ", str(err)).strip()
+            raise ClusterError(
+                f"cannot reach Kubeflow Pipelines at {where} ({first}); check that the KFP API is up and that "
+                "cluster.host points at it"
+            ) from None
     return Cluster(client=client, config=config, images=images)

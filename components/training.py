@@ -310,7 +310,7 @@ def register(
             item under kfp.local).
 
     Returns:
-        The registered version and its status as JSON.
+        The package type, its registered version and status as JSON.
     """
     import json
     from pathlib import Path
@@ -332,7 +332,8 @@ def register(
     )
     registry = RegistryConfig.model_validate_json(registry_json)
     result = run(Path(model.path), train_summary, evaluation, decision, registry, training=record)
-    return json.dumps(result)
+    # the package type travels with the result: a cached register task's line names it (packwise_pipelines.local)
+    return json.dumps({"package_type": package_type, **result})
 
 
 def notify(

@@ -10,6 +10,7 @@ therefore resumes from the failed task when run again.
 import builtins
 import contextlib
 import io
+import json
 import logging
 import re
 import sys
@@ -33,7 +34,8 @@ Runner = Literal["subprocess", "docker"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
-_CACHE_HIT = re.compile(r"Task (\S+) cache hit")
+_CACHE_HIT = re.compile(r"Task (\S+) cache hit \(key=([0-9a-f]+)\)")
+_DEDUP_SUFFIX = re.compile(r"-\d+$")  # kfp names the second `register` task of a pipeline `register-2`
 _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 
 
@@ -57,6 +59,7 @@ class ProgressLog:
     log_path: Path
     on_event: Callable[[TaskEvent], None]
     echo: bool = False
+    cache_root: Path | None = None
     events: list[TaskEvent] = field(default_factory=list)
     kfp_failures: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,8 +104,40 @@ class ProgressLog:
                 self.kfp_failures.append(m.group(1))
             return None
         if m := _CACHE_HIT.search(line):
-            return TaskEvent(m.group(1).strip("'"), "cached")
+            task = _DEDUP_SUFFIX.sub("", m.group(1).strip("'"))
+            return TaskEvent(task, "cached", package_type=_cached_subject(self.cache_root, m.group(2)))
         return None
+
+
+def _subject(value: Any) -> str | None:
+    """The package type (or else the shard) a task's outputs name: artifact metadata or a JSON summary."""
+    if isinstance(value, str) and value.startswith("{"):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if isinstance(value, dict):
+        for key in ("package_type", "shard"):
+            if isinstance(value.get(key), str):
+                return str(value[key])
+        if isinstance(value.get("metadata"), dict):  # an artifact as kfp.local's cache stores it
+            return _subject(value["metadata"])
+    return None
+
+
+def _cached_subject(cache_root: Path | None, key_prefix: str) -> str | None:
+    """What a cache hit's task worked on, read from its kfp.local cache entry (`<key>.json`); None if unknown.
+
+    kfp logs only the task name (`train`, `register-2`) and the key's first 12 hex digits; the stored outputs
+    (a model's metadata, a training summary, a shard's statistics) name the package type or the shard.
+    """
+    if cache_root is None:
+        return None
+    for entry in sorted(cache_root.glob(f"{key_prefix}*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            outputs = json.loads(entry.read_text())
+            found = [s for v in outputs.values() if (s := _subject(v)) is not None] if isinstance(outputs, dict) else []
+            if found:
+                return found[0]
+    return None
 
 
 class _LineStream(io.TextIOBase):
@@ -313,7 +348,9 @@ def run_pipeline_locally(
     check_run_id(run_id, "run id")
     init_local(config, runner)
     log_path = config.storage.root / "logs" / f"{run_id}.log"
-    progress_log = ProgressLog(log_path=log_path, on_event=on_event or (lambda e: None), echo=verbose)
+    progress_log = ProgressLog(
+        log_path=log_path, on_event=on_event or (lambda e: None), echo=verbose, cache_root=config.storage.cache_root
+    )
     start = time.perf_counter()
     try:
         with (

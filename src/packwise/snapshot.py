@@ -94,10 +94,13 @@ def _unload(warehouse: Warehouse, key: str, sql: str, week: int, path: Path, ord
 LATEST_WEEK = 0  # a training week of 0 means the newest week that has labels (the schedules use it)
 
 
-def resolve_training_week(warehouse: Warehouse, week: int, allow_no_new_labels: bool = False) -> int:
+def resolve_training_week(
+    warehouse: Warehouse, week: int, allow_no_new_labels: bool = False, weeks_query: str = "SELECT week FROM labels"
+) -> int:
     """The label week a training run trains on, checked against the label history.
 
-    Queries the largest label week and the number of labels of `week` in the ``labels`` table.
+    Queries the largest label week and the number of labels of `week` in `weeks_query`'s result
+    (``warehouse.label_weeks_query``: one row per label, a ``week`` column).
 
     Args:
         warehouse: An open warehouse.
@@ -112,10 +115,17 @@ def resolve_training_week(warehouse: Warehouse, week: int, allow_no_new_labels: 
         DataValidationError: No labels at all, the week is past the history, or (unless allowed) it
             brings no new labels.
     """
-    found = warehouse.fetch_df(
-        "SELECT MAX(week) AS last_week, SUM(CASE WHEN week = $week THEN 1 ELSE 0 END) AS n_week FROM labels",
-        {"week": week},
-    )
+    try:
+        found = warehouse.fetch_df(
+            "SELECT MAX(w.week) AS last_week, SUM(CASE WHEN w.week = $week THEN 1 ELSE 0 END) AS n_week "
+            f"FROM ({weeks_query}) AS w",
+            {"week": week},
+        )
+    except QueryError as err:
+        raise WarehouseError(
+            f"warehouse.label_weeks_query failed: {err}; fix warehouse.label_weeks_query in the config "
+            "(it returns a `week` column, one row per label)"
+        ) from None
     last = found["last_week"].iloc[0] if len(found) else None
     if last is None or pd.isna(last):  # an empty labels table
         raise DataValidationError("the warehouse has no labels; load labels (or run `packwise seed`) first")

@@ -390,7 +390,7 @@ def extract(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: s
         with open_warehouse(warehouse, read_only=True) as wh:
             # week 0 (the schedules) becomes the newest labelled week; a week past the history is refused.
             # Whether the week brings new labels is checked by `packwise train` (--allow-no-new-labels).
-            week = resolve_training_week(wh, week, allow_no_new_labels=True)
+            week = resolve_training_week(wh, week, True, warehouse.label_weeks_query)
         config = PackwiseConfig(storage=StorageConfig(root=storage_root), warehouse=warehouse)
         info = extract_snapshot(config, week)
         record = {

@@ -233,3 +233,84 @@ def test_submit_prints_the_equivalent_kfp_run_create_line() -> None:
     from kfp.cli.run import run as kfp_run
 
     assert "create" in kfp_run.commands and "submit" not in kfp_run.commands
+
+
+@pytest.mark.parametrize(
+    ("args", "typo", "suggestion"),
+    [
+        (["trian", "--week", "1"], "trian", "'train'"),
+        (["registy", "list"], "registy", "'registry'"),
+        (["registry", "aprove", "mailer", "2"], "aprove", "'approve'"),
+        (["config", "shwo"], "shwo", "'show'"),
+        (["schedule", "aply"], "aply", "'apply'"),
+    ],
+)
+def test_a_misspelt_command_gets_a_did_you_mean_at_every_level(args: list[str], typo: str, suggestion: str) -> None:
+    # click's own suggestion (difflib over the group's commands), for the top level and for every group
+    code, out = _invoke(*args)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 2
+    assert f"No such command '{typo}'. Did you mean {suggestion}" in flat
+
+
+def test_a_misspelt_option_names_the_close_one() -> None:
+    code, out = _invoke("train", "--weak", "1")
+    assert code == 2 and "No such option: --weak" in out and "--week" in out
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def no_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No endpoint from the environment, no kube config, not in a pod; compiling would fail the test."""
+    import packwise_app.cluster as cluster
+
+    for name in ("KF_PIPELINES_ENDPOINT", "KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def no_compile(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled before the cluster was found reachable")
+
+    monkeypatch.setattr(cluster, "compile_pipeline", no_compile)
+
+
+def _error_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("error:")]
+
+
+def test_submit_to_an_unreachable_host_fails_in_one_line_before_compiling(no_kube: None) -> None:
+    host = f"http://127.0.0.1:{_closed_port()}"
+    code, out = _invoke("submit", "training", "--week", "1", "--set", f"cluster.host={host}")
+    assert code == 2, out
+    (line,) = _error_lines(out)
+    assert f"cannot reach Kubeflow Pipelines at {host} (connection to 127.0.0.1:" in line and "refused" in line
+    assert "check that the KFP API is up" in line and "kubectl port-forward -n kubeflow svc/ml-pipeline" in line
+    assert "Traceback" not in out and "HTTPConnectionPool" not in out
+    code, out = _invoke("submit", "training", "--week", "1", "--set", "cluster.host=http://no-such-kfp.invalid:8888")
+    assert code == 2 and "unknown host name 'no-such-kfp.invalid'" in out
+
+
+def test_submit_without_any_endpoint_says_to_set_cluster_host(no_kube: None) -> None:
+    code, out = _invoke("submit", "inference", "--mode", "daily")
+    assert code == 2, out
+    (line,) = _error_lines(out)
+    assert "no Kubeflow Pipelines endpoint: cluster.host is unset" in line and "--set cluster.host=" in line
+    assert "kube config." not in out
+
+
+def test_kfps_kube_config_print_is_not_shown(tmp_path: Path, no_kube: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("garbage: [\n")
+    monkeypatch.setenv("KUBECONFIG", str(bad))  # kfp tries it, prints "Failed to load kube config.", goes on
+    code, out = _invoke("schedule", "list")
+    assert code == 2, out
+    assert "Failed to load kube config" not in out
+    (line,) = _error_lines(out)
+    assert "cannot reach Kubeflow Pipelines at the kube config's cluster" in line

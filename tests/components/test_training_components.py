@@ -130,7 +130,7 @@ def test_extract_through_the_local_runner(cfg: PackwiseConfig, runner: Path) -> 
 def _register_and_check(cfg: PackwiseConfig, prefix: str, result: str | None) -> Any:
     """The first model of a type becomes its champion; returns the champion."""
     if result is not None:
-        assert json.loads(result) == {"version": 1, "status": "Approved", "reused": False}
+        assert json.loads(result) == {"package_type": PACKAGE_TYPE, "version": 1, "status": "Approved", "reused": False}
     registry = open_registry(cfg.registry.model_copy(update={"model_name_prefix": prefix}))
     champion = registry.champion(PACKAGE_TYPE)
     assert champion is not None and champion.version == 1 and champion.status == Status.APPROVED
@@ -189,7 +189,7 @@ def test_train_evaluate_compare_register_as_plain_python(
     champion = _register_and_check(cfg, prefix, result)
     assert champion.candidate_key == trained.candidate_key
     again = components.register(model, plain_split["train"], summary, evaluation, decision, registry_json, *config)
-    assert json.loads(again) == {"version": 1, "status": "Approved", "reused": True}
+    assert json.loads(again) == {"package_type": PACKAGE_TYPE, "version": 1, "status": "Approved", "reused": True}
 
 
 def test_train_evaluate_compare_register_through_the_local_runner(cfg: PackwiseConfig, runner: Path) -> None:

@@ -29,6 +29,10 @@ QUALIFY row_number() OVER (
 """.strip()
 
 
+# The label history `packwise train --week N` is checked against (the newest week, the labels of week N).
+DEFAULT_LABEL_WEEKS_SQL = "SELECT week FROM labels"
+
+
 class StorageConfig(_Strict):
     """Where local state lives. Relative paths are resolved against the working directory."""
 
@@ -59,6 +63,10 @@ class WarehouseConfig(_Strict):
     path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
     products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
     labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
+    label_weeks_query: str = Field(
+        DEFAULT_LABEL_WEEKS_SQL,
+        description="SQL returning a `week` column, one row per label: `train --week` is checked against it.",
+    )
     dsn_env: str | None = Field(
         None, description="postgres: name of the environment variable holding the DSN (never the DSN itself)."
     )

@@ -28,6 +28,12 @@ DENSE_BATCH_LIMIT_BYTES = 1 << 30
 
 DerivedFeature = Literal["volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l"]
 _ALL_DERIVED: tuple[DerivedFeature, ...] = ("volume_cm3", "max_dim_cm", "min_dim_cm", "density_kg_per_l")
+_DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
+    "volume_cm3": ("length_cm", "width_cm", "height_cm"),
+    "max_dim_cm": ("length_cm", "width_cm", "height_cm"),
+    "min_dim_cm": ("length_cm", "width_cm", "height_cm"),
+    "density_kg_per_l": ("length_cm", "width_cm", "height_cm", "weight_kg"),
+}
 
 
 class FeatureConfig(_Strict):
@@ -52,6 +58,23 @@ class FeatureConfig(_Strict):
         64, ge=1, le=MAX_CATEGORIES, description="Most frequent values kept per categorical column."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_columns(cls, data: Any) -> Any:
+        """A config naming its own feature columns gets no synthetic-catalogue defaults for the other groups.
+
+        The defaults describe `packwise seed`'s catalogue. Once a config lists any of numeric, boolean or
+        categorical, the groups it leaves out are empty and `derived` keeps only the features whose inputs
+        (length_cm, width_cm, height_cm, weight_kg) are among its numeric columns.
+        """
+        if not isinstance(data, dict) or not {"numeric", "boolean", "categorical"} & set(data):
+            return data
+        out = {"numeric": [], "boolean": [], "categorical": [], **data}
+        if "derived" not in data:
+            numeric = set(out["numeric"] or [])
+            out["derived"] = [d for d in _ALL_DERIVED if set(_DERIVED_INPUTS[d]) <= numeric]
+        return out
+
     @model_validator(mode="after")
     def _no_overlap(self) -> FeatureConfig:
         seen: dict[str, str] = {}
@@ -67,14 +90,8 @@ class FeatureConfig(_Strict):
     def input_columns(self, with_text: bool = False) -> list[str]:
         """Product columns the feature builder reads."""
         cols = [*self.numeric, *self.boolean, *self.categorical]
-        needed = {
-            "volume_cm3": ["length_cm", "width_cm", "height_cm"],
-            "max_dim_cm": ["length_cm", "width_cm", "height_cm"],
-            "min_dim_cm": ["length_cm", "width_cm", "height_cm"],
-            "density_kg_per_l": ["length_cm", "width_cm", "height_cm", "weight_kg"],
-        }
         for d in self.derived:
-            cols += [c for c in needed[d] if c not in cols]
+            cols += [c for c in _DERIVED_INPUTS[d] if c not in cols]
         if with_text and self.text not in cols:
             cols.append(self.text)
         return cols

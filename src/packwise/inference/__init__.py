@@ -15,6 +15,7 @@ from packwise.inference.shards import (
 )
 from packwise.inference.steps import (
     MODES,
+    check_daily_query,
     check_mode,
     check_models,
     collect_scores,
@@ -34,6 +35,7 @@ __all__ = [
     "MODES",
     "PRODUCTS_FILE",
     "SHARD_PREFIX",
+    "check_daily_query",
     "check_mode",
     "check_models",
     "collect_scores",

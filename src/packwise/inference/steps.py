@@ -36,6 +36,7 @@ from packwise.progress import task_report
 
 if TYPE_CHECKING:
     from packwise.registry import Registry
+    from packwise.warehouse import Warehouse
 
 MODES = ("daily", "monthly")
 # The daily query's `$since` before any watermark exists: older than any product.
@@ -51,6 +52,38 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r}: use daily (new products) or monthly (whole inventory)")
     return mode
+
+
+def daily_needs(inference: InferenceConfig, problem: str) -> str:
+    """The one-line message of a daily run that cannot tell new products from old ones (`problem` first)."""
+    column = inference.watermark_column
+    return (
+        f"daily inference: {problem}; daily mode scores the products added after the last run, so it needs a "
+        f"timestamp column saying when each product was added ({column!r}, inference.watermark_column): add it "
+        f"to your products table and to inference.new_products_query (`WHERE {column} > $since`), or name yours "
+        "in inference.watermark_column; --mode monthly needs none"
+    )
+
+
+def check_daily_query(warehouse: Warehouse, inference: InferenceConfig) -> None:
+    """Fails before a daily run when its query fails or returns no `inference.watermark_column` column.
+
+    Runs ``inference.new_products_query`` inside a false predicate (no rows are read).
+
+    Raises:
+        DataValidationError: The query fails (e.g. on a missing column) or lacks the watermark column.
+    """
+    from packwise.warehouse import QueryError
+
+    try:
+        found = warehouse.fetch_df(
+            f"SELECT * FROM ({inference.new_products_query}) AS q WHERE 1 = 0", {"since": EPOCH}
+        )
+    except QueryError as err:
+        raise DataValidationError(daily_needs(inference, f"inference.new_products_query failed ({err})")) from None
+    if inference.watermark_column not in found.columns:
+        column = inference.watermark_column
+        raise DataValidationError(daily_needs(inference, f"inference.new_products_query returns no {column!r}"))
 
 
 def inference_dir(storage_root: Path) -> Path:
@@ -133,11 +166,11 @@ def extract_products(
                     f"inventory: {key} returned no products; a monthly run scores the whole inventory, "
                     f"so check {key} and the warehouse"
                 )
+            # monthly scores everything: without the column there is simply no watermark to record
             watermark = _largest(tmp / PRODUCTS_FILE, inference.watermark_column)
-            if watermark is None and n > 0:
+            if watermark is None and n > 0 and mode == "daily":
                 raise DataValidationError(
-                    f"inventory: column {inference.watermark_column!r} is missing or empty; add it to {key} "
-                    "(the watermark of the daily runs) or set inference.watermark_column"
+                    daily_needs(inference, f"column {inference.watermark_column!r} is missing or empty in {key}")
                 )
             fingerprint = sha256_file(tmp / PRODUCTS_FILE)
             final = root / fingerprint
