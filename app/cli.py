@@ -481,7 +481,8 @@ CLUSTER_DEFAULTS = (
 def _cluster_config(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
     """The config a cluster build compiles; a ConfigError when it names a path or registry of this machine."""
     cfg = load(config, overrides, resolve=False)
-    local = [f"storage.root {str(cfg.storage.root)!r}"] if not cfg.storage.root.is_absolute() else []
+    root = cfg.storage.root
+    local = [f"storage.root {str(root)!r}"] if isinstance(root, Path) and not root.is_absolute() else []
     if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.is_absolute():
         local.append(f"warehouse.path {str(cfg.warehouse.path)!r}")
     if cfg.registry.backend == "mlflow" and cfg.registry.tracking_uri is None:
@@ -535,6 +536,11 @@ def gc(
     """Prune snapshot, inference extract and kfp output directories under storage.root (README, "packwise gc")."""
     try:
         cfg = load(config, overrides)
+        if isinstance(cfg.storage.root, str):
+            raise ConfigError(
+                f"packwise gc prunes a local storage.root; {cfg.storage.root} is an object store: expire "
+                "snapshots/ and inference/extracts/ with a bucket lifecycle rule"
+            )
         from packwise.registry import open_registry
         from packwise.storage_gc import collect_garbage
 
@@ -545,7 +551,7 @@ def gc(
     table = Table("kind", "directory", "MiB", "action")
     for c in result.candidates:
         action = f"keep: {c.keep_reason}" if c.kept else ("would delete" if dry_run else "deleted")
-        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.root)), f"{c.bytes / 2**20:.1f}", action)
+        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.workspace)), f"{c.bytes / 2**20:.1f}", action)
     console.print(table)
     verb = "would free" if dry_run else "freed"
     console.print(
