@@ -179,6 +179,7 @@ class ClusterConfig(_Strict):
             "MLFLOW_TRACKING_USERNAME",
             "MLFLOW_TRACKING_PASSWORD",
             "PACKWISE_WEBHOOK_URL",
+            "PACKWISE_WAREHOUSE_DSN",
         ],
         description="Keys of `secret` set as task env vars (a missing key is skipped).",
     )
