@@ -470,8 +470,9 @@ def _print_inference_table(summary: dict[str, Any]) -> None:
 
 
 CLUSTER_DEFAULTS = (
-    "storage.root=/mnt/packwise",
-    "warehouse.path=/mnt/packwise/warehouse.duckdb",
+    "storage.root=s3://mlpipeline/packwise/storage",
+    "warehouse.backend=postgres",
+    "warehouse.dsn_env=PACKWISE_WAREHOUSE_DSN",
     "registry.tracking_uri=http://mlflow.packwise.svc.cluster.local:5000",
     "registry.artifact_root=mlflow-artifacts:/packwise",
 )
@@ -482,16 +483,18 @@ def _cluster_config(config: Path | None, overrides: list[str] | None) -> Packwis
     """The config a cluster build compiles; a ConfigError when it names a path or registry of this machine."""
     cfg = load(config, overrides, resolve=False)
     root = cfg.storage.root
-    local = [f"storage.root {str(root)!r}"] if isinstance(root, Path) and not root.is_absolute() else []
-    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.is_absolute():
-        local.append(f"warehouse.path {str(cfg.warehouse.path)!r}")
+    # a local directory, even an absolute one, is each pod's own disk: cluster tasks share only the object store
+    local = [f"storage.root {str(root)!r}"] if isinstance(root, Path) else []
+    if cfg.warehouse.backend == "duckdb":
+        local.append(f"warehouse.path {str(cfg.warehouse.path)!r} (a DuckDB file)")
     if cfg.registry.backend == "mlflow" and cfg.registry.tracking_uri is None:
         local.append("registry.tracking_uri unset (an sqlite file under storage.root)")
     if local:
         raise ConfigError(
             f"compile builds for a cluster, but {'; '.join(local)} would be this machine's; pass "
-            "-c cluster.yaml (e.g. manifests/overlays/kind/packwise.yaml) or --set storage.root=/mnt/packwise "
-            "--set warehouse.path=/mnt/packwise/warehouse.duckdb --set registry.tracking_uri=http://mlflow:5000"
+            "-c cluster.yaml (e.g. manifests/overlays/kind/packwise.yaml) or --set storage.root=s3://bucket/prefix "
+            "--set warehouse.backend=postgres --set warehouse.dsn_env=PACKWISE_WAREHOUSE_DSN "
+            "--set registry.tracking_uri=http://mlflow:5000"
         )
     return cfg.resolved()
 
@@ -504,8 +507,9 @@ def compile_pipelines(
 ) -> None:
     """Write the compiled IR YAML of the pipelines (submit with `kfp run create`).
 
-    Without --config the in-cluster defaults of `manifests/overlays/kind` are compiled (storage.root
-    /mnt/packwise, the cluster's MLflow), never this machine's paths; --set overrides apply on top.
+    Without --config the in-cluster defaults of `manifests/overlays/kind` are compiled (storage.root on
+    KFP's MinIO, the PostgreSQL warehouse, the cluster's MLflow), never this machine's paths; --set
+    overrides apply on top.
     """
     try:
         if config is None:

@@ -103,7 +103,7 @@ class PackwiseConfig(_Strict):
         """Absolute paths everywhere, so tasks in other processes or containers agree."""
         storage = self.storage.resolved()
         wh_path = self.warehouse.path
-        if not wh_path.is_absolute():
+        if self.warehouse.backend == "duckdb" and not wh_path.is_absolute():  # only DuckDB reads the path
             wh_path = (Path.cwd() / wh_path).resolve()
         registry = self.registry
         if registry.tracking_uri is None:
