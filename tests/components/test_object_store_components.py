@@ -93,11 +93,15 @@ def _train_week(cfg: PackwiseConfig, tasks: Tasks, week: int, run_id: str) -> di
     root = str(cfg.storage.root)
     with tasks.task("extract"):
         snapshot = tasks.artifact(dsl.Dataset, f"{run_id}/snapshot")
-        fingerprint, snapshot_dir = components.extract(cfg.section_json("warehouse"), root, week, run_id, "job", snapshot)
+        fingerprint, snapshot_dir = components.extract(
+            cfg.section_json("warehouse"), root, week, run_id, "job", snapshot
+        )
     assert snapshot_dir == f"{root}/snapshots/{fingerprint}"
     with tasks.task("validate"):
         stats = json.loads(
-            components.validate(snapshot_dir, cfg.section_json("features"), cfg.package_type_names, cfg.section_json("model"))
+            components.validate(
+                snapshot_dir, cfg.section_json("features"), cfg.package_type_names, cfg.section_json("model")
+            )
         )
     assert stats["n_products"] > 0
     with tasks.task("split"):
@@ -252,7 +256,9 @@ def test_both_pipelines_through_the_object_store(world: tuple[PackwiseConfig, Pa
     assert f"{extract_key}/products.parquet" in keys and f"{extract_key}/manifest.json" in keys
     shard_keys = [k for k in keys if "/shards-" in k]
     assert sorted(k.rsplit("/", 1)[1] for k in shard_keys) == [
-        "manifest.json", "shard-00000.parquet", "shard-00001.parquet"
+        "manifest.json",
+        "shard-00000.parquet",
+        "shard-00001.parquet",
     ]
     assert {k for k in keys if "/models/" in k} == {
         f"{PREFIX}/inference/models/{t}/v{v}/model.tar.gz"
@@ -261,8 +267,14 @@ def test_both_pipelines_through_the_object_store(world: tuple[PackwiseConfig, Pa
     assert s3.keys(f"{PREFIX}/runs/") == sorted(
         f"{PREFIX}/runs/{name}.json"
         for name in (
-            "train-1", "train-1.summary", "train-2", "train-2.summary",
-            run_id, f"{run_id}.models", f"{run_id}.load", f"{run_id}.summary",
+            "train-1",
+            "train-1.summary",
+            "train-2",
+            "train-2.summary",
+            run_id,
+            f"{run_id}.models",
+            f"{run_id}.load",
+            f"{run_id}.summary",
         )
     )
     # the storage root is the bucket: nothing under the local workspace

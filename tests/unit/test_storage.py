@@ -84,7 +84,9 @@ def test_a_directory_is_staged_out_marker_last_and_in_again(s3: S3Server) -> Non
         mirror = storage.local_root
     assert not mirror.exists()  # the task's temporary mirror goes with the task
     assert uri == f"{root}/snapshots/fp1"
-    assert s3.keys("staged/") == [f"staged/snapshots/fp1/{n}" for n in ("labels.parquet", "manifest.json", "products.parquet")]
+    assert s3.keys("staged/") == [
+        f"staged/snapshots/fp1/{n}" for n in ("labels.parquet", "manifest.json", "products.parquet")
+    ]
     with task_storage(root, write=False) as storage:
         local = storage.stage_in(uri, "manifest.json")
         assert local.is_relative_to(storage.local_root)
@@ -138,3 +140,27 @@ def test_an_unreachable_endpoint_is_one_line(monkeypatch: pytest.MonkeyPatch, s3
 def test_the_write_probe_leaves_nothing_behind(s3: S3Server) -> None:
     check_storage_root(f"s3://{s3.bucket}/probe")
     assert s3.keys("probe/") == []
+
+
+def test_access_denied_is_named_with_the_fix() -> None:
+    from packwise.storage import storage_error
+
+    err = OSError("When reading information for key 'p' in bucket 'b': AWS Error ACCESS_DENIED during HeadObject")
+    text = str(storage_error(err, "s3://b/p"))
+    assert text.startswith("storage.root s3://b/p: access denied (")
+    assert "s3:GetObject/PutObject/ListBucket/DeleteObject" in text and len(text.splitlines()) == 1
+
+
+def test_a_shared_task_volume_is_refused_with_the_way_out() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"cluster": {"storage_pvc": "packwise-storage"}}, "test config")
+    assert "cluster.storage_pvc is gone" in str(err.value) and "s3://bucket/prefix" in str(err.value)
+
+
+def test_kfp_local_and_the_default_registry_stay_on_this_machine_with_an_s3_root(tmp_path: Path) -> None:
+    config = parse_config(
+        {"storage": {"root": "s3://bucket/state", "local_dir": str(tmp_path / "local")}}, "test config"
+    ).resolved()
+    assert config.storage.cache_root == tmp_path / "local" / "kfp-cache"
+    assert config.registry.tracking_uri == f"sqlite:///{tmp_path / 'local' / 'mlflow.db'}"
+    assert config.registry.artifact_root == "s3://bucket/state/mlartifacts"
