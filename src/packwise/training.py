@@ -424,10 +424,19 @@ def extract(warehouse: WarehouseConfig, storage_root: str | Path, week: int, run
 
 
 def stage_snapshot(storage: Any, snapshot_dir: str | Path) -> Path:
-    """The local path of a snapshot directory (a local path, or an ``s3://`` URI staged into the task)."""
-    from packwise.snapshot import MANIFEST_FILE
+    """The local path of a snapshot directory (a local path, or an ``s3://`` URI staged into the task).
 
-    return Path(storage.stage_in(snapshot_dir, MANIFEST_FILE))
+    Raises:
+        DataValidationError: An ``s3://`` snapshot without its manifest (absent, or its upload never finished).
+    """
+    from packwise.errors import DataValidationError
+    from packwise.snapshot import MANIFEST_FILE
+    from packwise.storage import is_object_store
+
+    local = Path(storage.stage_in(snapshot_dir, MANIFEST_FILE))
+    if is_object_store(snapshot_dir) and not (local / MANIFEST_FILE).exists():
+        raise DataValidationError(f"{snapshot_dir} has no {MANIFEST_FILE}; re-run the extract step to rebuild it")
+    return local
 
 
 def _snapshot_storage(snapshot_dir: str | Path) -> Any:

@@ -164,3 +164,15 @@ def test_kfp_local_and_the_default_registry_stay_on_this_machine_with_an_s3_root
     assert config.storage.cache_root == tmp_path / "local" / "kfp-cache"
     assert config.registry.tracking_uri == f"sqlite:///{tmp_path / 'local' / 'mlflow.db'}"
     assert config.registry.artifact_root == "s3://bucket/state/mlartifacts"
+
+
+def test_a_snapshot_uri_without_its_manifest_is_one_line_naming_the_uri(s3: S3Server) -> None:
+    from packwise.config import FeatureConfig, ModelConfig
+    from packwise.errors import DataValidationError
+    from packwise.training import validate
+
+    uri = f"s3://{s3.bucket}/half/snapshots/unfinished"
+    write_bytes(f"{uri}/products.parquet", b"p")
+    with pytest.raises(DataValidationError) as err:
+        validate(uri, FeatureConfig(), ["bag"], ModelConfig())
+    assert str(err.value) == f"{uri} has no manifest.json; re-run the extract step to rebuild it"
