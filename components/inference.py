@@ -33,7 +33,7 @@ def extract_products(
         mode: daily (products added after the watermark) or monthly (the whole inventory).
         warehouse_json: The `warehouse` config section (JSON).
         inference_json: The `inference` config section (JSON): the products queries.
-        storage_root: Root of Packwise's storage.
+        storage_root: Root of Packwise's storage: a local directory or s3://bucket/prefix.
         run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
         job_id: The orchestrator's job id (a placeholder filled in by KFP).
         products: The extract's run record, for lineage in the KFP UI.

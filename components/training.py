@@ -31,14 +31,14 @@ def extract(
 
     Args:
         warehouse_json: The `warehouse` config section (JSON).
-        storage_root: Root of Packwise's storage (snapshots, run records).
+        storage_root: Root of Packwise's storage (snapshots, run records): a local directory or s3://bucket/prefix.
         week: Label snapshot week: every label observed up to this week; 0: the newest labelled week.
         run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
         job_id: The orchestrator's job id (a placeholder filled in by KFP).
         snapshot: The snapshot's manifest, for lineage in the KFP UI.
 
     Returns:
-        The data fingerprint and the snapshot directory every later task reads.
+        The data fingerprint and the snapshot directory every later task reads (its s3:// URI on an object store).
     """
     import json
     from pathlib import Path
