@@ -492,8 +492,9 @@ def _print_inference_table(summary: dict[str, Any]) -> None:
 
 
 CLUSTER_DEFAULTS = (
-    "storage.root=/mnt/packwise",
-    "warehouse.path=/mnt/packwise/warehouse.duckdb",
+    "storage.root=s3://mlpipeline/packwise/storage",
+    "warehouse.backend=postgres",
+    "warehouse.dsn_env=PACKWISE_WAREHOUSE_DSN",
     "registry.tracking_uri=http://mlflow.packwise.svc.cluster.local:5000",
     "registry.artifact_root=mlflow-artifacts:/packwise",
 )
@@ -503,16 +504,19 @@ CLUSTER_DEFAULTS = (
 def _cluster_config(config: Path | None, overrides: list[str] | None) -> PackwiseConfig:
     """The config a cluster build compiles; a ConfigError when it names a path or registry of this machine."""
     cfg = load(config, overrides, resolve=False)
-    local = [f"storage.root {str(cfg.storage.root)!r}"] if not cfg.storage.root.is_absolute() else []
-    if cfg.warehouse.backend == "duckdb" and not cfg.warehouse.path.is_absolute():
-        local.append(f"warehouse.path {str(cfg.warehouse.path)!r}")
+    root = cfg.storage.root
+    # a local directory, even an absolute one, is each pod's own disk: cluster tasks share only the object store
+    local = [f"storage.root {str(root)!r}"] if isinstance(root, Path) else []
+    if cfg.warehouse.backend == "duckdb":
+        local.append(f"warehouse.path {str(cfg.warehouse.path)!r} (a DuckDB file)")
     if cfg.registry.backend == "mlflow" and cfg.registry.tracking_uri is None:
         local.append("registry.tracking_uri unset (an sqlite file under storage.root)")
     if local:
         raise ConfigError(
             f"compile builds for a cluster, but {'; '.join(local)} would be this machine's; pass "
-            "-c cluster.yaml (e.g. manifests/overlays/kind/packwise.yaml) or --set storage.root=/mnt/packwise "
-            "--set warehouse.path=/mnt/packwise/warehouse.duckdb --set registry.tracking_uri=http://mlflow:5000"
+            "-c cluster.yaml (e.g. manifests/overlays/kind/packwise.yaml) or --set storage.root=s3://bucket/prefix "
+            "--set warehouse.backend=postgres --set warehouse.dsn_env=PACKWISE_WAREHOUSE_DSN "
+            "--set registry.tracking_uri=http://mlflow:5000"
         )
     return cfg.resolved()
 
@@ -525,8 +529,9 @@ def compile_pipelines(
 ) -> None:
     """Write the compiled IR YAML of the pipelines (submit with `kfp run create`).
 
-    Without --config the in-cluster defaults of `manifests/overlays/kind` are compiled (storage.root
-    /mnt/packwise, the cluster's MLflow), never this machine's paths; --set overrides apply on top.
+    Without --config the in-cluster defaults of `manifests/overlays/kind` are compiled (storage.root on
+    KFP's MinIO, the PostgreSQL warehouse, the cluster's MLflow), never this machine's paths; --set
+    overrides apply on top.
     """
     try:
         if config is None:
@@ -557,6 +562,11 @@ def gc(
     """Prune snapshot, inference extract and kfp output directories under storage.root (README, "packwise gc")."""
     try:
         cfg = load(config, overrides)
+        if isinstance(cfg.storage.root, str):
+            raise ConfigError(
+                f"packwise gc prunes a local storage.root; {cfg.storage.root} is an object store: expire "
+                "snapshots/ and inference/extracts/ with a bucket lifecycle rule"
+            )
         from packwise.registry import open_registry
         from packwise.storage_gc import collect_garbage
 
@@ -567,7 +577,7 @@ def gc(
     table = Table("kind", "directory", "MiB", "action")
     for c in result.candidates:
         action = f"keep: {c.keep_reason}" if c.kept else ("would delete" if dry_run else "deleted")
-        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.root)), f"{c.bytes / 2**20:.1f}", action)
+        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.workspace)), f"{c.bytes / 2**20:.1f}", action)
     console.print(table)
     verb = "would free" if dry_run else "freed"
     console.print(

@@ -33,7 +33,7 @@ def extract_products(
         mode: daily (products added after the watermark) or monthly (the whole inventory).
         warehouse_json: The `warehouse` config section (JSON).
         inference_json: The `inference` config section (JSON): the products queries.
-        storage_root: Root of Packwise's storage.
+        storage_root: Root of Packwise's storage: a local directory or s3://bucket/prefix.
         run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
         job_id: The orchestrator's job id (a placeholder filled in by KFP).
         products: The extract's run record, for lineage in the KFP UI.
@@ -48,11 +48,12 @@ def extract_products(
     from packwise.config import InferenceConfig, WarehouseConfig
     from packwise.inference import extract_products as run
     from packwise.lineage import effective_run_id
+    from packwise.storage import storage_path
 
     record = run(
         WarehouseConfig.model_validate_json(warehouse_json),
         InferenceConfig.model_validate_json(inference_json),
-        Path(storage_root),
+        storage_path(storage_root),
         mode,
         effective_run_id(run_id, job_id),
     )
@@ -85,18 +86,18 @@ def resolve_models(
         The models (version, status, file, feature recipe, threshold per type) as JSON.
     """
     import json
-    from pathlib import Path
 
     from packwise.config import RegistryConfig
     from packwise.inference import resolve_models as run
     from packwise.lineage import effective_run_id
+    from packwise.storage import storage_path
 
     models = run(
         RegistryConfig.model_validate_json(registry_json),
         list(package_types),
         {str(k): float(v) for k, v in thresholds.items()},
         {str(k): int(v) for k, v in pinned_models.items()},
-        Path(storage_root),
+        storage_path(storage_root),
         effective_run_id(run_id, job_id),
     )
     return json.dumps(models, sort_keys=True)
@@ -121,9 +122,11 @@ def prepare_products(extract_dir: str, models_json: str, mode: str, inference_js
     from packwise.config import InferenceConfig
     from packwise.inference import model_versions
     from packwise.inference import prepare_products as run
+    from packwise.storage import storage_path
 
     models = json.loads(models_json)
-    result = run(Path(extract_dir), models, mode, InferenceConfig.model_validate_json(inference_json).batch_rows)
+    batch_rows = InferenceConfig.model_validate_json(inference_json).batch_rows
+    result = run(storage_path(extract_dir), models, mode, batch_rows)
     Path(plan.path).write_text(json.dumps(result, indent=2, sort_keys=True))
     plan.metadata.update({"n_products": result["n_products"], "models": model_versions(models)})
     return int(result["n_products"])
@@ -176,9 +179,10 @@ def score_shard(
 
     from packwise.config import ComputeConfig, InferenceConfig, SageMakerConfig
     from packwise.inference import score_shard as run
+    from packwise.storage import storage_path
 
     stats = run(
-        Path(shard),
+        storage_path(shard),
         json.loads(Path(plan.path).read_text()),
         ComputeConfig.model_validate_json(compute_json),
         SageMakerConfig.model_validate_json(sagemaker_json),
@@ -249,13 +253,14 @@ def load_predictions(
     from packwise.config import InferenceConfig, WarehouseConfig
     from packwise.inference import load_predictions as run
     from packwise.lineage import effective_run_id
+    from packwise.storage import storage_path
 
     result = run(
         json.loads(Path(predictions.path).read_text()),
         [Path(s.path) for s in scored],
         WarehouseConfig.model_validate_json(warehouse_json),
         InferenceConfig.model_validate_json(inference_json),
-        Path(storage_root),
+        storage_path(storage_root),
         effective_run_id(run_id, job_id),
         mode,
         since or None,
@@ -286,14 +291,14 @@ def notify_inference(
         The run summary as JSON.
     """
     import json
-    from pathlib import Path
 
     from packwise.config import NotifyConfig
     from packwise.inference import notify_inference as run
     from packwise.lineage import effective_run_id
+    from packwise.storage import storage_path
 
     summary = run(
-        Path(storage_root),
+        storage_path(storage_root),
         effective_run_id(run_id, job_id),
         NotifyConfig.model_validate_json(notify_json),
         list(package_types),

@@ -31,24 +31,28 @@ def extract(
 
     Args:
         warehouse_json: The `warehouse` config section (JSON).
-        storage_root: Root of Packwise's storage (snapshots, run records).
+        storage_root: Root of Packwise's storage (snapshots, run records): a local directory or s3://bucket/prefix.
         week: Label snapshot week: every label observed up to this week; 0: the newest labelled week.
         run_id: Run id chosen by the caller; empty to use the orchestrator's job id.
         job_id: The orchestrator's job id (a placeholder filled in by KFP).
         snapshot: The snapshot's manifest, for lineage in the KFP UI.
 
     Returns:
-        The data fingerprint and the snapshot directory every later task reads.
+        The data fingerprint and the snapshot directory every later task reads (its s3:// URI on an object store).
     """
     import json
     from pathlib import Path
 
     from packwise.config import WarehouseConfig
     from packwise.lineage import effective_run_id
+    from packwise.storage import storage_path
     from packwise.training import extract as run
 
     record = run(
-        WarehouseConfig.model_validate_json(warehouse_json), Path(storage_root), week, effective_run_id(run_id, job_id)
+        WarehouseConfig.model_validate_json(warehouse_json),
+        storage_path(storage_root),
+        week,
+        effective_run_id(run_id, job_id),
     )
     Path(snapshot.path).write_text(json.dumps(record, indent=2))
     snapshot.metadata.update({"fingerprint": record["fingerprint"], "n_labels": record["n_labels"]})
@@ -68,13 +72,13 @@ def validate(snapshot_dir: str, features_json: str, package_types: list, model_j
         Snapshot statistics as JSON.
     """
     import json
-    from pathlib import Path
 
     from packwise.config import FeatureConfig, ModelConfig
+    from packwise.storage import storage_path
     from packwise.training import validate as run
 
     stats = run(
-        Path(snapshot_dir),
+        storage_path(snapshot_dir),
         FeatureConfig.model_validate_json(features_json),
         list(package_types),
         ModelConfig.model_validate_json(model_json),
@@ -105,10 +109,11 @@ def split(
     from pathlib import Path
 
     from packwise.config import SplitConfig
+    from packwise.storage import storage_path
     from packwise.training import split as run
 
     summary = run(
-        Path(snapshot_dir),
+        storage_path(snapshot_dir),
         Path(train_split.path),
         Path(validation_split.path),
         SplitConfig.model_validate_json(split_json),
@@ -217,14 +222,15 @@ def evaluate(
     import tempfile
     from pathlib import Path
 
-    from packwise.config import ComputeConfig, GateConfig, RegistryConfig, SageMakerConfig, SplitConfig, StorageConfig
+    from packwise.config import ComputeConfig, GateConfig, RegistryConfig, SageMakerConfig, SplitConfig
+    from packwise.storage import join
     from packwise.training import LabelQualityInputs
     from packwise.training import evaluate as run
 
     split = SplitConfig.model_validate_json(split_json)
-    snapshots = StorageConfig(root=Path(storage_root)).snapshots
+    snapshots = join(storage_root, "snapshots")
     quality = LabelQualityInputs(
-        snapshots / validation_split.metadata["fingerprint"],
+        join(snapshots, validation_split.metadata["fingerprint"]),
         snapshots,
         split.train_ratio,
         split.seed,
@@ -315,7 +321,8 @@ def register(
     import json
     from pathlib import Path
 
-    from packwise.config import FeatureConfig, ModelConfig, RegistryConfig, SplitConfig, StorageConfig
+    from packwise.config import FeatureConfig, ModelConfig, RegistryConfig, SplitConfig
+    from packwise.storage import join
     from packwise.training import TrainSummary, training_record
     from packwise.training import register as run
 
@@ -327,7 +334,7 @@ def register(
         ModelConfig.model_validate_json(model_json),
         SplitConfig.model_validate_json(split_json),
         week,
-        str(StorageConfig(root=Path(storage_root)).snapshots / train_split.metadata["fingerprint"]),
+        join(storage_root, "snapshots", train_split.metadata["fingerprint"]),
         evaluation,
     )
     registry = RegistryConfig.model_validate_json(registry_json)
@@ -366,14 +373,14 @@ def notify(
         The run summary as JSON.
     """
     import json
-    from pathlib import Path
 
     from packwise.config import NotifyConfig, RegistryConfig
     from packwise.lineage import effective_run_id
+    from packwise.storage import storage_path
     from packwise.training import notify as run
 
     summary = run(
-        Path(storage_root),
+        storage_path(storage_root),
         effective_run_id(run_id, job_id),
         RegistryConfig.model_validate_json(registry_json),
         NotifyConfig.model_validate_json(notify_json),

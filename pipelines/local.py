@@ -230,7 +230,7 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
     from docker.types import Mount
 
     resolved = config.resolved()
-    root = resolved.storage.root
+    root = resolved.storage.workspace  # an s3:// root is reached over the network, like any service
     root.mkdir(parents=True, exist_ok=True)
     wanted = [root, resolved.warehouse.path.parent]
     for uri in (resolved.registry.tracking_uri, resolved.registry.artifact_root):
@@ -251,12 +251,25 @@ def docker_run_args(config: PackwiseConfig) -> dict[str, Any]:
     }
     environment = dict(task_environment())
     # by name only: the values (PACKWISE_FAIL_TASK, the webhook URL's secret variable) never enter config or IR
-    for name in ("PACKWISE_FAIL_TASK", resolved.notify.webhook_url_env):
+    names = ["PACKWISE_FAIL_TASK", resolved.notify.webhook_url_env]
+    if resolved.storage.is_object_store:  # the standard AWS chain's settings, by name, for the containers' S3 client
+        names += [*_AWS_ENV]
+    for name in names:
         if name and os.environ.get(name):
             environment[name] = os.environ[name]
     args["environment"] = environment
     return args
 
+
+_AWS_ENV = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
 
 # kfp.local runs at most this many tasks at once (its ParallelExecutor caps every ParallelFor at two).
 LOCAL_CONCURRENT_TASKS = 2
@@ -313,7 +326,8 @@ def _run_temp_dir(run_id: str, enabled: bool) -> Iterator[dict[str, str]]:
 
 
 def init_local(config: PackwiseConfig, runner: Runner) -> None:
-    """kfp.local with caching on, outputs and cache under storage.root."""
+    """kfp.local with caching on, outputs and cache under storage.root (storage.local_dir for an s3:// root:
+    kfp.local supports only a local pipeline root)."""
     if runner == "docker":
         runner_obj: Any = local.DockerRunner(**docker_run_args(config))
     else:
@@ -347,7 +361,7 @@ def run_pipeline_locally(
     """
     check_run_id(run_id, "run id")
     init_local(config, runner)
-    log_path = config.storage.root / "logs" / f"{run_id}.log"
+    log_path = config.storage.workspace / "logs" / f"{run_id}.log"
     progress_log = ProgressLog(
         log_path=log_path, on_event=on_event or (lambda e: None), echo=verbose, cache_root=config.storage.cache_root
     )

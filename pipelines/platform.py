@@ -4,8 +4,6 @@
 each one, from `config.cluster`:
 
 - CPU and memory requests and limits (`cluster.resources`, per component name, `default` for the rest);
-- the shared storage PVC mounted at `storage.root` (snapshots, run records and the DuckDB warehouse live
-  there; every task of a run must see the same files);
 - the `cluster.env_config_map` keys and the `cluster.secret` keys as environment variables, through
   kfp-kubernetes (references only: values never enter the IR);
 - the retry policy (`cluster.retries`), except for the components whose failures are verdicts on the data.
@@ -20,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
-from pathlib import Path
 
 from kfp.dsl import pipeline_context
 from kfp.dsl.pipeline_task import PipelineTask
@@ -55,11 +52,14 @@ def configure_tasks(config: PackwiseConfig) -> None:
     if pipeline is None:
         raise PackwiseError("configure_tasks() must be called inside a @dsl.pipeline function body")
     for task in pipeline.tasks.values():
-        configure_task(task, config.cluster, config.storage.root, for_cluster=_FOR_CLUSTER.get())
+        configure_task(task, config.cluster, for_cluster=_FOR_CLUSTER.get())
 
 
-def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Path, for_cluster: bool = True) -> None:
-    """One task's resources, env references, storage mount and, for a cluster, retry policy and threads.
+def configure_task(task: PipelineTask, cluster: ClusterConfig, for_cluster: bool = True) -> None:
+    """One task's resources, env references and, for a cluster, retry policy and threads.
+
+    No volume is mounted: tasks share nothing but KFP artifacts, the object store (`storage.root`) and the
+    services.
 
     On a cluster, OMP_NUM_THREADS (XGBoost's default thread count) follows the CPU limit: a container
     sees every core of its node, and XGBoost reads only the cgroup v1 quota. kfp.local applies a task's
@@ -77,8 +77,6 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, storage_root: Pat
         )
     if cluster.secret and cluster.secret_keys:
         kubernetes.use_secret_as_env(task, cluster.secret, {key: key for key in cluster.secret_keys}, optional=True)
-    if cluster.storage_pvc:
-        kubernetes.mount_pvc(task, pvc_name=cluster.storage_pvc, mount_path=str(storage_root))
     # Tagged images are immutable here (skaffold's digest tags, the release version): never re-pull.
     kubernetes.set_image_pull_policy(task, "IfNotPresent")
     # The label MLflow's NetworkPolicy admits (manifests/components/mlflow): only Packwise's tasks reach it.

@@ -55,9 +55,12 @@ secret packwise mlflow-auth MLFLOW_TRACKING_USERNAME=packwise MLFLOW_TRACKING_PA
 # the pipeline pods: the runner's MinIO user (launcher, Argo's log archive, tasks) and MLflow's user
 secret kubeflow packwise-runner-s3 accesskey="$(from_secret kubeflow packwise-minio-users RUNNER_ACCESS_KEY)" \
   secretkey="$(from_secret kubeflow packwise-minio-users RUNNER_SECRET_KEY)"
+# the warehouse: the in-cluster PostgreSQL's password (manifests/overlays/kind/postgres.yaml) and the tasks' DSN
+secret kubeflow packwise-postgres POSTGRES_PASSWORD="$(random)"
 secret kubeflow packwise-credentials AWS_ACCESS_KEY_ID="$(from_secret kubeflow packwise-minio-users RUNNER_ACCESS_KEY)" \
   AWS_SECRET_ACCESS_KEY="$(from_secret kubeflow packwise-minio-users RUNNER_SECRET_KEY)" \
-  MLFLOW_TRACKING_USERNAME=packwise MLFLOW_TRACKING_PASSWORD="$(from_secret packwise mlflow-auth MLFLOW_TRACKING_PASSWORD)"
+  MLFLOW_TRACKING_USERNAME=packwise MLFLOW_TRACKING_PASSWORD="$(from_secret packwise mlflow-auth MLFLOW_TRACKING_PASSWORD)" \
+  PACKWISE_WAREHOUSE_DSN="postgresql://packwise:$(from_secret kubeflow packwise-postgres POSTGRES_PASSWORD)@packwise-postgres.kubeflow.svc.cluster.local:5432/packwise"
 # the watcher: its own MinIO user, limited to the trigger prefix (manifests/overlays/kind/minio-users)
 secret packwise packwise-watcher-s3 AWS_ACCESS_KEY_ID="$(from_secret kubeflow packwise-minio-users WATCHER_ACCESS_KEY)" \
   AWS_SECRET_ACCESS_KEY="$(from_secret kubeflow packwise-minio-users WATCHER_SECRET_KEY)"

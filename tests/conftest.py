@@ -12,6 +12,7 @@ from packwise.config import PackwiseConfig, parse_config
 
 if TYPE_CHECKING:
     from tests.postgres_server import PostgresServer
+    from tests.s3_server import S3Server
     from tests.sagemaker_emulator import SageMakerEmulator
 
 
@@ -53,6 +54,20 @@ def emulator() -> Iterator[SageMakerEmulator]:
         for key, value in FAKE_CREDENTIALS.items():
             mp.setenv(key, value)
         with sagemaker_emulator() as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """moto's S3 server with an empty bucket, one per test module, and the environment of a task that uses
+    it: fake credentials for the standard chain, a region, AWS_ENDPOINT_URL_S3 (subprocess tasks inherit it)."""
+    from tests.s3_server import ENV, s3_server
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        with s3_server() as running:
+            mp.setenv("AWS_ENDPOINT_URL_S3", running.endpoint_url)
             yield running
 
 

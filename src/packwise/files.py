@@ -17,14 +17,21 @@ from pathlib import Path
 _CHUNK = 1 << 20
 
 
-def check_writable_dir(path: Path, key: str) -> None:
+def check_writable_dir(path: Path | str, key: str) -> None:
     """Creates `path` if needed and checks a file can be written in it (then removes the probe).
+
+    An ``s3://`` location is probed by writing and deleting a small object (`packwise.storage`).
 
     Raises:
         ConfigError: The directory cannot be created or written, naming `key`, the config key to fix.
     """
     from packwise.errors import ConfigError
+    from packwise.storage import check_storage_root, is_object_store
 
+    if is_object_store(path):
+        check_storage_root(path, key)
+        return
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-check-{uuid.uuid4().hex}"

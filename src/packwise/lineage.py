@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from packwise.errors import ConfigError, PackwiseError, first_line
-from packwise.files import atomic_write
+from packwise.storage import delete, join, list_objects, read_bytes, storage_path, write_bytes
 
 # What a run id may look like: it names files (run records, logs) under storage.root, so no `/`, no `..`,
 # no leading dot or dash, at most 63 characters (a KFP job id, a UUID, matches).
@@ -53,37 +53,46 @@ def candidate_key(fingerprint: str, package_type: str, features_json: str, split
     return h.hexdigest()[:32]
 
 
-def _runs_dir(storage_root: Path) -> Path:
-    return storage_root / "runs"
+def _runs_dir(storage_root: str | Path) -> str:
+    return join(storage_root, "runs")
 
 
-def _record_path(storage_root: Path, name: str) -> Path:
+def _record_path(storage_root: str | Path, name: str) -> str:
     """`storage_root/runs/<name>.json`, refusing any name that is not a plain file name."""
     if not _RECORD_NAME.fullmatch(name) or ".." in name:
         raise ConfigError(f"run record {name[:80]!r} is not a plain name; run ids must match {RUN_ID_PATTERN}")
-    return _runs_dir(storage_root) / f"{name}.json"
+    return join(_runs_dir(storage_root), f"{name}.json")
 
 
-def write_run_record(storage_root: Path, run_id: str, record: dict[str, Any]) -> Path:
-    """Atomically writes (or replaces) the record of `run_id`."""
+def write_run_record(storage_root: str | Path, run_id: str, record: dict[str, Any]) -> str | Path:
+    """Writes (or replaces) the record of `run_id` whole (see `packwise.storage.write_bytes`); returns where
+    (a local Path, or the object's s3:// URI)."""
     path = _record_path(storage_root, run_id)
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    return path
+    write_bytes(path, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+    return storage_path(path)
 
 
-def read_run_record(storage_root: Path, run_id: str) -> dict[str, Any] | None:
+def read_run_record(storage_root: str | Path, run_id: str) -> dict[str, Any] | None:
     """The record of `run_id`, or None when there is none."""
     path = _record_path(storage_root, run_id)
-    if not path.exists():
-        return None
-    return _read_record(path)
-
-
-def _read_record(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = read_bytes(path)
+    except OSError as err:
+        raise PackwiseError(f"run record {path} is corrupt ({first_line(err)}); delete it or re-run that run") from None
+    if data is None:
+        return None
+    return _read_record(path, data)
+
+
+def remove_run_record(storage_root: str | Path, name: str) -> None:
+    """Deletes the record `name` (a run id plus its suffix); nothing when it is absent."""
+    delete(_record_path(storage_root, name))
+
+
+def _read_record(path: str, raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PackwiseError(
             f"run record {path} is corrupt ({first_line(err)}); delete it or re-run that run"
         ) from None
@@ -92,14 +101,19 @@ def _read_record(path: Path) -> dict[str, Any]:
     return data
 
 
-def recent_run_records(storage_root: Path, suffix: str, limit: int) -> list[dict[str, Any]]:
+def recent_run_records(storage_root: str | Path, suffix: str, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` records named `<run id><suffix>.json` (e.g. `.summary`), newest first.
 
     Raises:
         PackwiseError: A record is not a JSON object (one line naming the file).
     """
-    paths = sorted(_runs_dir(storage_root).glob(f"*{suffix}.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [_read_record(path) for path in paths[:limit]]
+    found = sorted(list_objects(_runs_dir(storage_root), f"{suffix}.json"), key=lambda o: o.mtime, reverse=True)
+    records = []
+    for item in found[:limit]:
+        raw = read_bytes(item.uri)
+        if raw is not None:  # deleted between the listing and the read
+            records.append(_read_record(item.uri, raw))
+    return records
 
 
 def effective_run_id(run_id: str, job_id: str) -> str:

@@ -17,7 +17,7 @@ from packwise.lineage import candidate_key, read_run_record, recent_run_records,
 
 
 def summarize_training_run(
-    storage_root: Path,
+    storage_root: str | Path,
     run_id: str,
     registry_config: RegistryConfig,
     package_types: list[str],
@@ -111,11 +111,11 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def read_summary(storage_root: Path, run_id: str) -> dict[str, Any] | None:
+def read_summary(storage_root: str | Path, run_id: str) -> dict[str, Any] | None:
     return read_run_record(storage_root, f"{run_id}.summary")
 
 
-def recent_summaries(storage_root: Path, limit: int = 20) -> list[dict[str, Any]]:
+def recent_summaries(storage_root: str | Path, limit: int = 20) -> list[dict[str, Any]]:
     """The summaries of the newest `limit` runs (training and inference), newest first."""
     return recent_run_records(storage_root, ".summary", limit)
 

@@ -102,27 +102,41 @@ class LabelQualityInputs:
         confident: `gate.confident_probability`.
     """
 
-    snapshot_dir: Path
-    snapshots_root: Path
+    snapshot_dir: Path | str
+    snapshots_root: Path | str
     train_ratio: float
     split_seed: int
     confident: float
 
     def measure(self, package_type: str, candidate: Any, champion: Any, version: Any) -> Any:
-        """The `LabelQuality` of the candidate against the champion `version`; None if its snapshot is gone."""
-        from packwise.label_quality import champion_label_quality
+        """The `LabelQuality` of the candidate against the champion `version`; None if its snapshot is gone.
 
-        return champion_label_quality(
-            package_type,
-            candidate,
-            champion,
-            version.data_fingerprint,
-            self.snapshot_dir,
-            self.snapshots_root,
-            self.train_ratio,
-            self.split_seed,
-            self.confident,
-        )
+        With an ``s3://`` storage root both snapshots are staged into the task first.
+        """
+        from packwise.label_quality import champion_label_quality
+        from packwise.snapshot import MANIFEST_FILE
+        from packwise.storage import is_object_store, join, task_storage
+
+        def run(snapshot_dir: Path | str, snapshots_root: Path | str) -> Any:
+            return champion_label_quality(
+                package_type,
+                candidate,
+                champion,
+                version.data_fingerprint,
+                Path(snapshot_dir),
+                Path(snapshots_root),
+                self.train_ratio,
+                self.split_seed,
+                self.confident,
+            )
+
+        if not is_object_store(self.snapshots_root):
+            return run(self.snapshot_dir, self.snapshots_root)
+        with task_storage(str(self.snapshots_root).rsplit("/", 1)[0], write=False) as storage:
+            here = stage_snapshot(storage, self.snapshot_dir)
+            if version.data_fingerprint:
+                storage.stage_in(join(self.snapshots_root, version.data_fingerprint), MANIFEST_FILE)
+            return run(here, storage.local(self.snapshots_root))
 
 
 class EvaluationResult(BaseModel):
@@ -371,34 +385,37 @@ def _version_metrics(ev: EvaluationResult) -> dict[str, float]:
     return metrics
 
 
-def extract(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: str) -> dict[str, Any]:
+def extract(warehouse: WarehouseConfig, storage_root: str | Path, week: int, run_id: str) -> dict[str, Any]:
     """Unloads the week's label snapshot (content-addressed) and records it against the run.
 
     Week 0 means the newest week that has labels; the record holds the resolved week.
 
     Always runs (it must look at the data to fingerprint it); everything downstream keys its cache on the
-    snapshot's directory, which is named by the fingerprint.
+    snapshot's directory, which is named by the fingerprint. With an ``s3://`` root the snapshot is built in
+    the task's temporary mirror and uploaded to ``snapshots/<fingerprint>`` (manifest last; an existing one
+    is kept), and ``snapshot_dir`` is its URI.
     """
     from packwise.config import PackwiseConfig, StorageConfig
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
-    from packwise.snapshot import extract_snapshot, resolve_training_week
+    from packwise.snapshot import MANIFEST_FILE, extract_snapshot, resolve_training_week
+    from packwise.storage import task_storage
     from packwise.warehouse import open_warehouse
 
-    with task_report("extract", None):
+    with task_report("extract", None), task_storage(storage_root) as storage:
         maybe_fail("extract")
         with open_warehouse(warehouse, read_only=True) as wh:
             # week 0 (the schedules) becomes the newest labelled week; a week past the history is refused.
             # Whether the week brings new labels is checked by `packwise train` (--allow-no-new-labels).
             week = resolve_training_week(wh, week, True, warehouse.label_weeks_query)
-        config = PackwiseConfig(storage=StorageConfig(root=storage_root), warehouse=warehouse)
+        config = PackwiseConfig(storage=StorageConfig(root=storage.local_root), warehouse=warehouse)
         info = extract_snapshot(config, week)
         record = {
             "run_id": run_id,
             "pipeline": "training",
             "week": week,
             "fingerprint": info.fingerprint,
-            "snapshot_dir": str(info.path),
+            "snapshot_dir": storage.stage_out(info.path, MANIFEST_FILE),
             "n_products": info.n_products,
             "n_labels": info.n_labels,
         }
@@ -406,18 +423,45 @@ def extract(warehouse: WarehouseConfig, storage_root: Path, week: int, run_id: s
         return record
 
 
+def stage_snapshot(storage: Any, snapshot_dir: str | Path) -> Path:
+    """The local path of a snapshot directory (a local path, or an ``s3://`` URI staged into the task).
+
+    Raises:
+        DataValidationError: An ``s3://`` snapshot without its manifest (absent, or its upload never finished).
+    """
+    from packwise.errors import DataValidationError
+    from packwise.snapshot import MANIFEST_FILE
+    from packwise.storage import is_object_store
+
+    local = Path(storage.stage_in(snapshot_dir, MANIFEST_FILE))
+    if is_object_store(snapshot_dir) and not (local / MANIFEST_FILE).exists():
+        raise DataValidationError(f"{snapshot_dir} has no {MANIFEST_FILE}; re-run the extract step to rebuild it")
+    return local
+
+
+def _snapshot_storage(snapshot_dir: str | Path) -> Any:
+    """The task storage a step reading one snapshot stages it through (checked for reading)."""
+    from packwise.storage import task_storage
+
+    return task_storage(snapshot_dir, write=False)
+
+
 def validate(
-    snapshot_dir: Path, features: FeatureConfig, package_types: list[Any], model: ModelConfig
+    snapshot_dir: str | Path, features: FeatureConfig, package_types: list[Any], model: ModelConfig
 ) -> dict[str, Any]:
-    """Validates the snapshot before any training; raises DataValidationError on the first problem."""
+    """Validates the snapshot before any training; raises DataValidationError on the first problem.
+
+    `snapshot_dir` is a local directory or the ``s3://`` URI of one (staged into the task first).
+    """
     from packwise.faults import maybe_fail
     from packwise.models import get_model_type
     from packwise.validation import validate_snapshot
 
-    with task_report("validate", None):
+    with task_report("validate", None), _snapshot_storage(snapshot_dir) as storage:
         maybe_fail("validate")
         names = package_type_names(package_types)
-        stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
+        local = stage_snapshot(storage, snapshot_dir)
+        stats = validate_snapshot(local, features, names, get_model_type(model.type).uses_text)
         for line in stats.warnings:
             print(f"validate: warning: {line}", flush=True)
         result: dict[str, Any] = stats.to_dict()
@@ -425,26 +469,29 @@ def validate(
 
 
 def split(
-    snapshot_dir: Path, train_out: Path, validation_out: Path, split_config: SplitConfig, package_types: list[Any]
+    snapshot_dir: str | Path,
+    train_out: Path,
+    validation_out: Path,
+    split_config: SplitConfig,
+    package_types: list[Any],
 ) -> dict[str, Any]:
-    """Splits by product, stratified; see `packwise.split`."""
+    """Splits by product, stratified; see `packwise.split`. `snapshot_dir` as in `validate`."""
     from packwise.faults import maybe_fail
     from packwise.snapshot import load_snapshot_manifest
     from packwise.split import split_snapshot
 
-    with task_report("split", None):
+    with task_report("split", None), _snapshot_storage(snapshot_dir) as storage:
         maybe_fail("split")
         names = package_type_names(package_types)
-        summary = split_snapshot(
-            snapshot_dir, train_out, validation_out, split_config.train_ratio, split_config.seed, names
-        )
+        local = stage_snapshot(storage, snapshot_dir)
+        summary = split_snapshot(local, train_out, validation_out, split_config.train_ratio, split_config.seed, names)
         result: dict[str, Any] = summary.to_dict()
-        result["fingerprint"] = load_snapshot_manifest(snapshot_dir).fingerprint
+        result["fingerprint"] = load_snapshot_manifest(local).fingerprint
         return result
 
 
 def notify(
-    storage_root: Path,
+    storage_root: str | Path,
     run_id: str,
     registry: RegistryConfig,
     notify: NotifyConfig,

@@ -78,7 +78,7 @@ def test_compile_without_a_config_builds_the_in_cluster_defaults_not_this_machin
     text = (tmp_path / "build" / "training.yaml").read_text()
     assert str(tmp_path) not in text.replace(str(tmp_path / "build"), "")
     params = next(yaml.safe_load_all(text))["root"]["inputDefinitions"]["parameters"]
-    assert params["storage_root"]["defaultValue"] == "/mnt/packwise"
+    assert params["storage_root"]["defaultValue"] == "s3://mlpipeline/packwise/storage"
     registry = json.loads(params["registry_json"]["defaultValue"])
     assert registry["tracking_uri"] == "http://mlflow.packwise.svc.cluster.local:5000"
 
@@ -89,7 +89,7 @@ def test_compile_refuses_a_config_with_machine_local_paths(tmp_path: Path) -> No
     code, out = _invoke("compile", "-c", str(config), "--out", str(tmp_path / "build"))
     assert code == 2
     assert "storage.root '.packwise'" in out and "registry.tracking_uri unset" in out
-    assert "-c cluster.yaml" in out and "--set storage.root=/mnt/packwise" in out
+    assert "-c cluster.yaml" in out and "--set storage.root=s3://bucket/prefix" in out
     assert not (tmp_path / "build").exists()
 
 

@@ -25,8 +25,8 @@ NEVER_CACHED = {"extract", "notify", "extract-products", "resolve-models", "load
 def cluster_config() -> PackwiseConfig:
     return parse_config(
         {
-            "storage": {"root": "/mnt/packwise"},
-            "warehouse": {"path": "/mnt/packwise/warehouse.duckdb"},
+            "storage": {"root": "s3://packwise-data/storage"},
+            "warehouse": {"backend": "postgres", "dsn_env": "PACKWISE_WAREHOUSE_DSN"},
             "cluster": {
                 "resources": {
                     "default": {
@@ -117,8 +117,7 @@ def test_every_task_has_its_image_resources_caching_and_retries(
                 "backoffMaxDuration": "900s",
             }, name
         k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
-        assert k8s["pvcMount"][0]["constant"] == "packwise-storage"
-        assert k8s["pvcMount"][0]["mountPath"] == "/mnt/packwise"
+        assert "pvcMount" not in k8s, f"{name}: tasks share no volume (storage.root is the object store)"
         assert k8s["configMapAsEnv"][0]["configMapName"] == "packwise-env" and k8s["configMapAsEnv"][0]["optional"]
         secret = k8s["secretAsEnv"][0]
         assert secret["secretName"] == "packwise-credentials" and secret["optional"]
@@ -127,10 +126,10 @@ def test_every_task_has_its_image_resources_caching_and_retries(
     assert seen == EXPECTED_TASKS[pipeline]
 
 
-def test_pipeline_parameters_point_at_the_mounted_storage(compiled: dict[str, list[dict[str, Any]]]) -> None:
+def test_pipeline_parameters_point_at_the_object_store(compiled: dict[str, list[dict[str, Any]]]) -> None:
     for docs in compiled.values():
         params = docs[0]["root"]["inputDefinitions"]["parameters"]
-        assert params["storage_root"]["defaultValue"] == "/mnt/packwise"
+        assert params["storage_root"]["defaultValue"] == "s3://packwise-data/storage"
 
 
 def test_local_builds_carry_no_retries(tmp_path: Path) -> None:

@@ -99,3 +99,28 @@ def test_the_scorer_uses_the_task_share_unless_told(tmp_path: Path, monkeypatch:
     assert nthread(Scorer([ScoringModel("box", 1, booster, spec, 0.5)], threads=3)) == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert task_threads() == available_cores() == len(os.sched_getaffinity(0))
+
+
+def test_docker_tasks_on_an_s3_root_get_the_aws_settings_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The containers' S3 client needs the caller's endpoint, region and credentials; nothing of the bucket is
+    mounted (it is reached over the network), only the local workspace kfp.local writes."""
+    pytest.importorskip("docker")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("PACKWISE_FAIL_TASK", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws = {
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000",
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }
+    for key, value in aws.items():
+        monkeypatch.setenv(key, value)
+    cfg = make_config(tmp_path / "state", storage={"root": "s3://bucket/p", "local_dir": str(tmp_path / "local")})
+    args = local_runner.docker_run_args(cfg)
+    assert args["environment"] == {"OMP_NUM_THREADS": "1", **aws}
+    assert str(tmp_path / "local") in [m["Target"] for m in args["mounts"]]

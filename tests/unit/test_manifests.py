@@ -24,7 +24,7 @@ TOOLS = ROOT / "build" / "tools" / "venv" / "bin"
 OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir() if p.is_dir())
 SECRETISH = ("KEY", "SECRET", "PASSWORD", "TOKEN")
 # Images not built by Packwise (no release tag of ours): the mc of KFP 2.14's MinIO release line.
-THIRD_PARTY_IMAGES = {"minio/mc:RELEASE.2019-08-07T23-14-43Z"}
+THIRD_PARTY_IMAGES = {"minio/mc:RELEASE.2019-08-07T23-14-43Z", "postgres:16.4-alpine"}
 MINIO_ROOT_SECRET = "mlpipeline-minio-artifact"
 
 
@@ -116,13 +116,19 @@ def test_the_configuration_matches_the_objects(overlay: str) -> None:
     assert sa["metadata"]["namespace"] == ns
     binding = one(overlay, "RoleBinding", cluster.service_account)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": cluster.service_account, "namespace": ns}]
-    assert cluster.storage_pvc is not None
-    assert one(overlay, "PersistentVolumeClaim", cluster.storage_pvc)["metadata"]["namespace"] == ns
     env_cm = one(overlay, "ConfigMap", "packwise-env")
     assert env_cm["metadata"]["name"] == cluster.env_config_map  # no hash suffix: compiled into the pipelines
     assert env_cm["metadata"]["namespace"] == ns
     assert set(env_cm["data"]) <= set(cluster.env_keys)
-    assert str(config.storage.root) == "/mnt/packwise" and config.warehouse.path.is_relative_to(config.storage.root)
+    # tasks share no volume: storage is an object store, the warehouse a server
+    assert isinstance(config.storage.root, str) and config.storage.root.startswith("s3://")
+    assert config.warehouse.backend != "duckdb"
+    claims = {c["metadata"]["name"] for c in objects(overlay, "PersistentVolumeClaim")}
+    assert "packwise-storage" not in claims
+    for name, spec in pod_specs(overlay):
+        for container in spec["containers"]:
+            mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+            assert not any(m.startswith("/mnt/packwise") for m in mounts), name
     watcher = one(overlay, "Deployment", "packwise-watcher")
     volumes = watcher["spec"]["template"]["spec"]["volumes"]
     assert any(v.get("configMap", {}).get("name", "").startswith("packwise-config") for v in volumes)
@@ -166,6 +172,16 @@ def test_kind_uses_kfps_minio_and_runs_mlflow() -> None:
     one("kind", "Deployment", "mlflow")
     one("kind", "PersistentVolumeClaim", "mlflow-store")
     one("kind", "Job", "packwise-seed")
+    # storage.root in KFP's MinIO, reached through the standard AWS SDK endpoint setting, with the runner's user
+    assert config.storage.root == "s3://mlpipeline/packwise/storage"
+    env = one("kind", "ConfigMap", "packwise-env")["data"]
+    assert env["AWS_ENDPOINT_URL_S3"] == config.cluster.trigger.endpoint_url
+    assert "AWS_ENDPOINT_URL_S3" in config.cluster.env_keys
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(config.cluster.secret_keys)
+    # the warehouse: the in-cluster PostgreSQL, its DSN a Secret key
+    assert config.warehouse.backend == "postgres" and config.warehouse.dsn_env in config.cluster.secret_keys
+    one("kind", "Deployment", "packwise-postgres")
+    one("kind", "Service", "packwise-postgres")
 
 
 def test_eks_has_irsa_s3_pipeline_root_and_sagemaker() -> None:
@@ -182,7 +198,8 @@ def test_eks_has_irsa_s3_pipeline_root_and_sagemaker() -> None:
     assert config.cluster.trigger.endpoint_url is None
     dump = config.model_dump(mode="json")
     assert dump["sagemaker"]["role_arn"].startswith("arn:aws:iam::")
-    assert one("eks", "PersistentVolumeClaim", "packwise-storage")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert str(config.storage.root).startswith(f"s3://{dump['sagemaker']['bucket']}/")
+    assert config.warehouse.backend == "redshift"
     assert one("eks", "ConfigMap", "packwise-env")["data"]["AWS_REGION"] == dump["sagemaker"]["region"]
 
 

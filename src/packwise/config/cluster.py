@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from packwise.config.base import StrictModel as _Strict
 
@@ -160,14 +160,12 @@ class ClusterConfig(_Strict):
     experiment: str = Field("packwise", description="KFP experiment of every Packwise run.")
     service_account: str = Field("packwise-runner", description="Service account of the runs' pods.")
     pipeline_root: str | None = Field(None, description="Artifact root, e.g. s3://bucket/kfp; none = KFP's default.")
-    storage_pvc: str | None = Field(
-        "packwise-storage", description="PVC mounted at storage.root in every task; none mounts nothing."
-    )
     env_config_map: str | None = Field("packwise-env", description="ConfigMap whose keys become task env vars.")
     env_keys: list[str] = Field(
         default_factory=lambda: [
             "AWS_REGION",
             "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL_S3",
             "MLFLOW_HTTP_REQUEST_TIMEOUT",
             "PACKWISE_FAIL_TASK",
         ],
@@ -181,6 +179,7 @@ class ClusterConfig(_Strict):
             "MLFLOW_TRACKING_USERNAME",
             "MLFLOW_TRACKING_PASSWORD",
             "PACKWISE_WEBHOOK_URL",
+            "PACKWISE_WAREHOUSE_DSN",
         ],
         description="Keys of `secret` set as task env vars (a missing key is skipped).",
     )
@@ -192,6 +191,16 @@ class ClusterConfig(_Strict):
         default_factory=_default_schedules, description="Recurring runs by name (`packwise schedule apply`)."
     )
     trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_volume(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "storage_pvc" in data:
+            raise ValueError(
+                "cluster.storage_pvc is gone: tasks share no volume; remove it and set storage.root to "
+                "s3://bucket/prefix (S3 on EKS, KFP's MinIO on kind)"
+            )
+        return data
 
     @field_validator("resources")
     @classmethod

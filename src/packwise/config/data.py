@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from packwise.config.base import StrictModel as _Strict
 from packwise.config.sagemaker import SageMakerConfig
+from packwise.errors import PackwiseError
 
 DEFAULT_PRODUCTS_SQL = """
 SELECT p.*
@@ -34,24 +35,62 @@ DEFAULT_LABEL_WEEKS_SQL = "SELECT week FROM labels"
 
 
 class StorageConfig(_Strict):
-    """Where local state lives. Relative paths are resolved against the working directory."""
+    """Where Packwise's state lives: a local folder, or an object store (``s3://bucket/prefix``; MinIO and test
+    servers through ``AWS_ENDPOINT_URL_S3``). Relative local paths are resolved against the working directory."""
 
-    root: Path = Field(Path(".packwise"), description="Directory for every piece of local state.")
+    root: Path | str = Field(
+        Path(".packwise"),
+        description="Snapshots, extracts, shards, model copies and run records: a local directory or "
+        "s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL_S3, credentials from the standard AWS chain).",
+    )
+    local_dir: Path = Field(
+        Path(".packwise"),
+        description="With an s3:// root: the local directory of kfp.local's outputs, cache and logs (a local "
+        "root keeps them under itself).",
+    )
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" in value:
+            from packwise.storage import check_s3_uri
+
+            try:
+                return check_s3_uri(value)
+            except PackwiseError as err:
+                raise ValueError(str(err)) from None
+        if isinstance(value, str):
+            return Path(value)
+        return value
+
+    @property
+    def is_object_store(self) -> bool:
+        """Whether storage.root is an s3:// URI."""
+        return isinstance(self.root, str)
 
     def resolved(self) -> StorageConfig:
-        return StorageConfig(root=self.root.expanduser().resolve())
+        root = self.root if isinstance(self.root, str) else self.root.expanduser().resolve()
+        return StorageConfig(root=root, local_dir=self.local_dir.expanduser().resolve())
+
+    @property
+    def workspace(self) -> Path:
+        """The local directory of this machine's runner state: the root itself, or local_dir for an s3 root."""
+        return self.local_dir if isinstance(self.root, str) else self.root
 
     @property
     def snapshots(self) -> Path:
+        """The local snapshot directory (a local root only; tasks on an s3 root stage snapshots in)."""
+        if isinstance(self.root, str):
+            raise PackwiseError(f"storage.root {self.root} is an object store: its snapshots are staged per task")
         return self.root / "snapshots"
 
     @property
     def pipeline_root(self) -> Path:
-        return self.root / "kfp"
+        return self.workspace / "kfp"
 
     @property
     def cache_root(self) -> Path:
-        return self.root / "kfp-cache"
+        return self.workspace / "kfp-cache"
 
 
 class WarehouseConfig(_Strict):

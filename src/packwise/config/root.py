@@ -103,13 +103,17 @@ class PackwiseConfig(_Strict):
         """Absolute paths everywhere, so tasks in other processes or containers agree."""
         storage = self.storage.resolved()
         wh_path = self.warehouse.path
-        if not wh_path.is_absolute():
+        if self.warehouse.backend == "duckdb" and not wh_path.is_absolute():  # only DuckDB reads the path
             wh_path = (Path.cwd() / wh_path).resolve()
         registry = self.registry
         if registry.tracking_uri is None:
-            registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{storage.root / 'mlflow.db'}"})
+            # sqlite needs a local file: under the workspace (storage.local_dir) when the root is s3://
+            db = storage.workspace / "mlflow.db"
+            registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{db}"})
         if registry.artifact_root is None:
-            registry = registry.model_copy(update={"artifact_root": (storage.root / "mlartifacts").as_uri()})
+            root = storage.root
+            artifacts = f"{root}/mlartifacts" if isinstance(root, str) else (root / "mlartifacts").as_uri()
+            registry = registry.model_copy(update={"artifact_root": artifacts})
         if registry.backend == "sagemaker":
             # Tasks receive only the registry section; it carries the SageMaker location it needs.
             registry = registry.model_copy(update={"sagemaker": self.sagemaker})

@@ -31,7 +31,7 @@ def load_predictions(
     files: Sequence[Path],
     warehouse: WarehouseConfig,
     inference: InferenceConfig,
-    storage_root: Path,
+    storage_root: str | Path,
     run_id: str,
     mode: str,
     since: str | None,
@@ -84,7 +84,7 @@ def load_predictions(
 
 
 def notify_inference(
-    storage_root: Path,
+    storage_root: str | Path,
     run_id: str,
     notify: NotifyConfig,
     package_types: Sequence[str],

@@ -50,6 +50,9 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
     targets give the same shards (reused, not rewritten). An empty extract gives one empty shard: a
     ParallelFor over nothing would leave its collector nothing to collect.
 
+    With an ``s3://`` extract the products file is staged into the task and the shard directory uploaded
+    (manifest last); the shard files are then URIs.
+
     Returns:
         The shard files, in product_id order.
     """
@@ -57,17 +60,20 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
     import pyarrow.parquet as pq
 
     from packwise.faults import maybe_fail
+    from packwise.storage import join, read_bytes, task_storage
 
-    with task_report("shard-products", None):
+    extract_dir = plan["extract_dir"]
+    with task_report("shard-products", None), task_storage(extract_dir) as storage:
         maybe_fail("shard-products")
-        products_path = Path(plan["products_path"])
+        products_path = storage.stage_in(plan["products_path"])
         columns = list(plan["columns"])
         per_shard = rows_per_shard(products_path, columns, inference.shard_target_rows, inference.shard_target_bytes)
         layout = hashlib.sha256(json.dumps([columns, per_shard]).encode()).hexdigest()[:16]
-        final = Path(plan["extract_dir"]) / f"shards-{layout}"
-        manifest = final / MANIFEST_FILE
-        if manifest.exists():
-            return [str(final / name) for name in json.loads(manifest.read_text())["shards"]]
+        final_uri = join(extract_dir, f"shards-{layout}")
+        stored = read_bytes(join(final_uri, MANIFEST_FILE))
+        if stored is not None:
+            return [join(final_uri, name) for name in json.loads(stored.decode())["shards"]]
+        final = storage.local(final_uri)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
         try:
             source = pq.ParquetFile(products_path, pre_buffer=False)
@@ -104,7 +110,8 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        return [str(final / name) for name in names]
+        storage.stage_out(final, MANIFEST_FILE)
+        return [join(final_uri, name) for name in names]
 
 
 def shard_name(shard_path: str | Path) -> str:

@@ -90,10 +90,6 @@ def inference_dir(storage_root: Path) -> Path:
     return storage_root / "inference"
 
 
-def _remove_record(storage_root: Path, name: str) -> None:
-    (storage_root / "runs" / f"{name}.json").unlink(missing_ok=True)
-
-
 # -- extract ---------------------------------------------------------------------------------------
 
 
@@ -119,7 +115,7 @@ def _largest(path: Path, column: str) -> datetime | None:
 
 
 def extract_products(
-    warehouse: WarehouseConfig, inference: InferenceConfig, storage_root: Path, mode: str, run_id: str
+    warehouse: WarehouseConfig, inference: InferenceConfig, storage_root: str | Path, mode: str, run_id: str
 ) -> dict[str, Any]:
     """Unloads the products of a run into ``inference/extracts/<fingerprint>/products.parquet``.
 
@@ -128,24 +124,28 @@ def extract_products(
     streamed out of the warehouse ordered by product_id, so the same products give the same bytes (and
     the same directory, which every later task keys its cache on) and duplicates sit side by side.
 
+    With an ``s3://`` root the extract is written in the task's temporary mirror and uploaded (manifest last;
+    an existing one is kept); ``extract_dir`` is then its URI.
+
     Returns:
         The run record: mode, since, watermark (largest `added_at`, None when empty), fingerprint,
         extract_dir, n_products.
     """
     from packwise.faults import maybe_fail
-    from packwise.lineage import write_run_record
+    from packwise.lineage import remove_run_record, write_run_record
     from packwise.predictions import check_run_mode, daily_since
+    from packwise.storage import task_storage
     from packwise.warehouse import QueryError, open_warehouse
 
-    with task_report("extract-products", None):
+    with task_report("extract-products", None), task_storage(storage_root) as storage:
         maybe_fail("extract-products")
         check_mode(mode)
         with open_warehouse(warehouse, read_only=True) as wh:
             check_run_mode(wh, run_id, mode)  # before any file of this run is touched
-        _remove_record(storage_root, f"{run_id}.load")  # a stale record of an earlier attempt of this run id
+        remove_run_record(storage_root, f"{run_id}.load")  # a stale record of an earlier attempt of this run id
         key = query_key(mode)
         sql = inference.new_products_query if mode == "daily" else inference.inventory_query
-        root = inference_dir(storage_root) / "extracts"
+        root = inference_dir(storage.local_root) / "extracts"
         with open_warehouse(warehouse, read_only=True) as wh:
             since = daily_since(wh) if mode == "daily" else None
             root.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ def extract_products(
             "since": None if since is None else since.isoformat(),
             "watermark": None if watermark is None else watermark.isoformat(),
             "fingerprint": fingerprint,
-            "extract_dir": str(final),
+            "extract_dir": storage.stage_out(final, MANIFEST_FILE),
             "n_products": n,
             "query_key": key,
         }
@@ -266,7 +266,7 @@ def resolve_models(
     package_types: Sequence[str],
     thresholds: Mapping[str, float],
     pinned: Mapping[str, int],
-    storage_root: Path,
+    storage_root: str | Path,
     run_id: str,
 ) -> dict[str, Any]:
     """The model of every package type: its champion, or the pinned version.
@@ -283,19 +283,22 @@ def resolve_models(
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
     from packwise.registry import open_registry
+    from packwise.storage import task_storage
 
-    with task_report("resolve-models", None):
+    with task_report("resolve-models", None), task_storage(storage_root) as storage:
         maybe_fail("resolve-models")
         registry = open_registry(registry_config)
         chosen = check_models(registry, package_types, pinned)
         models: dict[str, Any] = {}
         for package_type, version in chosen.items():
-            dest = inference_dir(storage_root) / "models" / package_type / f"v{version.version}" / "model.tar.gz"
+            local = inference_dir(storage.local_root) / "models" / package_type / f"v{version.version}"
+            dest = storage.stage_in(storage.uri(local / "model.tar.gz"))  # an s3 root: the copy made before
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory(dir=dest.parent) as scratch:
                     downloaded = registry.download_model(package_type, version.version, Path(scratch))
                     os.replace(downloaded, dest)
+                storage.stage_out(dest)
             loaded = load_model_artifact(dest)
             models[package_type] = {
                 "version": version.version,
@@ -303,7 +306,7 @@ def resolve_models(
                 "pinned": package_type in pinned,
                 "model_type": loaded.model_type,
                 "threshold": float(thresholds.get(package_type, 0.5)),
-                "path": str(dest),
+                "path": storage.uri(dest),
                 "spec": loaded.spec.to_json(),
             }
         result = {"package_types": list(package_types), "models": models}
@@ -359,7 +362,9 @@ def _serving_features(models: Mapping[str, Any]) -> tuple[FeatureConfig, bool, d
     return features, text is not None, needed_by
 
 
-def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, batch_rows: int) -> dict[str, Any]:
+def prepare_products(
+    extract_dir: str | Path, models: Mapping[str, Any], mode: str, batch_rows: int
+) -> dict[str, Any]:
     """Checks the extracted products against what the resolved models read, one batch at a time.
 
     Every column a model reads must be present with a usable type (`validation.validate_products_frame`,
@@ -367,8 +372,11 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
     duplicate across two batches is the last id of one and the first of the next: the whole inventory is
     checked in the memory of one batch.
 
+    `extract_dir` is a local directory or an ``s3://`` URI (its products file is staged into the task).
+
     Returns:
-        The scoring plan: the products file, its row count, the columns to score with and the models.
+        The scoring plan: the products file, its row count, the columns to score with and the models
+        (as URIs when the extract is one).
 
     Raises:
         DataValidationError: On the first problem, naming the column or product and the query to fix.
@@ -376,6 +384,7 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
     import pyarrow.parquet as pq
 
     from packwise.faults import maybe_fail
+    from packwise.storage import join, task_storage
     from packwise.validation import (
         PRODUCT_ID,
         merge_counts,
@@ -384,10 +393,11 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
         validate_products_frame,
     )
 
-    with task_report("prepare-products", None):
+    with task_report("prepare-products", None), task_storage(extract_dir, write=False) as storage:
         maybe_fail("prepare-products")
         key = query_key(check_mode(mode))
-        products_path = extract_dir / PRODUCTS_FILE
+        products_uri = join(extract_dir, PRODUCTS_FILE)
+        products_path = storage.stage_in(products_uri)
         features, needs_text, needed_by = _serving_features(models)
         source = pq.ParquetFile(products_path, pre_buffer=False)
         have = set(source.schema_arrow.names)
@@ -422,7 +432,7 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
             print(f"prepare-products: warning: {line}", flush=True)
         return {
             "extract_dir": str(extract_dir),
-            "products_path": str(products_path),
+            "products_path": products_uri,
             "n_products": n_rows,
             "columns": columns,
             "mode": mode,
@@ -437,7 +447,7 @@ def prepare_products(extract_dir: Path, models: Mapping[str, Any], mode: str, ba
 
 
 def score_shard(
-    shard_path: Path,
+    shard_path: str | Path,
     plan: Mapping[str, Any],
     compute: ComputeConfig,
     sagemaker: SageMakerConfig | None,
@@ -446,16 +456,23 @@ def score_shard(
 ) -> dict[str, Any]:
     """Scores one shard with every package type's model where ``compute.inference`` says; see `packwise.compute`.
 
+    `shard_path` and the plan's model files are local paths or ``s3://`` URIs (staged into the task).
+
     Returns:
         The shard's name, rows, recommended type counts, unseen category counts and timings.
     """
     from packwise.compute import open_compute
     from packwise.faults import maybe_fail
+    from packwise.storage import parent, task_storage
 
     name = shard_name(shard_path)
-    with task_report("score-shard", name):
+    with task_report("score-shard", name), task_storage(parent(shard_path), write=False) as storage:
         maybe_fail("score-shard", name)
-        stats = open_compute("inference", compute, sagemaker, inference).score_shard(shard_path, plan, out_path)
+        local_shard = storage.stage_in(shard_path)
+        if storage.remote:
+            models = {t: {**m, "path": str(storage.stage_in(m["path"]))} for t, m in plan["models"].items()}
+            plan = {**plan, "models": models}
+        stats = open_compute("inference", compute, sagemaker, inference).score_shard(local_shard, plan, out_path)
         return {"shard": name, **stats}
 
 

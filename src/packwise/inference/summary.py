@@ -13,7 +13,11 @@ def _shares(counts: Mapping[str, int], package_types: Sequence[str]) -> dict[str
 
 
 def summarize_inference_run(
-    storage_root: Path, run_id: str, package_types: Sequence[str], pipeline_state: str = "", error_message: str = ""
+    storage_root: str | Path,
+    run_id: str,
+    package_types: Sequence[str],
+    pipeline_state: str = "",
+    error_message: str = "",
 ) -> dict[str, Any]:
     """The run's outcome from its run records; written as ``<run_id>.summary``."""
     from packwise.lineage import read_run_record, write_run_record
