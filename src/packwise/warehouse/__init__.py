@@ -8,8 +8,8 @@ schema (`TABLES`) and the same named-parameter style (`$week`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 
 class ClosingWarehouse:
-    """What every backend shares: used as a context manager, it is closed at the end of the block."""
+    """What every backend shares: used as a context manager, it is closed at the end of the block, and
+    `transaction()` nests (an inner block joins the outer one) around the backend's begin/commit/rollback."""
+
+    _tx_depth: int = 0
 
     def __enter__(self) -> Self:
         """Returns the open warehouse."""
@@ -45,6 +48,43 @@ class ClosingWarehouse:
 
     def close(self) -> None:
         """Closes the connection; a second call does nothing."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commits everything done inside the block, or rolls all of it back on an exception.
+
+        A block nested inside another joins the outer transaction: only the outermost one begins,
+        commits or rolls back.
+        """
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield
+            finally:
+                self._tx_depth -= 1
+            return
+        self._begin()
+        self._tx_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._tx_depth = 0
+            self._rollback()
+            raise
+        self._tx_depth = 0
+        self._commit()
+
+    def _begin(self) -> None:
+        """Starts the outermost transaction."""
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        """Commits the outermost transaction; a failure raises `QueryError`."""
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        """Rolls the outermost transaction back."""
         raise NotImplementedError
 
 

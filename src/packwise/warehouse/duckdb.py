@@ -58,7 +58,6 @@ class DuckDBWarehouse(ClosingWarehouse):
     def __init__(self, path: Path | str, read_only: bool = False) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.read_only = read_only
-        self._tx_depth = 0
         self._closed = False
         if self.path is not None:
             if read_only and not self.path.exists():
@@ -152,28 +151,13 @@ class DuckDBWarehouse(ClosingWarehouse):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Commits everything done inside the block, or rolls all of it back on an exception.
-
-        A block nested inside another joins the outer transaction.
-        """
-        if self._tx_depth:
-            self._tx_depth += 1
-            try:
-                yield
-            finally:
-                self._tx_depth -= 1
-            return
+    def _begin(self) -> None:
         self.execute("BEGIN TRANSACTION")
-        self._tx_depth = 1
-        try:
-            yield
-        except BaseException:
-            self._tx_depth = 0
-            self._con.rollback()
-            raise
-        self._tx_depth = 0
+
+    def _rollback(self) -> None:
+        self._con.rollback()
+
+    def _commit(self) -> None:
         try:
             self._con.commit()
         except duckdb.Error as err:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,7 +133,6 @@ class PostgresWarehouse(ClosingWarehouse):
             )
         self.dsn_env = dsn_env
         self.read_only = read_only
-        self._tx_depth = 0
         self._closed = False
         try:
             self._con = adbc.connect(dsn)
@@ -229,28 +227,13 @@ class PostgresWarehouse(ClosingWarehouse):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Commits everything done inside the block, or rolls all of it back on an exception.
-
-        A block nested inside another joins the outer transaction.
-        """
-        if self._tx_depth:
-            self._tx_depth += 1
-            try:
-                yield
-            finally:
-                self._tx_depth -= 1
-            return
+    def _begin(self) -> None:
         self._con.commit()  # whatever an earlier read opened implicitly
-        self._tx_depth = 1
-        try:
-            yield
-        except BaseException:
-            self._tx_depth = 0
-            self._con.rollback()
-            raise
-        self._tx_depth = 0
+
+    def _rollback(self) -> None:
+        self._con.rollback()
+
+    def _commit(self) -> None:
         try:
             self._con.commit()
         except Exception as err:

@@ -20,7 +20,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,7 +159,6 @@ class RedshiftWarehouse(ClosingWarehouse):
         if secret_arn:
             self._target["SecretArn"] = secret_arn
         self._queue: list[str] | None = None
-        self._tx_depth = 0
         self._closed = False
         self._run("SELECT 1")  # unreachable cluster, bad credentials: fail here, before anything is written
 
@@ -354,21 +352,17 @@ class RedshiftWarehouse(ClosingWarehouse):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Queues the block's statements and sends them as one `batch_execute_statement` (one transaction).
+    # `transaction()` (the base's) queues the block's statements and sends them as one
+    # `batch_execute_statement` (one transaction); nothing reaches Redshift when the block raises.
 
-        Nothing reaches Redshift when the block raises. A nested block joins the outer one.
-        """
-        if self._queue is not None:
-            yield
-            return
+    def _begin(self) -> None:
         self._queue = []
-        try:
-            yield
-            queued = self._queue
-        finally:
-            self._queue = None
+
+    def _rollback(self) -> None:
+        self._queue = None
+
+    def _commit(self) -> None:
+        queued, self._queue = self._queue, None
         if queued:
             self._batch(queued)
 
