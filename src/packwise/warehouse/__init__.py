@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from packwise.config import WarehouseConfig
+    from packwise.warehouse.sql import StagedRun
 
     TableData: TypeAlias = pd.DataFrame | pa.Table
 
@@ -270,14 +271,30 @@ class ParquetInserter(Protocol):
 
 
 @runtime_checkable
-class RunLoader(Protocol):
-    """A backend with its own exactly-once prediction load (Redshift: COPY from S3, then one batch).
+class RunStager(Protocol):
+    """A backend that stages and swaps a prediction load its own way (Redshift: COPY from S3 into the stage,
+    then the swap as one batch).
 
-    `packwise.predictions.load_predictions` hands the whole load to `load_run` when the backend has it.
+    `packwise.predictions.load_predictions` takes the same steps on every backend (ledger, watermark, stage,
+    row check, supersede count, swap) and calls these hooks where a backend differs; a backend without them
+    does all of it inside one `transaction()`.
     """
 
-    def load_run(self, files: Sequence[Path], **kwargs: Any) -> Any:
-        """Loads a run's scored files exactly once; the keywords are load_predictions' own."""
+    def load_block(self) -> AbstractContextManager[None]:
+        """The block the whole load runs in (a transaction, or a write check where the swap is one batch)."""
+        ...
+
+    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
+        """Creates the run's stage `run.stage` empty (dropping a leftover) and fills it from the scored files."""
+        ...
+
+    def drop_stage(self, stage: str) -> None:
+        """Drops the stage after a failed row check, where no rollback does it."""
+        ...
+
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> int | None:
+        """Supersedes, inserts, moves the watermark, writes the ledger row, drops the stage and prunes, at once;
+        returns the history rows pruned (None where not counted)."""
         ...
 
 
@@ -320,7 +337,7 @@ __all__ = [
     "TABLES",
     "ParquetInserter",
     "QueryError",
-    "RunLoader",
+    "RunStager",
     "TableSpec",
     "Warehouse",
     "check_identifier",

@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +33,12 @@ from packwise.files import atomic_write
 from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 from packwise.warehouse.postgres import server_type
-from packwise.warehouse.sql import StagedRun, create_stage, render, stage_columns, swap_statements
+from packwise.warehouse.sql import create_stage, render, stage_columns, swap_statements
 
 if TYPE_CHECKING:
     from packwise.config import WarehouseConfig
-    from packwise.predictions import LoadResult
     from packwise.warehouse import TableData
+    from packwise.warehouse.sql import StagedRun
 
 BACKEND = "redshift"
 _DONE = {"FINISHED"}
@@ -462,99 +462,36 @@ class RedshiftWarehouse(ClosingWarehouse):
                     cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
                 self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
 
-    # -- the exactly-once prediction load --------------------------------------------------------
+    # -- the exactly-once prediction load (`RunStager`) ----------------------------------------------
+    # `packwise.predictions.load_predictions` takes the steps; here the shards are COPYed into a staging
+    # table, then supersede + insert + watermark + ledger + stage drop + retention go as ONE
+    # `batch_execute_statement`. Until that batch commits nothing but the run's own staging table exists,
+    # and a rerun drops it first; once it commits, the ledger row makes a rerun a no-op.
 
-    def load_run(
-        self,
-        files: Sequence[Path],
-        *,
-        run_id: str,
-        mode: str,
-        package_types: Sequence[str],
-        versions: Mapping[str, int],
-        expected_rows: int,
-        since: datetime | None,
-        watermark: datetime | None,
-        recommended: Mapping[str, int],
-        unseen: Mapping[str, int],
-        batch_rows: int = 131_072,
-        keep_runs: int | None = None,
-    ) -> LoadResult:
-        """`packwise.predictions.load_predictions` for Redshift: COPY the shards into a staging table, then
-        supersede + insert + watermark + ledger + stage drop + retention (`keep_runs`) in ONE
-        `batch_execute_statement`.
-
-        Until that batch commits nothing but the run's own staging table exists, and a rerun drops it
-        first; once it commits, the ledger row makes a rerun a no-op.
-        """
-        from packwise.faults import maybe_fail
-        from packwise.predictions import (
-            LoadResult,
-            _ensure_tables,
-            _iso,
-            _stage_name,
-            already_loaded,
-            previous_run,
-            prune_statements,
-            read_watermark,
-        )
-
+    @contextmanager
+    def load_block(self) -> Iterator[None]:
+        """No transaction around the load (its reads must see what it created); writes must be allowed."""
         self._write_check()
-        _ensure_tables(self, package_types)
-        done = already_loaded(self, run_id)
-        if done is not None:
-            return done
-        before = read_watermark(self, mode)
-        previous = previous_run(self, mode, run_id)
-        stage = _stage_name(run_id)
-        superseded = 0
-        if expected_rows > 0:
-            for statement in create_stage(stage, package_types):
-                self._run(statement)
-            url = self._upload(_shard_tables(files, package_types, batch_rows))
-            self._run(self.copy_statement(stage, url))
-            counts = self.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
-            n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
-            if n != expected_rows or distinct != n:
-                self._run(f"DROP TABLE IF EXISTS {stage}")
-                raise WarehouseError(
-                    f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
-                    f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
-                )
-            found = self.fetch_df(
-                f"SELECT count(*) AS n FROM predictions WHERE is_current "
-                f"AND product_id IN (SELECT product_id FROM {stage})"
-            )
-            superseded = int(found["n"].iloc[0])
-        after = before
-        if expected_rows > 0 and watermark is not None:
-            after = watermark if before is None else max(before, watermark)
-        run = StagedRun(
-            stage=stage,
-            run_id=run_id,
-            mode=mode,
-            package_types=package_types,
-            versions=versions,
-            n_products=expected_rows,
-            since=since,
-            watermark=watermark,
-            watermark_after=after if expected_rows > 0 and watermark is not None else None,
-            recommended=recommended,
-            unseen=unseen,
-            loaded_at=datetime.now(UTC).replace(tzinfo=None),
-        )
+        yield
+
+    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
+        """Creates the stage, uploads the shards to the staging prefix and COPYs them in."""
+        for statement in create_stage(run.stage, run.package_types):
+            self._run(statement)
+        url = self._upload(_shard_tables(files, run.package_types, batch_rows))
+        self._run(self.copy_statement(run.stage, url))
+
+    def drop_stage(self, stage: str) -> None:
+        """Drops the stage (the load runs outside a transaction, so nothing rolls it back)."""
+        self._run(f"DROP TABLE IF EXISTS {stage}")
+
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> None:
+        """Sends the swap and the retention as one batch (one transaction); the rows pruned are not counted."""
+        from packwise.faults import maybe_fail
+        from packwise.predictions import prune_statements
+
         maybe_fail("load-predictions", "commit")
         self._batch([*swap_statements(run), *prune_statements(keep_runs)])
-        return LoadResult(
-            run_id=run_id,
-            loaded=True,
-            n_products=expected_rows,
-            superseded=superseded,
-            watermark_before=_iso(before),
-            watermark_after=_iso(after),
-            previous=previous,
-            recommended=dict(recommended),
-        )
 
 
 def _shard_tables(files: Sequence[Path], package_types: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
