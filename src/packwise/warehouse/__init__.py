@@ -88,6 +88,36 @@ class ClosingWarehouse:
         """Rolls the outermost transaction back."""
         raise NotImplementedError
 
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Runs one statement and discards any result."""
+        raise NotImplementedError
+
+    def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Runs a query and returns its whole result."""
+        raise NotImplementedError
+
+    def table_exists(self, name: str) -> bool:
+        """Whether a table or view of that name exists in the current schema."""
+        found = self.fetch_df(
+            "SELECT count(*) AS n FROM information_schema.tables "
+            "WHERE table_name = $name AND table_schema = current_schema()",
+            {"name": name},
+        )
+        return bool(int(found["n"].iloc[0]))
+
+    def ensure_schema(self) -> None:
+        """Creates products, labels and run_watermarks if they are missing, in one transaction."""
+        with self.transaction():
+            for spec in TABLES:
+                cols = [f"{col} {self._column_type(sql_type)}" for col, sql_type in spec.columns]
+                if spec.primary_key:
+                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
+                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
+
+    def _column_type(self, portable: str) -> str:
+        """A portable column type of `TABLES` in the backend's spelling."""
+        return portable
+
 
 class QueryError(WarehouseError):
     """The database rejected a statement; the message is the database's first line.

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from packwise.errors import WarehouseError
 from packwise.files import atomic_write
-from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
+from packwise.warehouse import ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 
 if TYPE_CHECKING:
@@ -306,20 +306,5 @@ class PostgresWarehouse(ClosingWarehouse):
             )
         return self._ingest(name, data, "append")
 
-    def table_exists(self, name: str) -> bool:
-        """Whether a table or view of that name exists in the current schema."""
-        found = self.fetch_df(
-            "SELECT count(*) AS n FROM information_schema.tables "
-            "WHERE table_name = $name AND table_schema = current_schema()",
-            {"name": name},
-        )
-        return bool(found["n"].iloc[0])
-
-    def ensure_schema(self) -> None:
-        """Creates products, labels and run_watermarks if they are missing."""
-        with self.transaction():
-            for spec in TABLES:
-                cols = [f"{col} {server_type(sql_type)}" for col, sql_type in spec.columns]
-                if spec.primary_key:
-                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
-                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
+    def _column_type(self, portable: str) -> str:
+        return server_type(portable)
