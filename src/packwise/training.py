@@ -195,14 +195,14 @@ def evaluate(
         champ_metrics = None
         quality = None
         if champ is not None:
-            champ_metrics = score_metrics(labels, prob["champion"], threshold).to_dict()
+            champ_metrics = score_metrics(labels, prob["champion"], threshold).model_dump(mode="json")
             if label_quality is not None:
                 quality = label_quality.measure(
                     package_type, load_model_artifact(model_path), load_model_artifact(champ_file), champ
                 )
         result = EvaluationResult(
             package_type=package_type,
-            candidate=score_metrics(labels, prob["candidate"], threshold).to_dict(),
+            candidate=score_metrics(labels, prob["candidate"], threshold).model_dump(mode="json"),
             champion=champ_metrics,
             champion_version=None if champ is None else champ.version,
             champion_label_stats=None if champ is None else dict(champ.label_stats),
@@ -420,7 +420,7 @@ def validate(
         stats = validate_snapshot(snapshot_dir, features, names, get_model_type(model.type).uses_text)
         for line in stats.warnings:
             print(f"validate: warning: {line}", flush=True)
-        result: dict[str, Any] = stats.to_dict()
+        result: dict[str, Any] = stats.model_dump(mode="json")
         return result
 
 
@@ -438,7 +438,7 @@ def split(
         summary = split_snapshot(
             snapshot_dir, train_out, validation_out, split_config.train_ratio, split_config.seed, names
         )
-        result: dict[str, Any] = summary.to_dict()
+        result: dict[str, Any] = summary.model_dump(mode="json")
         result["fingerprint"] = load_snapshot_manifest(snapshot_dir).fingerprint
         return result
 

@@ -110,10 +110,6 @@ class SnapshotStats(BaseModel):
         tail = {k: data.pop(k) for k in ("suspicious_rows", "warnings")}
         return {**data, "ignored_label_rows": ignored, **tail}
 
-    def to_dict(self) -> dict[str, Any]:
-        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
-        return self.model_dump(mode="json")
-
 
 def validate_products_frame(
     df: pd.DataFrame,
