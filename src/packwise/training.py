@@ -135,7 +135,7 @@ class EvaluationResult(BaseModel):
     champion: dict[str, Any] | None
     champion_version: int | None
     champion_label_stats: dict[str, Any] | None
-    label_quality: dict[str, Any] | None = None  # packwise.label_quality.LabelQuality.to_dict()
+    label_quality: dict[str, Any] | None = None  # packwise.label_quality.LabelQuality.model_dump()
 
 
 def evaluate(
@@ -206,7 +206,7 @@ def evaluate(
             champion=champ_metrics,
             champion_version=None if champ is None else champ.version,
             champion_label_stats=None if champ is None else dict(champ.label_stats),
-            label_quality=None if quality is None else quality.to_dict(),
+            label_quality=None if quality is None else quality.model_dump(),
         )
         return result, jobs
 
@@ -243,7 +243,7 @@ def compare(train_json: str, evaluation_json: str, gate: GateConfig) -> GateDeci
             )
         from packwise.label_quality import LabelQuality
 
-        quality = None if ev.label_quality is None else LabelQuality.from_dict(ev.label_quality)
+        quality = None if ev.label_quality is None else LabelQuality.model_validate(ev.label_quality)
         return evaluate_gate(cand, champ, gate, quality)
 
 
