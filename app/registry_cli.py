@@ -30,6 +30,8 @@ registry_app = typer.Typer(
 )
 
 WHO_HELP = "Who makes the change; default the current user."
+ReasonOpt = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail.")
+WhoOpt = typer.Option(None, "--who", help=WHO_HELP)
 
 _STATUS_STYLE = {Status.APPROVED: "green", Status.REJECTED: "red", Status.PENDING: "yellow"}
 
@@ -184,8 +186,8 @@ def _status_command(status: Status, doc: str) -> Callable[..., None]:
     def command(
         package_type: str = typer.Argument(..., help="Package type, e.g. bag."),
         version: int = typer.Argument(..., help="Version number."),
-        reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
-        who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+        reason: str = ReasonOpt,
+        who: str | None = WhoOpt,
         config: Path | None = ConfigOpt,
         overrides: list[str] | None = SetOpt,
     ) -> None:
@@ -214,8 +216,8 @@ def rollback(
     to_version: int | None = typer.Option(
         None, "--to", help="Version to restore (must have been Approved); default the previous Approved."
     ),
-    reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
-    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+    reason: str = ReasonOpt,
+    who: str | None = WhoOpt,
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
@@ -230,7 +232,7 @@ def rollback(
 def verify(
     package_type: str | None = typer.Option(None, "--type", "-t", help="One package type; default all."),
     repair: bool = typer.Option(False, "--repair", help="Put MLflow back in line with the audit trail, audited."),
-    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+    who: str | None = WhoOpt,
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from packwise.errors import WarehouseError
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
-from packwise.warehouse.sql import StagedRun
+from packwise.warehouse.sql import StagedRun, ledger_values
 
 if TYPE_CHECKING:
     from packwise.warehouse import Warehouse
@@ -470,17 +470,7 @@ class _InTransaction:
         wh.execute(
             f"INSERT INTO {PREDICTION_RUNS} ({', '.join(n for n, _ in _RUNS_COLUMNS)}) VALUES "
             "($run_id, $mode, $n, $since, $watermark, $models, $recommended, $unseen, $now)",
-            {
-                "run_id": run.run_id,
-                "mode": run.mode,
-                "n": run.n_products,
-                "since": run.since,
-                "watermark": run.watermark if run.n_products > 0 else None,
-                "models": json.dumps(dict(run.versions), sort_keys=True),
-                "recommended": json.dumps(dict(run.recommended), sort_keys=True),
-                "unseen": json.dumps(dict(run.unseen), sort_keys=True),
-                "now": run.loaded_at,
-            },
+            ledger_values(run),
         )
         pruned = 0
         if keep_runs is not None:
