@@ -8,6 +8,7 @@ plus ``--set key=value`` overrides) and opens the registry it names. Errors a us
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -29,6 +30,8 @@ registry_app = typer.Typer(
 )
 
 WHO_HELP = "Who makes the change; default the current user."
+ReasonOpt = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail.")
+WhoOpt = typer.Option(None, "--who", help=WHO_HELP)
 
 _STATUS_STYLE = {Status.APPROVED: "green", Status.REJECTED: "red", Status.PENDING: "yellow"}
 
@@ -177,47 +180,34 @@ def show(
     console.print(audit)
 
 
-def _change(
-    package_type: str,
-    version: int,
-    status: Status,
-    reason: str,
-    who: str | None,
-    config: Path | None,
-    overrides: list[str] | None,
-) -> None:
-    with user_errors():
-        registry = _open(config, overrides, package_type)
-        changed = registry.set_status(package_type, version, status, who=_who(who), reason=reason)
-        console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
-        console.print(f"{package_type} v{changed.version} is now {changed.status}")
-        _print_champion(console, registry, package_type)
+def _status_command(status: Status, doc: str) -> Callable[..., None]:
+    """The ``approve``/``reject`` command: the same arguments, one status to set."""
+
+    def command(
+        package_type: str = typer.Argument(..., help="Package type, e.g. bag."),
+        version: int = typer.Argument(..., help="Version number."),
+        reason: str = ReasonOpt,
+        who: str | None = WhoOpt,
+        config: Path | None = ConfigOpt,
+        overrides: list[str] | None = SetOpt,
+    ) -> None:
+        with user_errors():
+            registry = _open(config, overrides, package_type)
+            changed = registry.set_status(package_type, version, status, who=_who(who), reason=reason)
+            console = Console(markup=False)  # versions, reasons and URIs are data, printed as text
+            console.print(f"{package_type} v{changed.version} is now {changed.status}")
+            _print_champion(console, registry, package_type)
+
+    command.__doc__ = doc
+    return command
 
 
-@registry_app.command("approve")
-def approve(
-    package_type: str = typer.Argument(..., help="Package type, e.g. bag."),
-    version: int = typer.Argument(..., help="Version number."),
-    reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
-    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
-    config: Path | None = ConfigOpt,
-    overrides: list[str] | None = SetOpt,
-) -> None:
-    """Approve a version; it becomes champion unless a newer version is Approved."""
-    _change(package_type, version, Status.APPROVED, reason, who, config, overrides)
-
-
-@registry_app.command("reject")
-def reject(
-    package_type: str = typer.Argument(..., help="Package type, e.g. bag."),
-    version: int = typer.Argument(..., help="Version number."),
-    reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
-    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
-    config: Path | None = ConfigOpt,
-    overrides: list[str] | None = SetOpt,
-) -> None:
-    """Reject a version; if it was champion, the previous Approved version takes over."""
-    _change(package_type, version, Status.REJECTED, reason, who, config, overrides)
+approve = registry_app.command("approve")(
+    _status_command(Status.APPROVED, "Approve a version; it becomes champion unless a newer version is Approved.")
+)
+reject = registry_app.command("reject")(
+    _status_command(Status.REJECTED, "Reject a version; if it was champion, the previous Approved version takes over.")
+)
 
 
 @registry_app.command("rollback")
@@ -226,8 +216,8 @@ def rollback(
     to_version: int | None = typer.Option(
         None, "--to", help="Version to restore (must have been Approved); default the previous Approved."
     ),
-    reason: str = typer.Option(..., "--reason", "-r", help="Why; kept in the audit trail."),
-    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+    reason: str = ReasonOpt,
+    who: str | None = WhoOpt,
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
@@ -242,7 +232,7 @@ def rollback(
 def verify(
     package_type: str | None = typer.Option(None, "--type", "-t", help="One package type; default all."),
     repair: bool = typer.Option(False, "--repair", help="Put MLflow back in line with the audit trail, audited."),
-    who: str | None = typer.Option(None, "--who", help=WHO_HELP),
+    who: str | None = WhoOpt,
     config: Path | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:

@@ -80,7 +80,7 @@ def candidate(
             label_counts={"positive": positives, "negative": len(labels) - positives},
             input_example=rows[PRODUCT_COLUMNS].head(3).to_dict(orient="records"),
             snapshot_uri=f"file:///tmp/snapshots/week-{week}",
-            candidate_metrics=metrics.to_dict(),
+            candidate_metrics=metrics.model_dump(mode="json"),
         ),
     }
     args.update(overrides)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -75,10 +75,6 @@ class ScoreMetrics(BaseModel):
     threshold: float
     confusion_matrix: tuple[tuple[int, int], tuple[int, int]]
     roc_curve: RocCurve
-
-    def to_dict(self) -> dict[str, Any]:
-        """`model_dump(mode="json")`, kept for training.py and sagemaker/steps.py (their slices convert them)."""
-        return self.model_dump(mode="json")
 
 
 def downsample_indices(length: int, max_points: int = ROC_MAX_POINTS) -> list[int]:

@@ -23,9 +23,10 @@ The gate imports `LabelQuality` from here, so numpy and pandas are imported only
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
 
 from packwise.errors import DataValidationError
 
@@ -39,8 +40,7 @@ DEFAULT_CONFIDENT = 0.9
 """A prediction at least this far towards one class counts as a confident one."""
 
 
-@dataclass(frozen=True)
-class LabelQuality:
+class LabelQuality(BaseModel):
     """Label-quality evidence of one candidate against its champion's snapshot.
 
     Attributes:
@@ -59,6 +59,8 @@ class LabelQuality:
         frozen_candidate_log_loss: Candidate log loss on them.
         frozen_champion_log_loss: Champion log loss on them.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     package_type: str
     champion_fingerprint: str
@@ -96,15 +98,6 @@ class LabelQuality:
         if not self.n_new or not self.n_reference:
             return None
         return self.new_contradiction_rate - self.reference_contradiction_rate
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly values."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelQuality:
-        """Inverse of `to_dict`."""
-        return cls(**data)
 
 
 def _type_labels(labels_path: Path, package_type: str) -> pd.Series:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from packwise.errors import WarehouseError
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
+from packwise.warehouse.sql import StagedRun, ledger_values
 
 if TYPE_CHECKING:
     from packwise.warehouse import Warehouse
@@ -132,13 +134,14 @@ def check_run_mode(warehouse: Warehouse, run_id: str, mode: str) -> None:
     Raises:
         WarehouseError: The run id was loaded by a run of the other mode.
     """
-    if not warehouse.table_exists(PREDICTION_RUNS):
-        return
-    done = _ledger_row(warehouse, run_id)
+    if warehouse.table_exists(PREDICTION_RUNS):
+        _refuse_other_mode(_ledger_row(warehouse, run_id), run_id, mode)
+
+
+def _refuse_other_mode(done: dict[str, Any] | None, run_id: str, mode: str) -> None:
     if done is not None and done["mode"] != mode:
         raise WarehouseError(
-            f"run id {run_id!r} was already loaded by a {done['mode']} run; "
-            f"give this {mode} run a new --run-id"
+            f"run id {run_id!r} was already loaded by a {done['mode']} run; give this {mode} run a new --run-id"
         )
 
 
@@ -224,9 +227,15 @@ def _ledger_dict(row: pd.Series) -> dict[str, Any]:
     }
 
 
-def already_loaded(warehouse: Warehouse, run_id: str) -> LoadResult | None:
-    """The result of loading `run_id` again when its ledger row says it was loaded: nothing changes."""
+def already_loaded(warehouse: Warehouse, run_id: str, mode: str | None = None) -> LoadResult | None:
+    """The result of loading `run_id` again when its ledger row says it was loaded: nothing changes.
+
+    Raises:
+        WarehouseError: `mode` is given and the ledger row is of the other mode (see `check_run_mode`).
+    """
     done = _ledger_row(warehouse, run_id)
+    if mode is not None:
+        _refuse_other_mode(done, run_id, mode)
     if done is None:
         return None
     wm = _iso(read_watermark(warehouse, done["mode"]))
@@ -337,98 +346,54 @@ def load_predictions(
     Raises:
         WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
     """
-    from packwise.faults import maybe_fail
-    from packwise.warehouse import ParquetInserter, RunLoader
+    from packwise.warehouse import RunStager
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
-    prune = prune_statements(keep_runs)  # checks keep_runs before anything is written
-    if isinstance(warehouse, RunLoader):  # Redshift: COPY from S3 into a stage, then one batch transaction
-        result: LoadResult = warehouse.load_run(
-            files, run_id=run_id, mode=mode, package_types=package_types, versions=versions,
-            expected_rows=expected_rows, since=since, watermark=watermark, recommended=recommended,
-            unseen=unseen, batch_rows=batch_rows, keep_runs=keep_runs,
-        )  # fmt: skip
-        return result
-    with warehouse.transaction():
+    prune_statements(keep_runs)  # checks keep_runs before anything is written
+    stager: RunStager = warehouse if isinstance(warehouse, RunStager) else _InTransaction(warehouse)
+    with stager.load_block():
         _ensure_tables(warehouse, package_types)
-        check_run_mode(warehouse, run_id, mode)
-        done = already_loaded(warehouse, run_id)
+        done = already_loaded(warehouse, run_id, mode)
         if done is not None:
             return done
         before = read_watermark(warehouse, mode)
         previous = previous_run(warehouse, mode, run_id)
+        after = before
+        moves = expected_rows > 0 and watermark is not None
+        if expected_rows > 0 and watermark is not None:
+            after = watermark if before is None else max(before, watermark)
+        run = StagedRun(
+            stage=_stage_name(run_id),
+            run_id=run_id,
+            mode=mode,
+            package_types=package_types,
+            versions=versions,
+            n_products=expected_rows,
+            since=since,
+            watermark=watermark,
+            watermark_after=after if moves else None,
+            recommended=recommended,
+            unseen=unseen,
+            loaded_at=_now(),
+        )
         superseded = 0
         if expected_rows > 0:
-            stage = _stage_name(run_id)
-            stage_cols = [c for c in predictions_columns(package_types) if c[0] != "is_current"]
-            bulk = isinstance(warehouse, ParquetInserter)
-            warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
-            # DuckDB's temporary tables live in memory: the stage is never written to the database file
-            temp = "TEMPORARY " if bulk else ""
-            warehouse.execute(f"CREATE {temp}TABLE {stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
-            if bulk:  # DuckDB reads the files itself, nothing through Python
-                warehouse.insert_parquet(
-                    stage, files, _stage_expressions(package_types, versions), {"run_id": run_id, "mode": mode}
-                )
-            else:
-                for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
-                    warehouse.append(stage, table)
-            counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
+            stager.stage_run(run, files, batch_rows)
+            counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {run.stage}")
             n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
             if n != expected_rows or distinct != n:
+                stager.drop_stage(run.stage)
                 raise WarehouseError(
                     f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
                     f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
                 )
             found = warehouse.fetch_df(
                 f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
-                f"AND product_id IN (SELECT product_id FROM {stage})"
+                f"AND product_id IN (SELECT product_id FROM {run.stage})"
             )
             superseded = int(found["n"].iloc[0])
-            warehouse.execute(
-                f"UPDATE {PREDICTIONS} SET is_current = FALSE "
-                f"WHERE is_current AND product_id IN (SELECT product_id FROM {stage})"
-            )
-            names = ", ".join(n for n, _ in stage_cols)
-            warehouse.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {stage}")
-            warehouse.execute(f"DROP TABLE {stage}")
-        after = before
-        if expected_rows > 0 and watermark is not None:
-            after = watermark if before is None else max(before, watermark)
-            warehouse.execute(
-                f"INSERT INTO {WATERMARKS} (pipeline, mode, watermark, run_id, updated_at) "
-                "VALUES ($pipeline, $mode, $watermark, $run_id, $now) "
-                "ON CONFLICT (pipeline, mode) DO UPDATE SET watermark = excluded.watermark, "
-                "run_id = excluded.run_id, updated_at = excluded.updated_at",
-                {"pipeline": PIPELINE, "mode": mode, "watermark": after, "run_id": run_id, "now": _now()},
-            )
-        warehouse.execute(
-            f"INSERT INTO {PREDICTION_RUNS} ({', '.join(n for n, _ in _RUNS_COLUMNS)}) VALUES "
-            "($run_id, $mode, $n, $since, $watermark, $models, $recommended, $unseen, $now)",
-            {
-                "run_id": run_id,
-                "mode": mode,
-                "n": expected_rows,
-                "since": since,
-                "watermark": watermark if expected_rows > 0 else None,
-                "models": json.dumps(dict(versions), sort_keys=True),
-                "recommended": json.dumps(dict(recommended), sort_keys=True),
-                "unseen": json.dumps(dict(unseen), sort_keys=True),
-                "now": _now(),
-            },
-        )
-        pruned = 0
-        if prune:
-            found = warehouse.fetch_df(
-                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE NOT is_current "
-                f"AND run_id NOT IN ({_kept_runs(int(keep_runs or 0))})"
-            )
-            pruned = int(found["n"].iloc[0])
-            for statement in prune:
-                warehouse.execute(statement)
-        # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
-        maybe_fail("load-predictions", "commit")
+        pruned = stager.swap_run(run, keep_runs)
     return LoadResult(
         run_id=run_id,
         loaded=True,
@@ -440,6 +405,90 @@ def load_predictions(
         recommended=dict(recommended),
         pruned=pruned,
     )
+
+
+class _InTransaction:
+    """`RunStager` for the backends without one of their own (DuckDB, PostgreSQL): the whole load is one
+    `transaction()`, so a failure anywhere rolls the stage back with everything else."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+
+    def load_block(self) -> AbstractContextManager[None]:
+        return self.warehouse.transaction()
+
+    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
+        from packwise.warehouse import ParquetInserter
+
+        wh = self.warehouse
+        stage_cols = _stage_columns(run.package_types)
+        bulk = isinstance(wh, ParquetInserter)
+        wh.execute(f"DROP TABLE IF EXISTS {run.stage}")
+        # DuckDB's temporary tables live in memory: the stage is never written to the database file
+        temp = "TEMPORARY " if bulk else ""
+        wh.execute(f"CREATE {temp}TABLE {run.stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
+        if isinstance(wh, ParquetInserter):  # DuckDB reads the files itself, nothing through Python
+            wh.insert_parquet(
+                run.stage,
+                files,
+                _stage_expressions(run.package_types, run.versions),
+                {"run_id": run.run_id, "mode": run.mode},
+            )
+        else:
+            for table in _stage_batches(files, run.run_id, run.mode, run.package_types, run.versions, batch_rows):
+                wh.append(run.stage, table)
+
+    def drop_stage(self, stage: str) -> None:
+        """Nothing to do: the error that follows rolls the transaction, the stage included, back."""
+
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> int:
+        from packwise.faults import maybe_fail
+
+        wh = self.warehouse
+        if run.n_products > 0:
+            wh.execute(
+                f"UPDATE {PREDICTIONS} SET is_current = FALSE "
+                f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})"
+            )
+            names = ", ".join(n for n, _ in _stage_columns(run.package_types))
+            wh.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {run.stage}")
+            wh.execute(f"DROP TABLE {run.stage}")
+        if run.watermark_after is not None:
+            wh.execute(
+                f"INSERT INTO {WATERMARKS} (pipeline, mode, watermark, run_id, updated_at) "
+                "VALUES ($pipeline, $mode, $watermark, $run_id, $now) "
+                "ON CONFLICT (pipeline, mode) DO UPDATE SET watermark = excluded.watermark, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                {
+                    "pipeline": PIPELINE,
+                    "mode": run.mode,
+                    "watermark": run.watermark_after,
+                    "run_id": run.run_id,
+                    "now": run.loaded_at,
+                },
+            )
+        wh.execute(
+            f"INSERT INTO {PREDICTION_RUNS} ({', '.join(n for n, _ in _RUNS_COLUMNS)}) VALUES "
+            "($run_id, $mode, $n, $since, $watermark, $models, $recommended, $unseen, $now)",
+            ledger_values(run),
+        )
+        pruned = 0
+        if keep_runs is not None:
+            found = wh.fetch_df(
+                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE NOT is_current "
+                f"AND run_id NOT IN ({_kept_runs(keep_runs)})"
+            )
+            pruned = int(found["n"].iloc[0])
+            for statement in prune_statements(keep_runs):
+                wh.execute(statement)
+        # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
+        maybe_fail("load-predictions", "commit")
+        return pruned
+
+
+def _stage_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
+    """The in-transaction stage: every predictions column but is_current."""
+    return [c for c in predictions_columns(package_types) if c[0] != "is_current"]
 
 
 def _now() -> datetime:

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from packwise.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class Calibration:
+class Calibration(BaseModel):
     """A monotone map from raw to calibrated probability: piecewise linear through (`raw`, `calibrated`).
 
     Attributes:
         raw: Increasing raw probabilities (the knots).
         calibrated: The calibrated probability at each knot.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     raw: tuple[float, ...]
     calibrated: tuple[float, ...]
@@ -38,15 +39,6 @@ class Calibration:
         if not self.raw:
             return prob
         return np.interp(prob, self.raw, self.calibrated).astype(prob.dtype, copy=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly values."""
-        return {"raw": list(self.raw), "calibrated": list(self.calibrated)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        """Inverse of `to_dict`."""
-        return cls(raw=tuple(float(x) for x in data["raw"]), calibrated=tuple(float(y) for y in data["calibrated"]))
 
 
 IDENTITY = Calibration(raw=(), calibrated=())

@@ -86,10 +86,6 @@ class SplitSummary(BaseModel):
         data["package_types"] = {name: {"train": train[name], "validation": validation[name]} for name in train}
         return data
 
-    def to_dict(self) -> dict[str, Any]:
-        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
-        return self.model_dump(mode="json")
-
 
 def _hash_order(product_ids: pd.Series, seed: int) -> np.ndarray:
     """A seeded pseudo-random key per product id, stable across platforms and row orders."""

@@ -149,7 +149,7 @@ class EvaluationResult(BaseModel):
     champion: dict[str, Any] | None
     champion_version: int | None
     champion_label_stats: dict[str, Any] | None
-    label_quality: dict[str, Any] | None = None  # packwise.label_quality.LabelQuality.to_dict()
+    label_quality: dict[str, Any] | None = None  # packwise.label_quality.LabelQuality.model_dump()
 
 
 def evaluate(
@@ -209,18 +209,18 @@ def evaluate(
         champ_metrics = None
         quality = None
         if champ is not None:
-            champ_metrics = score_metrics(labels, prob["champion"], threshold).to_dict()
+            champ_metrics = score_metrics(labels, prob["champion"], threshold).model_dump(mode="json")
             if label_quality is not None:
                 quality = label_quality.measure(
                     package_type, load_model_artifact(model_path), load_model_artifact(champ_file), champ
                 )
         result = EvaluationResult(
             package_type=package_type,
-            candidate=score_metrics(labels, prob["candidate"], threshold).to_dict(),
+            candidate=score_metrics(labels, prob["candidate"], threshold).model_dump(mode="json"),
             champion=champ_metrics,
             champion_version=None if champ is None else champ.version,
             champion_label_stats=None if champ is None else dict(champ.label_stats),
-            label_quality=None if quality is None else quality.to_dict(),
+            label_quality=None if quality is None else quality.model_dump(),
         )
         return result, jobs
 
@@ -257,7 +257,7 @@ def compare(train_json: str, evaluation_json: str, gate: GateConfig) -> GateDeci
             )
         from packwise.label_quality import LabelQuality
 
-        quality = None if ev.label_quality is None else LabelQuality.from_dict(ev.label_quality)
+        quality = None if ev.label_quality is None else LabelQuality.model_validate(ev.label_quality)
         return evaluate_gate(cand, champ, gate, quality)
 
 
@@ -464,7 +464,7 @@ def validate(
         stats = validate_snapshot(local, features, names, get_model_type(model.type).uses_text)
         for line in stats.warnings:
             print(f"validate: warning: {line}", flush=True)
-        result: dict[str, Any] = stats.to_dict()
+        result: dict[str, Any] = stats.model_dump(mode="json")
         return result
 
 
@@ -485,7 +485,7 @@ def split(
         names = package_type_names(package_types)
         local = stage_snapshot(storage, snapshot_dir)
         summary = split_snapshot(local, train_out, validation_out, split_config.train_ratio, split_config.seed, names)
-        result: dict[str, Any] = summary.to_dict()
+        result: dict[str, Any] = summary.model_dump(mode="json")
         result["fingerprint"] = load_snapshot_manifest(local).fingerprint
         return result
 

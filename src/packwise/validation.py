@@ -9,7 +9,7 @@ key or query that fixes it.
 Nulls in feature columns are allowed: the models treat them as missing values. Infinite values in a
 numeric column, and negative dimensions or weights, are errors; finite but implausible dimensions or
 weights (`SUSPICIOUS_ABOVE`) are counted and reported as warnings, as are label rows of package types
-that are not configured.
+that are not configured. The per-column checks live in `packwise.column_checks`.
 """
 
 from __future__ import annotations
@@ -18,37 +18,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, computed_field, model_serializer
 
+from packwise.column_checks import (
+    LABEL_KINDS,
+    PRODUCT_ID,
+    PRODUCTS_QUERY_KEY,
+    STRING_KINDS,
+    SUSPICIOUS_ABOVE,
+    arrow_kind,
+    check_boolean_values,
+    check_columns,
+    check_product_ids,
+    count_bad_values,
+    expected_text,
+    feature_groups,
+    merge_counts,
+    numeric_columns,
+    pandas_kind,
+    raise_on_bad_values,
+    show_value,
+    suspicious_warnings,
+)
 from packwise.config import FeatureConfig
 from packwise.errors import DataValidationError
 
 PRODUCTS_FILE = "products.parquet"
 LABELS_FILE = "labels.parquet"
-PRODUCT_ID = "product_id"
 LABEL_COLUMNS = ("product_id", "package_type", "label")
 
-PRODUCTS_QUERY_KEY = "warehouse.products_query"
 LABELS_QUERY_KEY = "warehouse.labels_query"
-
-# Physical columns that cannot be negative, and the finite value above which a row is suspicious (10 m,
-# 1 tonne): not an error, a counted warning in the validation summary.
-SUSPICIOUS_ABOVE: dict[str, float] = {
-    "length_cm": 1_000.0,
-    "width_cm": 1_000.0,
-    "height_cm": 1_000.0,
-    "weight_kg": 1_000.0,
-}
-
-# Kinds a column may have; a column's kind comes from its arrow type or pandas dtype.
-_NUMERIC = frozenset({"integer", "float"})
-_BOOLEAN = frozenset({"boolean", "integer"})  # integers only when every value is 0 or 1
-_STRING = frozenset({"string"})
-_LABEL = frozenset({"integer", "float", "boolean"})
 
 
 class LabelStats(BaseModel):
@@ -108,208 +110,6 @@ class SnapshotStats(BaseModel):
         tail = {k: data.pop(k) for k in ("suspicious_rows", "warnings")}
         return {**data, "ignored_label_rows": ignored, **tail}
 
-    def to_dict(self) -> dict[str, Any]:
-        """`model_dump(mode="json")`, kept for training.py (its slice converts the caller)."""
-        return self.model_dump(mode="json")
-
-
-# --- column kinds -------------------------------------------------------------------------------------
-
-
-def _arrow_kind(dtype: pa.DataType) -> str:
-    if pa.types.is_boolean(dtype):
-        return "boolean"
-    if pa.types.is_integer(dtype):
-        return "integer"
-    if pa.types.is_floating(dtype):
-        return "float"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
-        return "string"
-    if pa.types.is_dictionary(dtype):
-        return "string" if _arrow_kind(dtype.value_type) == "string" else str(dtype)
-    if pa.types.is_null(dtype):
-        return "null"
-    return str(dtype)
-
-
-def _pandas_kind(series: pd.Series) -> str:
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        cats = pd.Series(dtype.categories)
-        return "string" if len(cats) == 0 or _pandas_kind(cats) == "string" else str(dtype)
-    if pd.api.types.is_bool_dtype(dtype):
-        return "boolean"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "integer"
-    if pd.api.types.is_float_dtype(dtype):
-        return "float"
-    if isinstance(dtype, pd.StringDtype):
-        return "string"
-    if pd.api.types.is_object_dtype(dtype):
-        inferred = pd.api.types.infer_dtype(series, skipna=True)
-        return {
-            "string": "string",
-            "empty": "null",
-            "boolean": "boolean",
-            "integer": "integer",
-            "floating": "float",
-            "mixed-integer-float": "float",
-        }.get(inferred, f"object ({inferred})")
-    return str(dtype)
-
-
-def _expected_text(kinds: frozenset[str]) -> str:
-    if kinds == _NUMERIC:
-        return "integer or float"
-    if kinds == _BOOLEAN:
-        return "boolean (or 0/1 integers)"
-    if kinds == _LABEL:
-        return "0/1 integers"
-    return "string"
-
-
-def _feature_groups(features: FeatureConfig, needs_text: bool) -> dict[str, tuple[str, frozenset[str]]]:
-    """Column -> (config key it comes from, kinds it may have), product_id first."""
-    groups: dict[str, tuple[str, frozenset[str]]] = {PRODUCT_ID: ("", _STRING)}
-    for col in features.numeric:
-        groups[col] = ("features.numeric", _NUMERIC)
-    for col in features.boolean:
-        groups[col] = ("features.boolean", _BOOLEAN)
-    for col in features.categorical:
-        groups[col] = ("features.categorical", _STRING)
-    for col in features.input_columns(with_text=needs_text):
-        if col not in groups:  # length/width/height/weight needed only by derived features
-            key = "features.text" if needs_text and col == features.text else "features.derived"
-            groups[col] = (key, _STRING if key == "features.text" else _NUMERIC)
-    return groups
-
-
-def _show(value: object) -> str:
-    """A value as a user reads it: numpy scalars as plain Python numbers."""
-    item = getattr(value, "item", None)
-    return repr(item() if callable(item) else value)
-
-
-def _check_columns(
-    source: str,
-    columns: dict[str, tuple[str, str]],
-    groups: dict[str, tuple[str, frozenset[str]]],
-    query_key: str,
-) -> None:
-    """Raises on the first missing column, then on the first column of the wrong kind.
-
-    `columns` maps each column present to (kind, the type's own name, e.g. ``double`` or ``float64``).
-    """
-    for col, (key, _) in groups.items():
-        if col not in columns:
-            fix = f"add it to {query_key}"
-            if key:
-                fix += f" or remove it from {key}"
-            what = "column" if col == PRODUCT_ID else "feature column"
-            raise DataValidationError(f"{source}: {what} {col!r} is missing from products; {fix}")
-    for col, (key, kinds) in groups.items():
-        kind, type_name = columns[col]
-        if kind != "null" and kind not in kinds:
-            hint = f"cast it in {query_key}" + (f" or remove it from {key}" if key else "")
-            raise DataValidationError(
-                f"{source}: column {col!r} in products has type {type_name}; "
-                f"expected {_expected_text(kinds)}; {hint}"
-            )
-
-
-def _check_boolean_values(source: str, frame: pd.DataFrame, cols: Sequence[str], query_key: str) -> None:
-    for col in cols:
-        if _pandas_kind(frame[col]) != "integer":
-            continue
-        values = frame[col].dropna()
-        bad = values[~values.isin([0, 1])]
-        if len(bad):
-            raise DataValidationError(
-                f"{source}: boolean column {col!r} in products has {len(bad)} integer values other than 0/1 "
-                f"(e.g. {_show(bad.iloc[0])}); cast it to boolean in {query_key} "
-                "or move it to features.numeric"
-            )
-
-
-def numeric_columns(frame: pd.DataFrame, groups: dict[str, tuple[str, frozenset[str]]]) -> list[str]:
-    """Columns of `groups` that are numeric in `frame` (numeric features and inputs of derived ones)."""
-    return [c for c, (_, kinds) in groups.items() if kinds == _NUMERIC and c in frame.columns]
-
-
-def count_bad_values(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Counts per problem and column: ``infinite``, ``negative`` (dimensions, weights), ``suspicious``.
-
-    Only columns with at least one such row appear. Nulls are never counted (they are missing values).
-    """
-    out: dict[str, dict[str, int]] = {"infinite": {}, "negative": {}, "suspicious": {}}
-    for col in columns:
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        n_inf = int(np.isinf(values).sum())
-        if n_inf:
-            out["infinite"][col] = n_inf
-        limit = SUSPICIOUS_ABOVE.get(col)
-        if limit is None:
-            continue
-        finite = values[np.isfinite(values)]
-        n_neg = int((finite < 0).sum())
-        if n_neg:
-            out["negative"][col] = n_neg
-        n_big = int((finite > limit).sum())
-        if n_big:
-            out["suspicious"][col] = n_big
-    return out
-
-
-def merge_counts(total: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
-    """Adds `more` (from `count_bad_values`) into `total`, in place."""
-    for kind, cols in more.items():
-        bucket = total.setdefault(kind, {})
-        for col, n in cols.items():
-            bucket[col] = bucket.get(col, 0) + n
-
-
-def raise_on_bad_values(source: str, counts: dict[str, dict[str, int]], query_key: str) -> None:
-    """Raises on infinite values, then on negative dimensions or weights, naming the column and row count."""
-    for col, n in counts.get("infinite", {}).items():
-        raise DataValidationError(
-            f"{source}: column {col!r} in products has {n} infinite values; "
-            f"make {query_key} return finite numbers or null"
-        )
-    for col, n in counts.get("negative", {}).items():
-        raise DataValidationError(
-            f"{source}: column {col!r} in products has {n} negative values (a dimension or weight); "
-            f"fix or filter them in {query_key}"
-        )
-
-
-def suspicious_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
-    """One warning line per column with implausible but finite values."""
-    return [
-        f"column {col!r} has {n} rows above {SUSPICIOUS_ABOVE[col]:g} (implausible; check the source data)"
-        for col, n in sorted(counts.get("suspicious", {}).items())
-    ]
-
-
-def check_product_ids(source: str, ids: pd.Series, query_key: str = PRODUCTS_QUERY_KEY) -> None:
-    """Raises unless every product id is present and unique.
-
-    Args:
-        source: Prefix of the error message, e.g. ``snapshot`` or ``inventory``.
-        ids: The product_id column.
-        query_key: Configuration key of the query that produced the rows, named in the fix.
-    """
-    n_null = int(ids.isna().sum())
-    if n_null:
-        raise DataValidationError(
-            f"{source}: {n_null} products have a null product_id; filter them out in {query_key}"
-        )
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise DataValidationError(
-            f"{source}: products has {len(dup)} duplicate product_id rows (e.g. {dup.iloc[0]!r}); "
-            f"make {query_key} return one row per product"
-        )
-
 
 def validate_products_frame(
     df: pd.DataFrame,
@@ -340,10 +140,10 @@ def validate_products_frame(
     Raises:
         DataValidationError: On the first problem found.
     """
-    groups = _feature_groups(features, needs_text)
-    kinds = {col: (_pandas_kind(df[col]), str(df[col].dtype)) for col in groups if col in df.columns}
-    _check_columns(source, kinds, groups, query_key)
-    _check_boolean_values(source, df, features.boolean, query_key)
+    groups = feature_groups(features, needs_text)
+    kinds = {col: (pandas_kind(df[col]), str(df[col].dtype)) for col in groups if col in df.columns}
+    check_columns(source, kinds, groups, query_key)
+    check_boolean_values(source, df, features.boolean, query_key)
     check_product_ids(source, df[PRODUCT_ID], query_key)
     return count_bad_values(df, numeric_columns(df, groups))
 
@@ -373,9 +173,7 @@ def validate_labels_frame(
         DataValidationError: On the first problem found.
     """
     if labels.empty:
-        raise DataValidationError(
-            f"{source}: labels has no rows; check {LABELS_QUERY_KEY} and the snapshot week"
-        )
+        raise DataValidationError(f"{source}: labels has no rows; check {LABELS_QUERY_KEY} and the snapshot week")
     for col in ("product_id", "package_type"):
         n_null = int(labels[col].isna().sum())
         if n_null:
@@ -399,7 +197,7 @@ def validate_labels_frame(
         row = bad.iloc[0]
         raise DataValidationError(
             f"{source}: labels has {len(bad)} rows with a null or non-0/1 label "
-            f"(e.g. product {row['product_id']!r}, {row['package_type']}: {_show(row['label'])}); "
+            f"(e.g. product {row['product_id']!r}, {row['package_type']}: {show_value(row['label'])}); "
             f"make {LABELS_QUERY_KEY} return only 0 or 1"
         )
 
@@ -440,9 +238,7 @@ def validate_labels_frame(
 
 def _schema_kinds(path: Path, source: str) -> dict[str, tuple[str, str]]:
     if not path.is_file():
-        raise DataValidationError(
-            f"{source}: {path} does not exist; re-run the extract step for this snapshot"
-        )
+        raise DataValidationError(f"{source}: {path} does not exist; re-run the extract step for this snapshot")
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as err:
@@ -450,9 +246,7 @@ def _schema_kinds(path: Path, source: str) -> dict[str, tuple[str, str]]:
         raise DataValidationError(
             f"{source}: {path} is not a readable parquet file ({first}); re-run the extract step"
         ) from None
-    return {
-        name: (_arrow_kind(schema.field(name).type), str(schema.field(name).type)) for name in schema.names
-    }
+    return {name: (arrow_kind(schema.field(name).type), str(schema.field(name).type)) for name in schema.names}
 
 
 def validate_snapshot(
@@ -479,31 +273,27 @@ def validate_snapshot(
     products_path = snapshot_dir / PRODUCTS_FILE
     labels_path = snapshot_dir / LABELS_FILE
 
-    groups = _feature_groups(features, needs_text)
+    groups = feature_groups(features, needs_text)
     product_kinds = _schema_kinds(products_path, source)
-    _check_columns(source, product_kinds, groups, PRODUCTS_QUERY_KEY)
+    check_columns(source, product_kinds, groups, PRODUCTS_QUERY_KEY)
 
     label_kinds = _schema_kinds(labels_path, source)
     for col in LABEL_COLUMNS:
         if col not in label_kinds:
-            raise DataValidationError(
-                f"{source}: column {col!r} is missing from labels; add it to {LABELS_QUERY_KEY}"
-            )
-    label_expect = {"product_id": _STRING, "package_type": _STRING, "label": _LABEL}
+            raise DataValidationError(f"{source}: column {col!r} is missing from labels; add it to {LABELS_QUERY_KEY}")
+    label_expect = {"product_id": STRING_KINDS, "package_type": STRING_KINDS, "label": LABEL_KINDS}
     for col, kinds in label_expect.items():
         kind, type_name = label_kinds[col]
         if kind != "null" and kind not in kinds:
             raise DataValidationError(
-                f"{source}: column {col!r} in labels has type {type_name}; expected {_expected_text(kinds)}; "
+                f"{source}: column {col!r} in labels has type {type_name}; expected {expected_text(kinds)}; "
                 f"cast it in {LABELS_QUERY_KEY}"
             )
 
     products = pq.read_table(products_path, columns=list(groups)).to_pandas()
     if products.empty:
-        raise DataValidationError(
-            f"{source}: products has no rows; check {PRODUCTS_QUERY_KEY} and the snapshot week"
-        )
-    _check_boolean_values(source, products, features.boolean, PRODUCTS_QUERY_KEY)
+        raise DataValidationError(f"{source}: products has no rows; check {PRODUCTS_QUERY_KEY} and the snapshot week")
+    check_boolean_values(source, products, features.boolean, PRODUCTS_QUERY_KEY)
     check_product_ids(source, products[PRODUCT_ID], PRODUCTS_QUERY_KEY)
     value_counts = count_bad_values(products, numeric_columns(products, groups))
     raise_on_bad_values(source, value_counts, PRODUCTS_QUERY_KEY)
@@ -511,10 +301,7 @@ def validate_snapshot(
     labels = pq.read_table(labels_path, columns=list(LABEL_COLUMNS)).to_pandas()
     kept, ignored = validate_labels_frame(labels, products[PRODUCT_ID], package_types, source=source)
 
-    per_type = {
-        name: LabelStats.from_labels(kept.loc[kept["package_type"] == name, "label"])
-        for name in package_types
-    }
+    per_type = {name: LabelStats.from_labels(kept.loc[kept["package_type"] == name, "label"]) for name in package_types}
     warnings = suspicious_warnings(value_counts)
     if ignored:
         listed = ", ".join(f"{name}: {n}" for name, n in ignored.items())
@@ -531,3 +318,24 @@ def validate_snapshot(
         suspicious_rows=dict(sorted(value_counts["suspicious"].items())),
         warnings=warnings,
     )
+
+
+__all__ = [  # the column checks are re-exported: callers validate through this module
+    "LABELS_FILE",
+    "LABELS_QUERY_KEY",
+    "LABEL_COLUMNS",
+    "PRODUCTS_FILE",
+    "PRODUCTS_QUERY_KEY",
+    "PRODUCT_ID",
+    "SUSPICIOUS_ABOVE",
+    "LabelStats",
+    "SnapshotStats",
+    "check_product_ids",
+    "count_bad_values",
+    "merge_counts",
+    "raise_on_bad_values",
+    "suspicious_warnings",
+    "validate_labels_frame",
+    "validate_products_frame",
+    "validate_snapshot",
+]

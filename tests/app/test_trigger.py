@@ -258,7 +258,7 @@ def test_watcher_needs_a_bucket() -> None:
 
 
 def test_trigger_file_example_in_the_docs_is_valid(base_config: PackwiseConfig) -> None:
-    doc = (Path(__file__).parents[2] / "app/trigger.py").read_text().split('"""')[1]
+    doc = (Path(__file__).parents[2] / "app/trigger_file.py").read_text().split('"""')[1]
     example = "\n".join(line[4:] for line in doc.splitlines() if line.startswith("    "))
     request = parse_trigger(example.encode(), "doc.yaml", base_config)
     assert request.pipeline == "training" and request.params["week"] == 5

@@ -13,7 +13,6 @@ Skipped, with the reason, without a Docker engine or when the train image is not
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +25,14 @@ import pytest
 from packwise.config import PackwiseConfig
 from packwise_components.images import resolve_images
 from tests.conftest import make_config, seed
-from tests.unit.test_sagemaker_entry import lay_out_training
+from tests.sagemaker_layout import (
+    assert_scored_like,
+    change_model_hyperparameter,
+    lay_out_scoring,
+    lay_out_training,
+    train_locally,
+)
+from tests.split_data import extracted_splits
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = resolve_images().ref("train")  # the image skaffold's eks profile pushes for SageMaker too
@@ -94,13 +100,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> PackwiseConfig:
 
 @pytest.fixture(scope="module")
 def splits(cfg: PackwiseConfig) -> dict[str, Path]:
-    from packwise.training import extract, split
-
-    record = extract(cfg.warehouse, cfg.storage.root, 1, "sm-docker")
-    out = cfg.storage.root / "splits"
-    train, validation = out / "train.parquet", out / "validation.parquet"
-    split(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
-    return {"train": train, "validation": validation}
+    return extracted_splits(cfg, "sm-docker")
 
 
 @pytest.mark.parametrize("model_type", ["xgboost_text", "stacked_text"])
@@ -108,8 +108,6 @@ def test_the_train_image_trains_and_scores_under_the_sagemaker_layout_like_local
     cfg: PackwiseConfig, splits: dict[str, Path], tmp_path: Path, model_type: str
 ) -> None:
     from packwise.artifact import load_model_artifact
-    from packwise.compute import TrainRequest
-    from packwise.compute.local import LocalCompute
     from packwise.models.base import predict
     from packwise.split import read_split
 
@@ -123,27 +121,18 @@ def test_the_train_image_trains_and_scores_under_the_sagemaker_layout_like_local
     assert code == 0, logs
     assert not (root / "output" / "failure").exists()
 
-    local_file = tmp_path / "local.tar.gz"
-    request = TrainRequest(splits["train"], splits["validation"], "box", cfg.features, model, local_file, "k", "fp")
-    LocalCompute().train(request)
+    local_file = train_locally(cfg, splits, model, tmp_path / "local.tar.gz")
     theirs, ours = load_model_artifact(root / "model" / "model.tar.gz"), load_model_artifact(local_file)
     assert theirs.model_type == model_type
     products, _ = read_split(splits["validation"], "box")
     local_prob, _ = predict(ours.booster, ours.spec, products)
     np.testing.assert_allclose(predict(theirs.booster, theirs.spec, products)[0], local_prob, rtol=0, atol=1e-6)
 
-    inputs = root / "processing" / "input"
-    (inputs / "models" / "candidate").mkdir(parents=True)
-    (inputs / "models" / "candidate" / "model.tar.gz").write_bytes((root / "model" / "model.tar.gz").read_bytes())
-    (inputs / "data").mkdir()
-    products.to_parquet(inputs / "data" / "products.parquet", index=False)
-    (root / "processing" / "output").mkdir()
+    lay_out_scoring(root, root / "model" / "model.tar.gz", products)
     _open_up(root)
     code, logs = _run_entry(root, "score")
     assert code == 0, logs
-    scored = pq.read_table(root / "processing" / "output" / "scores" / "products.parquet").to_pandas()
-    assert scored["product_id"].tolist() == products["product_id"].astype(str).tolist()
-    np.testing.assert_allclose(scored["prob__candidate"].to_numpy(), local_prob, rtol=0, atol=1e-6)
+    assert_scored_like(root, products, local_prob)
 
 
 def test_a_bad_hyperparameter_fails_the_container_with_its_reason(
@@ -151,9 +140,7 @@ def test_a_bad_hyperparameter_fails_the_container_with_its_reason(
 ) -> None:
     root = tmp_path / "opt-ml"
     lay_out_training(root, splits, "box", cfg, cfg.model.model_copy(update={"type": "xgboost_text"}))
-    hyper_file = root / "input" / "config" / "hyperparameters.json"
-    hyper = json.loads(hyper_file.read_text())
-    hyper_file.write_text(json.dumps({**hyper, "model": json.dumps({**json.loads(hyper["model"]), "type": "nope"})}))
+    change_model_hyperparameter(root, type="nope")
     (root / "output").mkdir()
     _open_up(root)
     code, logs = _run_entry(root, "train")

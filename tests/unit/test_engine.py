@@ -16,9 +16,10 @@ from packwise.engine import onedal_available, resolve_engine, uses_onedal
 from packwise.errors import ConfigError
 from packwise.models.base import predict
 from packwise.scoring import Scorer, ScoringModel
-from packwise.split import read_split, split_snapshot
-from packwise.synthetic import SeedSpec, generate_labels, generate_products
+from packwise.split import read_split
+from packwise.synthetic import SeedSpec
 from packwise.training import train as train_candidate
+from tests.split_data import synthetic_splits
 
 SPEC = SeedSpec(seed=9, n_products=3_000, weeks=1, labels_per_week=2_500)
 needs_onedal = pytest.mark.skipif(not onedal_available(), reason="daal4py does not import here")
@@ -26,17 +27,7 @@ needs_onedal = pytest.mark.skipif(not onedal_available(), reason="daal4py does n
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataFrame]:
-    snap = tmp_path_factory.mktemp("snap")
-    products = generate_products(SPEC.n_products, SPEC.seed, weeks=SPEC.weeks)
-    labels = generate_labels(SPEC, products)
-    latest = labels.sort_values(["week", "observed_at"]).drop_duplicates(["product_id", "package_type"], keep="last")
-    pq.write_table(pa.Table.from_pandas(products, preserve_index=False), snap / "products.parquet")
-    pq.write_table(
-        pa.Table.from_pandas(latest[["product_id", "package_type", "label"]], preserve_index=False),
-        snap / "labels.parquet",
-    )
-    train, val = snap / "train.parquet", snap / "val.parquet"
-    split_snapshot(snap, train, val, 0.8, 1, list(SPEC.package_types))
+    train, val, products = synthetic_splits(tmp_path_factory.mktemp("snap"), SPEC)
     # Scoring rows the models never saw in that shape: missing numbers and categories outside the vocabulary.
     rng = np.random.default_rng(3)
     scored = products.copy()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import subprocess
@@ -295,7 +294,7 @@ def test_label_quality_criteria_are_na_without_evidence_and_judge_it_when_given(
     assert {without.criterion(c.name).verdict for c in QUALITY_CRITERIA} == {"n/a"}
     assert without.approved
     # a week whose new labels are partly random: the champion contradicts many more of them
-    noisy = dataclasses.replace(CLEAN_QUALITY, n_new_contradicted=120, frozen_candidate_auc=0.86)
+    noisy = CLEAN_QUALITY.model_copy(update={"n_new_contradicted": 120, "frozen_candidate_auc": 0.86})
     decision = evaluate_gate(CANDIDATE, CHAMPION, GateConfig(), noisy)
     assert decision.outcome == "reject"
     assert decision.criterion("champion_disagreement").value == pytest.approx(120 / 900 - 19 / 600)
@@ -310,7 +309,7 @@ def test_label_quality_criteria_are_na_without_evidence_and_judge_it_when_given(
 
 
 def test_rewritten_past_labels_trip_label_churn() -> None:
-    rewritten = dataclasses.replace(CLEAN_QUALITY, n_changed=450)
+    rewritten = CLEAN_QUALITY.model_copy(update={"n_changed": 450})
     decision = evaluate_gate(CANDIDATE, CHAMPION, GateConfig(), rewritten)
     assert decision.criterion("label_churn").value == pytest.approx(0.15)
     assert decision.criterion("label_churn").verdict == "reject"

@@ -12,29 +12,17 @@ from packwise.errors import ConfigError
 from packwise.evaluation import score_metrics
 from packwise.models import get_model_type, known_model_types
 from packwise.models.base import predict
-from packwise.split import read_split, split_snapshot
-from packwise.synthetic import SeedSpec, generate_labels, generate_products
+from packwise.split import read_split
+from packwise.synthetic import SeedSpec
 from packwise.training import train as train_candidate
+from tests.split_data import synthetic_splits
 
 SPEC = SeedSpec(seed=4, n_products=4_000, weeks=1, labels_per_week=3_000)
 
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    snap = tmp_path_factory.mktemp("snap")
-    products = generate_products(SPEC.n_products, SPEC.seed, weeks=SPEC.weeks)
-    labels = generate_labels(SPEC, products)
-    latest = labels.sort_values(["week", "observed_at"]).drop_duplicates(["product_id", "package_type"], keep="last")
-    pq.write_table(pa.Table.from_pandas(products, preserve_index=False), snap / "products.parquet")
-    pq.write_table(
-        pa.Table.from_pandas(latest[["product_id", "package_type", "label"]], preserve_index=False),
-        snap / "labels.parquet",
-    )
-    train, val = snap / "train.parquet", snap / "val.parquet"
-    split_snapshot(snap, train, val, 0.8, 1, list(SPEC.package_types))
+    train, val, _ = synthetic_splits(tmp_path_factory.mktemp("snap"), SPEC)
     return train, val
 
 

@@ -76,7 +76,7 @@ def test_reliability_measures_calibration_and_isotonic_repairs_a_distorted_model
     assert bad.ece > 0.15 and bad.max_gap > 0.2
     calibration = fit_isotonic(labels, distorted)
     assert reliability(labels, calibration(distorted)).ece < 0.02
-    again = Calibration.from_dict(calibration.to_dict())
+    again = Calibration.model_validate_json(calibration.model_dump_json())
     assert np.array_equal(again(distorted), calibration(distorted))
     assert np.array_equal(IDENTITY(p), p)
 

@@ -28,6 +28,7 @@ from tests.sagemaker_emulator import (
     SageMakerEmulator,
     sagemaker_section,
 )
+from tests.split_data import extracted_splits
 
 # Every step's work on SageMaker; the steps open their clients from the `sagemaker` section (the emulator).
 SAGEMAKER = ComputeConfig(training="sagemaker", evaluation="sagemaker", inference="sagemaker")
@@ -53,13 +54,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory, emulator: SageMakerEmulator) -
 
 @pytest.fixture(scope="module")
 def splits(cfg: PackwiseConfig) -> dict[str, Any]:
-    from packwise.training import extract, split
-
-    record = extract(cfg.warehouse, cfg.storage.root, 1, "sm-unit")
-    out = cfg.storage.root / "splits"
-    train, validation = out / "train.parquet", out / "validation.parquet"
-    split(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
-    return {"train": train, "validation": validation, "fingerprint": record["fingerprint"]}
+    return extracted_splits(cfg, "sm-unit")
 
 
 @pytest.fixture(scope="module")

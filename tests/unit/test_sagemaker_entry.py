@@ -8,12 +8,10 @@ and seed; a bad hyperparameter must reach ``output/failure`` (SageMaker's Failur
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,6 +20,14 @@ import pytest
 from packwise.config import PackwiseConfig
 from packwise.sagemaker.entry import main
 from tests.conftest import make_config, seed
+from tests.sagemaker_layout import (
+    assert_scored_like,
+    change_model_hyperparameter,
+    lay_out_scoring,
+    lay_out_training,
+    train_locally,
+)
+from tests.split_data import extracted_splits
 
 TEXT_TYPES = ["xgboost_text", "stacked_text"]
 
@@ -35,27 +41,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> PackwiseConfig:
 
 @pytest.fixture(scope="module")
 def splits(cfg: PackwiseConfig) -> dict[str, Path]:
-    from packwise.training import extract, split
-
-    record = extract(cfg.warehouse, cfg.storage.root, 1, "sm-entry")
-    out = cfg.storage.root / "splits"
-    train, validation = out / "train.parquet", out / "validation.parquet"
-    split(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
-    return {"train": train, "validation": validation}
-
-
-def lay_out_training(root: Path, splits: dict[str, Path], package_type: str, cfg: PackwiseConfig, model: Any) -> None:
-    """``root`` as SageMaker mounts it for a training job on Packwise's image."""
-    from packwise.models import get_model_type
-    from packwise.sagemaker.packwise_image import entry_hyperparameters, write_channel
-
-    columns = cfg.features.input_columns(get_model_type(model.type).uses_text)
-    for channel in ("train", "validation"):
-        write_channel(splits[channel], package_type, columns, root / "input" / "data" / channel / "part-00000.parquet")
-    config_dir = root / "input" / "config"
-    config_dir.mkdir(parents=True)
-    hyper = entry_hyperparameters(package_type, model, cfg.features)
-    (config_dir / "hyperparameters.json").write_text(json.dumps(hyper))
+    return extracted_splits(cfg, "sm-entry")
 
 
 @pytest.mark.parametrize("model_type", TEXT_TYPES)
@@ -63,8 +49,6 @@ def test_the_entry_trains_a_model_the_local_scorer_loads_and_that_predicts_like_
     cfg: PackwiseConfig, splits: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_type: str
 ) -> None:
     from packwise.artifact import load_model_artifact
-    from packwise.compute import TrainRequest
-    from packwise.compute.local import LocalCompute
     from packwise.models.base import predict
     from packwise.split import read_split
 
@@ -75,9 +59,7 @@ def test_the_entry_trains_a_model_the_local_scorer_loads_and_that_predicts_like_
     assert main(["train"]) == 0, (root / "output" / "failure").read_text()
     assert not (root / "output" / "failure").exists()
 
-    local_file = tmp_path / "local.tar.gz"
-    request = TrainRequest(splits["train"], splits["validation"], "box", cfg.features, model, local_file, "k", "fp")
-    LocalCompute().train(request)
+    local_file = train_locally(cfg, splits, model, tmp_path / "local.tar.gz")
     theirs, ours = load_model_artifact(root / "model" / "model.tar.gz"), load_model_artifact(local_file)
     assert theirs.model_type == model_type and theirs.package_type == "box"
     assert theirs.spec.text_columns == ours.spec.text_columns != []
@@ -88,15 +70,9 @@ def test_the_entry_trains_a_model_the_local_scorer_loads_and_that_predicts_like_
     assert remote_prob.std() > 0.01, "a model that learned something"
 
     # the same model scored by the entry's `score` under a Processing job's layout
-    inputs = root / "processing" / "input"
-    (inputs / "models" / "candidate").mkdir(parents=True)
-    (inputs / "models" / "candidate" / "model.tar.gz").write_bytes((root / "model" / "model.tar.gz").read_bytes())
-    (inputs / "data").mkdir()
-    products.to_parquet(inputs / "data" / "products.parquet", index=False)
+    lay_out_scoring(root, root / "model" / "model.tar.gz", products)
     assert main(["score"]) == 0
-    scored = pq.read_table(root / "processing" / "output" / "scores" / "products.parquet").to_pandas()
-    assert scored["product_id"].tolist() == products["product_id"].astype(str).tolist()
-    np.testing.assert_allclose(scored["prob__candidate"].to_numpy(), local_prob, rtol=0, atol=1e-6)
+    assert_scored_like(root, products, local_prob)
 
 
 def test_a_bad_hyperparameter_writes_the_failure_file_and_exits_non_zero(
@@ -104,10 +80,7 @@ def test_a_bad_hyperparameter_writes_the_failure_file_and_exits_non_zero(
 ) -> None:
     root = tmp_path / "opt-ml"
     lay_out_training(root, splits, "box", cfg, cfg.model.model_copy(update={"type": "xgboost_text"}))
-    hyper_file = root / "input" / "config" / "hyperparameters.json"
-    hyper = json.loads(hyper_file.read_text())
-    hyper["model"] = json.dumps({**json.loads(hyper["model"]), "num_boost_round": 0})
-    hyper_file.write_text(json.dumps(hyper))
+    change_model_hyperparameter(root, num_boost_round=0)
 
     result = subprocess.run(
         [sys.executable, "-m", "packwise.sagemaker.entry", "train"],
@@ -130,13 +103,11 @@ def test_an_unknown_model_type_and_an_empty_channel_fail_with_their_reason(
     root = tmp_path / "opt-ml"
     lay_out_training(root, splits, "box", cfg, cfg.model)
     monkeypatch.setenv("SM_ROOT", str(root))
-    hyper_file = root / "input" / "config" / "hyperparameters.json"
-    hyper = json.loads(hyper_file.read_text())
-    hyper_file.write_text(json.dumps({**hyper, "model": json.dumps({**json.loads(hyper["model"]), "type": "nope"})}))
+    change_model_hyperparameter(root, type="nope")
     assert main(["train"]) == 1
     assert "unknown model type 'nope'" in (root / "output" / "failure").read_text()
 
-    hyper_file.write_text(json.dumps(hyper))
+    change_model_hyperparameter(root, type=cfg.model.type)
     for part in (root / "input" / "data" / "train").iterdir():
         part.unlink()
     assert main(["train"]) == 1

@@ -18,6 +18,7 @@ import pytest
 from packwise.config import ComputeConfig, PackwiseConfig
 from tests.conftest import make_config, seed
 from tests.sagemaker_emulator import PACKWISE_IMAGE, ROLE_ARN, SageMakerEmulator, sagemaker_section
+from tests.split_data import extracted_splits
 
 SAGEMAKER = ComputeConfig(training="sagemaker", evaluation="sagemaker", inference="sagemaker")
 TEXT_TYPES = ["xgboost_text", "stacked_text"]
@@ -36,13 +37,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory, emulator: SageMakerEmulator) -
 
 @pytest.fixture(scope="module")
 def splits(cfg: PackwiseConfig) -> dict[str, Any]:
-    from packwise.training import extract, split
-
-    record = extract(cfg.warehouse, cfg.storage.root, 1, "sm-packwise")
-    out = cfg.storage.root / "splits"
-    train, validation = out / "train.parquet", out / "validation.parquet"
-    split(Path(record["snapshot_dir"]), train, validation, cfg.split, cfg.package_type_names)
-    return {"train": train, "validation": validation, "fingerprint": record["fingerprint"]}
+    return extracted_splits(cfg, "sm-packwise")
 
 
 def _s3_keys(emulator: SageMakerEmulator, uri: str) -> list[str]:

@@ -18,8 +18,9 @@ import pytest
 from packwise.config import PackwiseConfig, RegistryConfig
 from packwise.errors import ModelNotFoundError, RegistryError
 from packwise.registry import Candidate, ModelVersion, Registry, Status, open_registry
+from packwise.registry.mirrored import MirroredRegistry
 from packwise.registry.mlflow_backend import CHAMPION_ALIAS, TAG_STATUS, MlflowRegistry
-from packwise.registry.sagemaker_backend import MirroredRegistry, SageMakerRegistry
+from packwise.registry.sagemaker_backend import SageMakerRegistry
 from tests.conftest import make_config, seed
 from tests.sagemaker_emulator import PACKWISE_IMAGE, XGBOOST_IMAGE, SageMakerEmulator, sagemaker_section
 

@@ -138,7 +138,7 @@ def test_deterministic_and_independent_of_row_order(
 
 def test_summary_is_json_serialisable(big: tuple[Path, pd.DataFrame, pd.DataFrame], tmp_path: Path) -> None:
     summary, _, _ = run(big[0], tmp_path)
-    payload = json.loads(json.dumps(summary.to_dict()))
+    payload = json.loads(json.dumps(summary.model_dump(mode="json")))
     assert payload["n_train"] == summary.n_train
     assert set(payload["package_types"]) == set(TYPES)
     assert payload["package_types"]["box"]["validation"]["n_labels"] == summary.validation["box"].n_labels

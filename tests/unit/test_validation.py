@@ -97,7 +97,7 @@ def test_valid_snapshot_stats(snapshot: Callable[..., Path]) -> None:
         assert stats.package_types[t].n_labels == len(sub)
         assert stats.package_types[t].n_positive == int(sub["label"].sum())
         assert stats.package_types[t].positive_rate == pytest.approx(sub["label"].mean())
-    payload = json.loads(json.dumps(stats.to_dict()))
+    payload = json.loads(json.dumps(stats.model_dump(mode="json")))
     assert payload["ignored_label_rows"] == {"crate": 3}
     assert payload["package_types"]["box"]["n_labels"] == stats.package_types["box"].n_labels
 
@@ -358,7 +358,7 @@ def test_extreme_but_finite_values_are_a_counted_warning(snapshot: Callable[...,
     stats = validate_snapshot(snapshot(products), FEATURES, TYPES, needs_text=False)
     assert stats.suspicious_rows == {"length_cm": 4}
     assert stats.warnings == ["column 'length_cm' has 4 rows above 1000 (implausible; check the source data)"]
-    assert stats.to_dict()["warnings"] == stats.warnings
+    assert stats.model_dump(mode="json")["warnings"] == stats.warnings
 
 
 def test_labels_of_unknown_package_types_are_reported(snapshot: Callable[..., Path]) -> None:

@@ -464,3 +464,22 @@ def test_fetch_reads_every_result_page(api: DataApi, s3: Any) -> None:
     frame = wh.fetch_df("SELECT run_id, loaded_at FROM prediction_runs")
     assert frame["run_id"].tolist() == ["a", "b"]
     assert frame["loaded_at"].iloc[0] == pd.Timestamp("2026-02-01") and pd.isna(frame["loaded_at"].iloc[1])
+
+
+def test_a_run_id_loaded_by_the_other_mode_is_refused_before_anything_is_staged(
+    api: DataApi, s3: Any, tmp_path: Path
+) -> None:
+    files = [scored_file(tmp_path / "a.parquet", _ids(1, 30), 1)]
+    wh = _open(api, s3)
+    api.ok()  # CREATE TABLE IF NOT EXISTS predictions
+    api.ok(rows=[[c] for c, _ in _PRED_COLS], columns=[("column_name", "varchar")])
+    api.ok()  # prediction_runs
+    api.ok()  # run_watermarks
+    ledger = [("run_id", "varchar"), ("mode", "varchar"), ("n_products", "int8"), ("since", "timestamp"),
+              ("watermark", "timestamp"), ("models", "varchar"), ("recommended", "varchar"), ("unseen", "varchar"),
+              ("loaded_at", "timestamp")]  # fmt: skip
+    api.ok(rows=[["run-7", "monthly", 30, None, None, "{}", "{}", "{}", "2026-02-01 00:00:00"]], columns=ledger)
+    with pytest.raises(WarehouseError, match=r"run id 'run-7' was already loaded by a monthly run; give this daily"):
+        load_predictions(wh, files, **_load_kwargs(30))
+    api.stub.assert_no_pending_responses()
+    assert not [s for s in api.sql() if "prediction_stage_" in s]

@@ -109,6 +109,38 @@ def require_reason(reason: str) -> str:
     return text
 
 
+def validate_package_type(package_type: str) -> None:
+    """RegistryError unless `package_type` is a lower_snake_case name (registry names are built from it)."""
+    from packwise.config import PACKAGE_TYPE_NAME
+
+    if not PACKAGE_TYPE_NAME.match(package_type):
+        raise RegistryError(
+            f"package type {package_type!r} is not lower_snake_case; use a name from package_types in the config"
+        )
+
+
+def check_candidate(candidate: Candidate) -> tuple[Status, str]:
+    """The candidate's status and reason once its package type, reason and key are valid (before any lookup).
+
+    Raises:
+        RegistryError: The package type is not a plain name, the reason or the candidate key is empty.
+    """
+    validate_package_type(candidate.package_type)
+    status = Status(candidate.status)
+    text = require_reason(candidate.reason)
+    if not candidate.candidate_key.strip():
+        raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
+    return status, text
+
+
+def candidate_model_file(candidate: Candidate) -> Path:
+    """The candidate's model file; RegistryError when it does not exist."""
+    model_file = Path(candidate.model_file)
+    if not model_file.is_file():
+        raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
+    return model_file
+
+
 class RegistryBackend(abc.ABC):
     """Rules every backend shares, on top of a few storage primitives.
 

@@ -35,10 +35,11 @@ from packwise.registry import (
     Drift,
     ModelVersion,
     RegistryBackend,
-    Status,
+    candidate_model_file,
+    check_candidate,
     not_found,
-    require_reason,
     utc_now,
+    validate_package_type,
 )
 from packwise.registry.mlflow_read import download_model_file, read_runs, to_version
 from packwise.registry.mlflow_runs import (
@@ -82,13 +83,6 @@ __all__ = ["CHAMPION_ALIAS", "GATE_REPORT_FILE", "MAX_TAG_VALUE", "TAG_STATUS", 
 
 _PAGE = 1000
 T = TypeVar("T")
-
-
-def _validate_package_type(package_type: str) -> None:
-    if not PACKAGE_TYPE_NAME.match(package_type):
-        raise RegistryError(
-            f"package type {package_type!r} is not lower_snake_case; use a name from package_types in the config"
-        )
 
 
 def _crash_point(point: str, package_type: str) -> None:
@@ -172,7 +166,7 @@ class MlflowRegistry(RegistryBackend):
                 return types
 
     def _mlflow_version(self, package_type: str, version: int) -> MlflowModelVersion:
-        _validate_package_type(package_type)
+        validate_package_type(package_type)
         try:
             return self.client.get_model_version(self.model_name(package_type), str(version))
         except MlflowException as err:
@@ -249,7 +243,7 @@ class MlflowRegistry(RegistryBackend):
     def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
         """Versions of one package type (by version, newest first) or of all (by creation, newest first)."""
         if package_type is not None:
-            _validate_package_type(package_type)
+            validate_package_type(package_type)
             types = [package_type]
         else:
             types = self.registered_package_types()
@@ -333,17 +327,12 @@ class MlflowRegistry(RegistryBackend):
             RegistryError: Invalid input, or the store failed (nothing was registered).
         """
         c = candidate
-        _validate_package_type(c.package_type)
-        status = Status(c.status)
-        text = clip(require_reason(c.reason), MAX_REASON)
-        if not c.candidate_key.strip():
-            raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
+        status, reason = check_candidate(c)
+        text = clip(reason, MAX_REASON)
         existing = self.find_by_candidate_key(c.package_type, c.candidate_key)
         if existing is not None:
             return self._complete(existing)
-        model_file = Path(c.model_file)
-        if not model_file.is_file():
-            raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
+        model_file = candidate_model_file(c)
         identity = {
             "candidate_key": c.candidate_key,
             "data_fingerprint": c.data_fingerprint,

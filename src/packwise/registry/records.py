@@ -117,7 +117,7 @@ class TrainingRecord(BaseModel):
         label_counts: ``positive`` and ``negative`` labels of the training rows.
         input_example: A few raw product rows (column -> value), for the model's signature and example.
         snapshot_uri: Where the label snapshot lives (logged as the run's ``mlflow.data`` input).
-        candidate_metrics: The candidate's full ``ScoreMetrics.to_dict()`` on the validation split.
+        candidate_metrics: The candidate's full ``ScoreMetrics.model_dump(mode="json")`` on the validation split.
         champion_metrics: The champion's, re-scored on the same split; None without a champion.
         champion_version: The champion version that was re-scored.
     """

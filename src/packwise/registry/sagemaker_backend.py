@@ -1,4 +1,4 @@
-"""SageMaker Model Registry backend, and the MLflow mirror that follows it.
+"""SageMaker Model Registry backend (the MLflow mirror that follows it: `packwise.registry.mirrored`).
 
 Layout in SageMaker:
 
@@ -16,11 +16,6 @@ Layout in SageMaker:
   report and the audit trail (who, when, from, to, why for every status change), which SageMaker does not
   keep (it holds only the latest ``ApprovalDescription``). A status changed outside Packwise (SageMaker
   Studio) still counts: it shows in the trail as an event of ``LastModifiedBy``.
-
-``MirroredRegistry`` writes SageMaker first, then MLflow: every version registered in MLflow with the same
-identity, metrics, gate report and status (the ``packwise.status`` tag; the ``champion`` alias follows it),
-so the MLflow UI compares versions. Reads come from SageMaker. A mirror write that fails leaves SageMaker
-as written and raises; running the step again, or ``MirroredRegistry.sync()``, catches the mirror up.
 """
 
 from __future__ import annotations
@@ -33,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packwise.artifact import carries_stacked_columns
-from packwise.config import PACKAGE_TYPE_NAME, SageMakerConfig
+from packwise.config import SageMakerConfig
 from packwise.errors import PackwiseError, RegistryError, first_line
 from packwise.registry import (
     AuditEvent,
@@ -41,9 +36,11 @@ from packwise.registry import (
     ModelVersion,
     RegistryBackend,
     Status,
+    candidate_model_file,
+    check_candidate,
     not_found,
-    require_reason,
     utc_now,
+    validate_package_type,
 )
 from packwise.sagemaker.errors import SageMakerError
 from packwise.sagemaker.packwise_image import serving_container
@@ -75,13 +72,6 @@ P_CREATED_AT = "packwise.created_at"
 P_METRICS = "packwise.metrics"
 P_LABEL_STATS = "packwise.label_stats"
 P_RECORD = "packwise.record"
-
-
-def _validate_package_type(package_type: str) -> None:
-    if not PACKAGE_TYPE_NAME.match(package_type):
-        raise RegistryError(
-            f"package type {package_type!r} is not lower_snake_case; use a name from package_types in the config"
-        )
 
 
 def _clip(text: str, limit: int) -> str:
@@ -210,7 +200,7 @@ class SageMakerRegistry(RegistryBackend):
         Raises:
             ModelNotFoundError: It does not exist (or was not registered by Packwise).
         """
-        _validate_package_type(package_type)
+        validate_package_type(package_type)
         arn = self._call(f"find {package_type} v{version}", lambda: self._arn(package_type, version))
         found = self._to_version(self._call(f"describe {package_type} v{version}", lambda: self._describe(arn)))
         if found is None:
@@ -220,7 +210,7 @@ class SageMakerRegistry(RegistryBackend):
     def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
         """Versions of one package type (newest first) or of all (by creation, newest first)."""
         if package_type is not None:
-            _validate_package_type(package_type)
+            validate_package_type(package_type)
             arns = [s["ModelPackageArn"] for s in self._call("list versions", lambda: self._summaries(package_type))]
         else:
             groups = self._call("list model package groups", self._groups)
@@ -281,17 +271,11 @@ class SageMakerRegistry(RegistryBackend):
         c = candidate
         package_type, candidate_key, run_id, who = c.package_type, c.candidate_key, c.run_id, c.who
         data_fingerprint, model_type, gate_report = c.data_fingerprint, c.model_type, c.gate_report
-        _validate_package_type(package_type)
-        status = Status(c.status)
-        text = require_reason(c.reason)
-        if not candidate_key.strip():
-            raise RegistryError("candidate_key is empty; pass the candidate's identity so re-runs are idempotent")
+        status, text = check_candidate(c)
         existing = self.find_by_candidate_key(package_type, candidate_key)
         if existing is not None:
             return existing
-        model_file = Path(c.model_file)
-        if not model_file.is_file():
-            raise RegistryError(f"model file {model_file} does not exist; pass the trained model.tar.gz")
+        model_file = candidate_model_file(c)
 
         created_at = utc_now()
         creation = AuditEvent(at=created_at, who=who or "unknown", from_status=None, to_status=status, reason=text)
@@ -414,98 +398,6 @@ class SageMakerRegistry(RegistryBackend):
             raise RegistryError(f"failed to {what} ({first_line(err)}); the status is unchanged, retry") from err
 
 
-class MirroredRegistry(RegistryBackend):
-    """A primary registry (SageMaker) whose every version and status change is copied to MLflow.
-
-    Reads, champion and the transition rules come from the primary. Each write goes to the primary first,
-    then the same version (found by candidate key) is brought level in the mirror: registered if missing,
-    its status set if it differs. The MLflow version carries the tag ``packwise.sagemaker_version``.
-    """
-
-    def __init__(self, primary: RegistryBackend, mirror: MlflowRegistry) -> None:
-        self.primary = primary
-        self.mirror = mirror
-
-    def get(self, package_type: str, version: int) -> ModelVersion:
-        return self.primary.get(package_type, version)
-
-    def list_versions(self, package_type: str | None = None) -> list[ModelVersion]:
-        return self.primary.list_versions(package_type)
-
-    def download_model(self, package_type: str, version: int, dest_dir: Path) -> Path:
-        return self.primary.download_model(package_type, version, dest_dir)
-
-    def register(self, candidate: Candidate) -> ModelVersion:
-        """Registers in the primary (idempotent), then mirrors that version."""
-        version = self.primary.register(candidate)
-        self._mirror_version(version, candidate.model_file)
-        return version
-
-    def _write_run_id(self, current: ModelVersion, run_id: str) -> None:
-        self.primary._write_run_id(current, run_id)
-        mirrored = self.mirror.find_by_candidate_key(current.package_type, current.candidate_key)
-        if mirrored is not None:
-            self.mirror.record_run(current.package_type, mirrored.version, run_id)
-
-    def _write_status(self, current: ModelVersion, event: AuditEvent) -> None:
-        self.primary._write_status(current, event)
-        self._mirror_version(self.primary.get(current.package_type, current.version), None, event)
-
-    def _mirror_version(self, version: ModelVersion, model_file: Path | None, event: AuditEvent | None = None) -> None:
-        import tempfile
-
-        try:
-            mirrored = self.mirror.find_by_candidate_key(version.package_type, version.candidate_key)
-            if mirrored is None:
-                with tempfile.TemporaryDirectory(prefix="packwise-mirror-") as tmp:
-                    if model_file is None:
-                        model_file = self.primary.download_model(version.package_type, version.version, Path(tmp))
-                    first = version.audit[0] if version.audit else None
-                    mirrored = self.mirror.register(
-                        Candidate(
-                            package_type=version.package_type,
-                            model_file=model_file,
-                            status=first.to_status if first else version.status,
-                            candidate_key=version.candidate_key,
-                            data_fingerprint=version.data_fingerprint,
-                            model_type=version.model_type,
-                            metrics=version.metrics,
-                            label_stats=version.label_stats,
-                            gate_report=version.gate_report,
-                            reason=first.reason if first else "mirrored from SageMaker",
-                            who=first.who if first else "packwise-mirror",
-                            run_id=version.run_id,
-                        )
-                    )
-                self.mirror.client.set_model_version_tag(
-                    self.mirror.model_name(version.package_type),
-                    str(mirrored.version),
-                    "packwise.sagemaker_version",
-                    str(version.version),
-                )
-            if mirrored.status != version.status:
-                change = event or AuditEvent(
-                    at=utc_now(),
-                    who="packwise-mirror",
-                    from_status=mirrored.status,
-                    to_status=version.status,
-                    reason=f"mirrored from SageMaker v{version.version}: {version.reason}",
-                )
-                self.mirror._write_status(mirrored, change)
-        except RegistryError as err:
-            raise RegistryError(
-                f"{version.package_type} v{version.version} is {version.status} in SageMaker, but the MLflow "
-                f"mirror failed ({err}); re-run the step (or MirroredRegistry.sync()) to catch the mirror up"
-            ) from err
-
-    def sync(self, package_type: str | None = None) -> int:
-        """Brings every primary version level in the mirror; returns how many versions were checked."""
-        versions = self.primary.list_versions(package_type)
-        for version in sorted(versions, key=lambda v: (v.package_type, v.version)):
-            self._mirror_version(version, None)
-        return len(versions)
-
-
 def open_sagemaker_registry(
     config: SageMakerConfig,
     model_name_prefix: str,
@@ -519,5 +411,6 @@ def open_sagemaker_registry(
         primary = SageMakerRegistry(clients or open_clients(config), config, model_name_prefix)
     except SageMakerError as err:
         raise RegistryError(str(err)) from err
-    return primary if mirror is None else MirroredRegistry(primary, mirror)
+    from packwise.registry.mirrored import MirroredRegistry
 
+    return primary if mirror is None else MirroredRegistry(primary, mirror)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -212,14 +213,49 @@ def wait_for_jobs(
                 f"SageMaker {job.kind.label} {job.name} did not finish within {timeout_s:g}s "
                 "(sagemaker.timeout_s); it was asked to stop; raise the timeout or use larger instances"
             ) from None
+        describe = getattr(client, job.kind.describe)
         described = aws_call(
-            f"check {job.kind.label} {job.name}",
-            lambda j=job: getattr(client, j.kind.describe)(**{j.kind.name_key: j.name}),
+            f"check {job.kind.label} {job.name}", functools.partial(describe, **{job.kind.name_key: job.name})
         )
         if described[job.kind.status_key] != COMPLETED:  # the waiter's success states include Stopped
             raise _failed(job, described)
         done[job.name] = described
     return done
+
+
+def run_job(
+    client: Any,
+    kind: JobKind,
+    base_name: str,
+    request: Mapping[str, Any],
+    prepare: Callable[[str], None] | None,
+    poll_interval_s: float,
+    timeout_s: float,
+    after_create: Callable[[JobHandle], None] | None = None,
+) -> tuple[JobHandle, dict[str, Any]]:
+    """One job from start to end: `start_or_attach`, then `wait_for_jobs`, stopped if the step is cancelled.
+
+    Args:
+        client: The SageMaker client.
+        kind: Training, transform or processing.
+        base_name: The derived name (see ``packwise.sagemaker.naming``).
+        request: The create request (without the name key).
+        prepare: Stages the inputs before the job is created; skipped when attaching.
+        poll_interval_s: Seconds between checks.
+        timeout_s: The longest wait.
+        after_create: Called once the job exists (fault-injection drills use it).
+
+    Returns:
+        The job and its final description.
+    """
+    jobs: list[JobHandle] = []
+    with stop_on_cancel(client, jobs):
+        job = start_or_attach(client, kind, base_name, lambda _: request, prepare, time.sleep, poll_interval_s)
+        jobs.append(job)
+        if after_create is not None:
+            after_create(job)
+        described = wait_for_jobs(client, jobs, poll_interval_s, timeout_s)
+    return job, described[job.name]
 
 
 @contextlib.contextmanager

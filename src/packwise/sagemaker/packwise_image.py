@@ -31,7 +31,7 @@ from packwise.config import FeatureConfig, ModelConfig, SageMakerConfig
 from packwise.errors import ConfigError, DataValidationError
 from packwise.files import sha256_file
 from packwise.sagemaker.errors import SageMakerError
-from packwise.sagemaker.jobs import PROCESSING, TRAINING, JobHandle, start_or_attach, stop_on_cancel, wait_for_jobs
+from packwise.sagemaker.jobs import PROCESSING, TRAINING, JobHandle, run_job
 from packwise.sagemaker.naming import job_name
 from packwise.sagemaker.session import (
     Clients,
@@ -44,6 +44,7 @@ from packwise.sagemaker.session import (
     upload_model_file,
 )
 from packwise.sagemaker.training import TrainingJobResult, tags, training_request
+from packwise.sagemaker.transform import returned_ids_match, unique_ids
 
 PARQUET = "application/x-parquet"
 ENTRY = ["python", "-m", "packwise.sagemaker.entry"]
@@ -174,18 +175,10 @@ def run_packwise_training_job(
 ) -> TrainingJobResult:
     """Creates (or attaches to) the candidate's training job on Packwise's image; writes its model file.
 
-    Args:
-        clients: AWS clients.
-        config: The ``sagemaker`` section.
-        model: The ``model`` section.
-        features: The ``features`` section.
-        package_type: The package type.
-        candidate_key: The candidate's identity; with the fingerprint it names the job.
-        fingerprint: The data fingerprint.
-        splits: The training and validation split files.
-        columns: Product columns the model type reads.
-        model_out: Where Packwise's model.tar.gz is written.
-        after_create: Called once the job exists (fault-injection drills use it).
+    The arguments are `packwise.sagemaker.training.run_training_job`'s, with the data as files instead of
+    feature rows: ``features`` (the ``features`` section, sent as a hyperparameter), ``splits`` (the training
+    and validation split files) and ``columns`` (the product columns the model type reads); ``model_out``
+    receives Packwise's model.tar.gz out of the job's output.
     """
     start = time.perf_counter()
     image = packwise_image(config)
@@ -203,16 +196,10 @@ def run_packwise_training_job(
                 part = write_channel(split_path, package_type, columns, Path(scratch) / channel / "part-00000.parquet")
                 upload_file(clients, part, data_uri.child(channel, part.name))
 
-    jobs: list[JobHandle] = []
-    with stop_on_cancel(clients.sagemaker, jobs):
-        job = start_or_attach(
-            clients.sagemaker, TRAINING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
-        )
-        jobs.append(job)
-        if after_create is not None:
-            after_create(job)
-        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
-    model_data = str(described[job.name]["ModelArtifacts"]["S3ModelArtifacts"])
+    job, described = run_job(
+        clients.sagemaker, TRAINING, base, request, stage, config.poll_interval_s, config.timeout_s, after_create
+    )
+    model_data = str(described["ModelArtifacts"]["S3ModelArtifacts"])
     with tempfile.TemporaryDirectory(prefix="packwise-sm-model-") as tmp:
         packed = download_file(clients, S3Uri.parse(model_data), Path(tmp) / "output.tar.gz")
         extract_model_file(packed, model_out)
@@ -307,35 +294,18 @@ def score_with_processing(
     fingerprint: str,
     identity: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Scores ``products`` with every model in one Processing job; probabilities in ``products`` order.
+    """Scores ``products`` with every model in one Processing job on Packwise's image.
 
-    Args:
-        clients: AWS clients.
-        config: The ``sagemaker`` section.
-        products: Products with ``product_id`` (unique) and the models' input columns.
-        models: The models, keyed by their output column.
-        kind: ``eval`` or ``score``, part of the job name.
-        fingerprint: Fingerprint of the product data, part of the job and input names.
-        identity: More of what decides the inputs (e.g. the shard), part of the names.
-
-    Returns:
-        Probabilities per model key (float32, aligned with ``products``) and the job's name.
-
-    Raises:
-        DataValidationError: Duplicate product ids.
-        SageMakerError: The output does not match the input ids.
-        JobFailedError, JobTimeoutError: The job failed or took too long.
+    As `packwise.sagemaker.transform.score_with_transform` (same arguments, probabilities in ``products``
+    order per model key, same errors), but one job for all models; returns the job's name beside them.
     """
     import pyarrow.parquet as pq
 
-    ids = products[PRODUCT_ID].astype(str)
-    if ids.duplicated().any():
-        raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
+    ids = unique_ids(products)
     image = packwise_image(config)
     digests = [sha256_file(m.model_file) for m in models]
     label = "-".join(sorted({m.key for m in models})) if len(models) == 1 else "all"
-    jobs: list[JobHandle] = []
-    with stop_on_cancel(clients.sagemaker, jobs), tempfile.TemporaryDirectory(prefix="packwise-processing-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="packwise-processing-") as tmp:
         # the staged products are content-addressed: tasks scoring other rows under the same data
         # fingerprint (each package type's labelled validation rows) never share a folder or a job
         data_file = Path(tmp) / "products.parquet"
@@ -352,16 +322,14 @@ def score_with_processing(
             if not exists(clients, target):  # one object of fixed content: a concurrent upload writes the same bytes
                 upload_file(clients, data_file, target)
 
-        job = start_or_attach(
-            clients.sagemaker, PROCESSING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
+        job, described = run_job(
+            clients.sagemaker, PROCESSING, base, request, stage, config.poll_interval_s, config.timeout_s
         )
-        jobs.append(job)
-        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
-        output = S3Uri.parse(described[job.name]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
+        output = S3Uri.parse(described["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
         scored = pq.read_table(download_file(clients, output.child("products.parquet"), Path(tmp) / "out.parquet"))
     out = scored.to_pandas()
     by_id = out.set_index(PRODUCT_ID)
-    if len(out) != len(ids) or not by_id.index.is_unique or not ids.isin(by_id.index).all():
+    if not returned_ids_match(out, by_id.index, ids):
         raise SageMakerError(
             f"processing job {job.name} returned {len(out)} rows for {len(ids)} products (or other ids); "
             f"check its output under {output}"

@@ -69,8 +69,10 @@ def aws_call(what: str, call: Callable[[], T]) -> T:
         ) from None
     except ClientError as err:
         code = error_code(err)
-        hint = "check the IAM permissions of the caller (see README: On SageMaker)" if "AccessDenied" in code else (
-            "see the message for the cause"
+        hint = (
+            "check the IAM permissions of the caller (see README: On SageMaker)"
+            if "AccessDenied" in code
+            else ("see the message for the cause")
         )
         raise SageMakerError(f"cannot {what}: {first_line(err)}; {hint}") from err
     except BotoCoreError as err:

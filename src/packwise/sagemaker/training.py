@@ -23,7 +23,7 @@ from packwise.config import ModelConfig, SageMakerConfig
 from packwise.features import FeatureRows
 from packwise.sagemaker.container import xgboost_image_uri
 from packwise.sagemaker.csv_format import row_ranges, write_training_csv
-from packwise.sagemaker.jobs import TRAINING, JobHandle, start_or_attach, stop_on_cancel, wait_for_jobs
+from packwise.sagemaker.jobs import TRAINING, JobHandle, run_job
 from packwise.sagemaker.naming import job_name
 from packwise.sagemaker.session import Clients, S3Uri, base_uri, delete_keys, download_file, upload_file
 
@@ -169,15 +169,9 @@ def run_training_job(
         with tempfile.TemporaryDirectory(prefix="packwise-stage-") as scratch:
             stage_channels(clients, data_uri, train, validation, config.training_instance_count, Path(scratch))
 
-    jobs: list[JobHandle] = []
-    with stop_on_cancel(clients.sagemaker, jobs):
-        job = start_or_attach(
-            clients.sagemaker, TRAINING, base, lambda _: request, stage, time.sleep, config.poll_interval_s
-        )
-        jobs.append(job)
-        if after_create is not None:
-            after_create(job)
-        described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
-    model_data = str(described[job.name]["ModelArtifacts"]["S3ModelArtifacts"])
+    job, described = run_job(
+        clients.sagemaker, TRAINING, base, request, stage, config.poll_interval_s, config.timeout_s, after_create
+    )
+    model_data = str(described["ModelArtifacts"]["S3ModelArtifacts"])
     download_file(clients, S3Uri.parse(model_data), model_out)
     return TrainingJobResult(job.name, job.created, model_data, round(time.perf_counter() - start, 3))

@@ -155,13 +155,28 @@ def read_outputs(clients: Clients, input_uri: S3Uri, output_uri: S3Uri) -> pd.Da
     frames = []
     for name in inputs:
         text = get_text(clients, output_uri.child(f"{name}.out"))
-        frame = pd.read_csv(
-            io.StringIO(text), header=None, names=[PRODUCT_ID, "probability"], dtype={PRODUCT_ID: str}
-        )
+        frame = pd.read_csv(io.StringIO(text), header=None, names=[PRODUCT_ID, "probability"], dtype={PRODUCT_ID: str})
         frames.append(frame)
     if not frames:
         return pd.DataFrame({PRODUCT_ID: pd.Series(dtype=str), "probability": pd.Series(dtype=np.float64)})
     return pd.concat(frames, ignore_index=True)
+
+
+def unique_ids(products: pd.DataFrame) -> pd.Series:
+    """The products' ids as strings, the order scores come back in.
+
+    Raises:
+        DataValidationError: An id appears twice.
+    """
+    ids = products[PRODUCT_ID].astype(str)
+    if ids.duplicated().any():
+        raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
+    return ids
+
+
+def returned_ids_match(out: pd.DataFrame, returned: pd.Index, ids: pd.Series) -> bool:
+    """Whether a job's output rows (ids ``returned``) are exactly the products scored, once each."""
+    return len(out) == len(ids) and returned.is_unique and bool(ids.isin(returned).all())
 
 
 @dataclass(frozen=True)
@@ -201,9 +216,7 @@ def score_with_transform(
         SageMakerError: An output does not match the input ids.
         JobFailedError, JobTimeoutError: A job failed or took too long.
     """
-    ids = products[PRODUCT_ID].astype(str)
-    if ids.duplicated().any():
-        raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
+    ids = unique_ids(products)
     jobs: list[JobHandle] = []
     planned: list[tuple[str, JobHandle]] = []
     with stop_on_cancel(clients.sagemaker, jobs), tempfile.TemporaryDirectory(prefix="packwise-transform-") as tmp:
@@ -220,9 +233,11 @@ def score_with_transform(
                 stage_inputs(clients, products, spec, uri, config.transform_rows_per_file, folder)
 
             request = transform_request(config, sm_model, input_uri, output_uri)
-            job = start_or_attach(
-                clients.sagemaker, TRANSFORM, base, lambda _, r=request: r, stage, time.sleep, config.poll_interval_s
-            )
+
+            def made(_: str, r: dict[str, Any] = request) -> dict[str, Any]:
+                return r
+
+            job = start_or_attach(clients.sagemaker, TRANSFORM, base, made, stage, time.sleep, config.poll_interval_s)
             jobs.append(job)
             planned.append((model.key, job))
         described = wait_for_jobs(clients.sagemaker, jobs, config.poll_interval_s, config.timeout_s)
@@ -232,7 +247,7 @@ def score_with_transform(
         input_uri, output_uri = job_locations(described[job.name])
         out = read_outputs(clients, input_uri, output_uri)
         by_id = out.set_index(PRODUCT_ID)["probability"]
-        if len(out) != len(ids) or not by_id.index.is_unique or not ids.isin(by_id.index).all():
+        if not returned_ids_match(out, by_id.index, ids):
             raise SageMakerError(
                 f"{key}: transform job {job.name} returned {len(out)} rows for {len(ids)} products "
                 f"(or other ids); check its output under {output_uri}"

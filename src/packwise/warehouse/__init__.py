@@ -8,8 +8,8 @@ schema (`TABLES`) and the same named-parameter style (`$week`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
@@ -23,12 +23,16 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from packwise.config import WarehouseConfig
+    from packwise.warehouse.sql import StagedRun
 
     TableData: TypeAlias = pd.DataFrame | pa.Table
 
 
 class ClosingWarehouse:
-    """What every backend shares: used as a context manager, it is closed at the end of the block."""
+    """What every backend shares: used as a context manager, it is closed at the end of the block, and
+    `transaction()` nests (an inner block joins the outer one) around the backend's begin/commit/rollback."""
+
+    _tx_depth: int = 0
 
     def __enter__(self) -> Self:
         """Returns the open warehouse."""
@@ -46,6 +50,73 @@ class ClosingWarehouse:
     def close(self) -> None:
         """Closes the connection; a second call does nothing."""
         raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commits everything done inside the block, or rolls all of it back on an exception.
+
+        A block nested inside another joins the outer transaction: only the outermost one begins,
+        commits or rolls back.
+        """
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield
+            finally:
+                self._tx_depth -= 1
+            return
+        self._begin()
+        self._tx_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._tx_depth = 0
+            self._rollback()
+            raise
+        self._tx_depth = 0
+        self._commit()
+
+    def _begin(self) -> None:
+        """Starts the outermost transaction."""
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        """Commits the outermost transaction; a failure raises `QueryError`."""
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        """Rolls the outermost transaction back."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Runs one statement and discards any result."""
+        raise NotImplementedError
+
+    def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Runs a query and returns its whole result."""
+        raise NotImplementedError
+
+    def table_exists(self, name: str) -> bool:
+        """Whether a table or view of that name exists in the current schema."""
+        found = self.fetch_df(
+            "SELECT count(*) AS n FROM information_schema.tables "
+            "WHERE table_name = $name AND table_schema = current_schema()",
+            {"name": name},
+        )
+        return bool(int(found["n"].iloc[0]))
+
+    def ensure_schema(self) -> None:
+        """Creates products, labels and run_watermarks if they are missing, in one transaction."""
+        with self.transaction():
+            for spec in TABLES:
+                cols = [f"{col} {self._column_type(sql_type)}" for col, sql_type in spec.columns]
+                if spec.primary_key:
+                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
+                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
+
+    def _column_type(self, portable: str) -> str:
+        """A portable column type of `TABLES` in the backend's spelling."""
+        return portable
 
 
 class QueryError(WarehouseError):
@@ -230,14 +301,30 @@ class ParquetInserter(Protocol):
 
 
 @runtime_checkable
-class RunLoader(Protocol):
-    """A backend with its own exactly-once prediction load (Redshift: COPY from S3, then one batch).
+class RunStager(Protocol):
+    """A backend that stages and swaps a prediction load its own way (Redshift: COPY from S3 into the stage,
+    then the swap as one batch).
 
-    `packwise.predictions.load_predictions` hands the whole load to `load_run` when the backend has it.
+    `packwise.predictions.load_predictions` takes the same steps on every backend (ledger, watermark, stage,
+    row check, supersede count, swap) and calls these hooks where a backend differs; a backend without them
+    does all of it inside one `transaction()`.
     """
 
-    def load_run(self, files: Sequence[Path], **kwargs: Any) -> Any:
-        """Loads a run's scored files exactly once; the keywords are load_predictions' own."""
+    def load_block(self) -> AbstractContextManager[None]:
+        """The block the whole load runs in (a transaction, or a write check where the swap is one batch)."""
+        ...
+
+    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
+        """Creates the run's stage `run.stage` empty (dropping a leftover) and fills it from the scored files."""
+        ...
+
+    def drop_stage(self, stage: str) -> None:
+        """Drops the stage after a failed row check, where no rollback does it."""
+        ...
+
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> int | None:
+        """Supersedes, inserts, moves the watermark, writes the ledger row, drops the stage and prunes, at once;
+        returns the history rows pruned (None where not counted)."""
         ...
 
 
@@ -280,7 +367,7 @@ __all__ = [
     "TABLES",
     "ParquetInserter",
     "QueryError",
-    "RunLoader",
+    "RunStager",
     "TableSpec",
     "Warehouse",
     "check_identifier",

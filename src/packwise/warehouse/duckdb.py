@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from packwise.errors import WarehouseError, first_line
 from packwise.files import atomic_write
-from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, referenced_params, wrap_ordered
+from packwise.warehouse import ClosingWarehouse, QueryError, check_identifier, referenced_params, wrap_ordered
 
 if TYPE_CHECKING:
     from packwise.warehouse import TableData
@@ -58,7 +58,6 @@ class DuckDBWarehouse(ClosingWarehouse):
     def __init__(self, path: Path | str, read_only: bool = False) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.read_only = read_only
-        self._tx_depth = 0
         self._closed = False
         if self.path is not None:
             if read_only and not self.path.exists():
@@ -152,28 +151,13 @@ class DuckDBWarehouse(ClosingWarehouse):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Commits everything done inside the block, or rolls all of it back on an exception.
-
-        A block nested inside another joins the outer transaction.
-        """
-        if self._tx_depth:
-            self._tx_depth += 1
-            try:
-                yield
-            finally:
-                self._tx_depth -= 1
-            return
+    def _begin(self) -> None:
         self.execute("BEGIN TRANSACTION")
-        self._tx_depth = 1
-        try:
-            yield
-        except BaseException:
-            self._tx_depth = 0
-            self._con.rollback()
-            raise
-        self._tx_depth = 0
+
+    def _rollback(self) -> None:
+        self._con.rollback()
+
+    def _commit(self) -> None:
         try:
             self._con.commit()
         except duckdb.Error as err:
@@ -244,24 +228,6 @@ class DuckDBWarehouse(ClosingWarehouse):
         except duckdb.Error as err:
             raise QueryError(first_line(err)) from None
         return int(found[0]) if found else 0
-
-    def table_exists(self, name: str) -> bool:
-        """Whether a table or view of that name exists in the current schema."""
-        found = self.fetch_df(
-            "SELECT count(*) AS n FROM information_schema.tables "
-            "WHERE table_name = $name AND table_schema = current_schema()",
-            {"name": name},
-        )
-        return bool(found["n"].iloc[0])
-
-    def ensure_schema(self) -> None:
-        """Creates products, labels and run_watermarks if they are missing."""
-        with self.transaction():
-            for spec in TABLES:
-                cols = [f"{col} {sql_type}" for col, sql_type in spec.columns]
-                if spec.primary_key:
-                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
-                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
 
     @contextmanager
     def _registered(self, table: pa.Table) -> Iterator[str]:

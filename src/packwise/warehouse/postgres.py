@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ import pyarrow as pa
 
 from packwise.errors import WarehouseError
 from packwise.files import atomic_write
-from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
+from packwise.warehouse import ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 
 if TYPE_CHECKING:
@@ -134,7 +133,6 @@ class PostgresWarehouse(ClosingWarehouse):
             )
         self.dsn_env = dsn_env
         self.read_only = read_only
-        self._tx_depth = 0
         self._closed = False
         try:
             self._con = adbc.connect(dsn)
@@ -229,28 +227,13 @@ class PostgresWarehouse(ClosingWarehouse):
 
     # -- writes ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Commits everything done inside the block, or rolls all of it back on an exception.
-
-        A block nested inside another joins the outer transaction.
-        """
-        if self._tx_depth:
-            self._tx_depth += 1
-            try:
-                yield
-            finally:
-                self._tx_depth -= 1
-            return
+    def _begin(self) -> None:
         self._con.commit()  # whatever an earlier read opened implicitly
-        self._tx_depth = 1
-        try:
-            yield
-        except BaseException:
-            self._tx_depth = 0
-            self._con.rollback()
-            raise
-        self._tx_depth = 0
+
+    def _rollback(self) -> None:
+        self._con.rollback()
+
+    def _commit(self) -> None:
         try:
             self._con.commit()
         except Exception as err:
@@ -323,20 +306,5 @@ class PostgresWarehouse(ClosingWarehouse):
             )
         return self._ingest(name, data, "append")
 
-    def table_exists(self, name: str) -> bool:
-        """Whether a table or view of that name exists in the current schema."""
-        found = self.fetch_df(
-            "SELECT count(*) AS n FROM information_schema.tables "
-            "WHERE table_name = $name AND table_schema = current_schema()",
-            {"name": name},
-        )
-        return bool(found["n"].iloc[0])
-
-    def ensure_schema(self) -> None:
-        """Creates products, labels and run_watermarks if they are missing."""
-        with self.transaction():
-            for spec in TABLES:
-                cols = [f"{col} {server_type(sql_type)}" for col, sql_type in spec.columns]
-                if spec.primary_key:
-                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
-                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
+    def _column_type(self, portable: str) -> str:
+        return server_type(portable)

@@ -10,6 +10,9 @@
 - Every statement is polled with `describe_statement` until it finishes, up to `statement_timeout_s`
   (botocore has no waiter for redshift-data); a FAILED statement raises Redshift's error text.
 
+The Data API calls live in `packwise.warehouse.redshift_api`, the S3 staging prefix (COPY input, UNLOAD
+output, Arrow types) in `packwise.warehouse.redshift_s3`; this module is the `Warehouse` on top of them.
+
 Credentials come from the standard AWS chain (IRSA on EKS) and, for the database, from
 `warehouse.redshift_secret_arn` (Secrets Manager) or temporary credentials for `redshift_db_user`.
 """
@@ -18,92 +21,29 @@ from __future__ import annotations
 
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from packwise.errors import WarehouseError
 from packwise.files import atomic_write
-from packwise.warehouse import TABLES, ClosingWarehouse, QueryError, check_identifier, wrap_ordered
+from packwise.warehouse import ClosingWarehouse, QueryError, check_identifier, wrap_ordered
 from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 from packwise.warehouse.postgres import server_type
-from packwise.warehouse.sql import StagedRun, create_stage, render, stage_columns, swap_statements
+from packwise.warehouse.redshift_api import DataApi
+from packwise.warehouse.redshift_s3 import ARROW_TYPES, S3Staging, redshift_type, shard_tables, split_s3_url
+from packwise.warehouse.sql import create_stage, render, swap_statements
 
 if TYPE_CHECKING:
     from packwise.config import WarehouseConfig
-    from packwise.predictions import LoadResult
     from packwise.warehouse import TableData
+    from packwise.warehouse.sql import StagedRun
 
 BACKEND = "redshift"
-_DONE = {"FINISHED"}
-_BROKEN = {"FAILED", "ABORTED"}
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "varchar": pa.string(),
-    "bpchar": pa.string(),
-    "char": pa.string(),
-    "text": pa.string(),
-    "int2": pa.int16(),
-    "int4": pa.int32(),
-    "int8": pa.int64(),
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "numeric": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us"),
-    "date": pa.date32(),
-}
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[0] if lines else "no error text"
-
-
-def split_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/a/b` → ("bucket", "a/b") without a trailing slash."""
-    if not url.startswith("s3://"):
-        raise WarehouseError(f"{url!r} is not an s3:// URL; set warehouse.redshift_s3_staging to s3://bucket/prefix")
-    bucket, _, prefix = url[5:].partition("/")
-    return bucket, prefix.strip("/")
-
-
-def _redshift_type(field: pa.Field) -> str:
-    t = field.type
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_int16(t) or pa.types.is_int8(t):
-        return "SMALLINT"
-    if pa.types.is_int32(t):
-        return "INTEGER"
-    if pa.types.is_integer(t):
-        return "BIGINT"
-    if pa.types.is_float32(t):
-        return "REAL"
-    if pa.types.is_floating(t):
-        return "DOUBLE PRECISION"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP"
-    if pa.types.is_date(t):
-        return "DATE"
-    return "VARCHAR(65535)"
-
-
-def _field_value(field: Mapping[str, Any]) -> Any:
-    if field.get("isNull"):
-        return None
-    for key in ("stringValue", "longValue", "doubleValue", "booleanValue"):
-        if key in field:
-            return field[key]
-    return None  # pragma: no cover - blobValue, never selected by Packwise
 
 
 class RedshiftWarehouse(ClosingWarehouse):
@@ -142,27 +82,22 @@ class RedshiftWarehouse(ClosingWarehouse):
         read_only: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = client
-        self._s3 = s3
-        self.bucket, self.prefix = split_s3_url(s3_staging)
+        self._staging = S3Staging(s3, s3_staging)
         self.iam_role = iam_role
-        self.timeout_s = timeout_s
-        self.poll_s = poll_s
         self.read_only = read_only
-        self._sleep = sleep
-        self._target: dict[str, str] = {"Database": database}
+        target: dict[str, str] = {"Database": database}
         if cluster:
-            self._target["ClusterIdentifier"] = cluster
+            target["ClusterIdentifier"] = cluster
         if workgroup:
-            self._target["WorkgroupName"] = workgroup
+            target["WorkgroupName"] = workgroup
         if db_user:
-            self._target["DbUser"] = db_user
+            target["DbUser"] = db_user
         if secret_arn:
-            self._target["SecretArn"] = secret_arn
+            target["SecretArn"] = secret_arn
+        self._api = DataApi(client, target, timeout_s, poll_s, sleep)
         self._queue: list[str] | None = None
-        self._tx_depth = 0
         self._closed = False
-        self._run("SELECT 1")  # unreachable cluster, bad credentials: fail here, before anything is written
+        self._api.run("SELECT 1")  # unreachable cluster, bad credentials: fail here, before anything is written
 
     @classmethod
     def from_config(cls, config: WarehouseConfig, read_only: bool = False) -> RedshiftWarehouse:
@@ -193,61 +128,11 @@ class RedshiftWarehouse(ClosingWarehouse):
         self._closed = True
         self._queue = None
 
-    # -- the Data API ----------------------------------------------------------------------------
-
-    def _where(self) -> str:
-        return self._target.get("ClusterIdentifier") or f"workgroup {self._target.get('WorkgroupName')}"
-
-    def _submit(self, call: str, **kwargs: Any) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = getattr(self._client, call)(**self._target, **kwargs)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            text = _first_line(err.response.get("Error", {}).get("Message", str(err)))
-            fix = (
-                "grant redshift-data:* and access to the secret to the role running Packwise"
-                if code in {"AccessDeniedException", "UnrecognizedClientException"}
-                else "check warehouse.redshift_cluster/redshift_workgroup, redshift_database and the credentials"
-            )
-            raise WarehouseError(f"redshift warehouse {self._where()}: {code}: {text}; {fix}") from None
-        except BotoCoreError as err:
-            raise WarehouseError(
-                f"redshift warehouse: cannot reach the Data API: {_first_line(str(err))}; "
-                "check warehouse.aws_region and the network"
-            ) from None
-        return str(response["Id"])
-
-    def _wait(self, statement_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            described: dict[str, Any] = self._client.describe_statement(Id=statement_id)
-            status = described.get("Status")
-            if status in _DONE:
-                return described
-            if status in _BROKEN:
-                error = _first_line(described.get("Error") or status)
-                raise QueryError(f"redshift: {error}")
-            if time.monotonic() >= deadline:
-                try:
-                    self._client.cancel_statement(Id=statement_id)
-                finally:
-                    raise QueryError(
-                        f"redshift: statement {statement_id} still {status} after {self.timeout_s:g} s (cancelled); "
-                        "raise warehouse.statement_timeout_s or make the query cheaper"
-                    )
-            self._sleep(self.poll_s)
-
-    def _run(self, sql: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        statement_id = self._submit("execute_statement", Sql=render(sql, params))
-        return self._wait(statement_id)
+    # -- queries ---------------------------------------------------------------------------------
 
     def _write_check(self) -> None:
         if self.read_only:
             raise QueryError("redshift: the warehouse was opened read-only")
-
-    # -- queries ---------------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Runs one statement, or queues it when inside `transaction()`.
@@ -258,7 +143,7 @@ class RedshiftWarehouse(ClosingWarehouse):
         if self._queue is not None:
             self._queue.append(render(sql, params))
             return
-        self._run(sql, params)
+        self._api.run(sql, params)
 
     def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Runs a query and returns its whole result (every page) as a DataFrame; for small results only.
@@ -266,24 +151,7 @@ class RedshiftWarehouse(ClosingWarehouse):
         Raises:
             QueryError: Redshift rejected the query.
         """
-        described = self._run(sql, params)
-        if not described.get("HasResultSet", True):
-            return pd.DataFrame()
-        columns: list[dict[str, Any]] = []
-        rows: list[list[Any]] = []
-        token: str | None = None
-        while True:
-            page = self._client.get_statement_result(Id=described["Id"], **({"NextToken": token} if token else {}))
-            columns = columns or page.get("ColumnMetadata", [])
-            rows += [[_field_value(f) for f in record] for record in page.get("Records", [])]
-            token = page.get("NextToken")
-            if not token:
-                break
-        frame = pd.DataFrame(rows, columns=[c["name"] for c in columns])
-        for column in columns:
-            if column.get("typeName") == "timestamp":
-                frame[column["name"]] = pd.to_datetime(frame[column["name"]])
-        return frame
+        return self._api.fetch_df(sql, params)
 
     def copy_query_to_parquet(
         self,
@@ -301,81 +169,52 @@ class RedshiftWarehouse(ClosingWarehouse):
             QueryError: The UNLOAD failed (Redshift's error text).
         """
         query = render(wrap_ordered(sql, order_by), params)
-        prefix = f"{self.prefix}/unload/{uuid.uuid4().hex}/".lstrip("/")
+        staging = self._staging
+        prefix = staging.fresh("unload")
         quoted = query.replace("'", "''")
-        self._run(
-            f"UNLOAD ('{quoted}') TO 's3://{self.bucket}/{prefix}part_' IAM_ROLE '{self.iam_role}' "
+        self._api.run(
+            f"UNLOAD ('{quoted}') TO 's3://{staging.bucket}/{prefix}part_' IAM_ROLE '{self.iam_role}' "
             "FORMAT AS PARQUET PARALLEL OFF"
         )
-        keys = self._keys(prefix)
+        keys = staging.keys(prefix)
         try:
             with tempfile.TemporaryDirectory(prefix="packwise-unload-") as scratch, atomic_write(Path(path)) as tmp:
-                reader = self._parts_reader(keys, Path(scratch)) if keys else self._empty_reader(query)
+                reader = staging.parts_reader(keys, Path(scratch)) if keys else self._empty_reader(query)
                 rows = _write_parquet(reader, tmp)
         finally:
-            self._delete(keys)
+            staging.delete(keys)
         return rows
-
-    def _keys(self, prefix: str) -> list[str]:
-        keys: list[str] = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [item["Key"] for item in page.get("Contents", [])]
-        return sorted(keys)
-
-    def _delete(self, keys: Sequence[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            chunk = [{"Key": k} for k in keys[start : start + 1000]]
-            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
-
-    def _parts_reader(self, keys: Sequence[str], scratch: Path) -> pa.RecordBatchReader:
-        """The parts' batches in key order, one part on local disk at a time."""
-        first = scratch / "part"
-        self._s3.download_file(self.bucket, keys[0], str(first))
-        schema = pq.read_schema(first).remove_metadata()
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for index, key in enumerate(keys):
-                if index:
-                    self._s3.download_file(self.bucket, key, str(first))
-                for batch in pq.ParquetFile(first).iter_batches(batch_size=65_536):
-                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-                first.unlink()
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _empty_reader(self, query: str) -> pa.RecordBatchReader:
         """No part written (no rows): the schema from the query's column metadata."""
-        described = self._run(f"SELECT * FROM (\n{query}\n) AS packwise_empty LIMIT 0")
-        page = self._client.get_statement_result(Id=described["Id"])
+        described = self._api.run(f"SELECT * FROM (\n{query}\n) AS packwise_empty LIMIT 0")
         schema = pa.schema(
-            [pa.field(c["name"], _ARROW_TYPES.get(c.get("typeName", ""), pa.string())) for c in page["ColumnMetadata"]]
+            [
+                pa.field(c["name"], ARROW_TYPES.get(c.get("typeName", ""), pa.string()))
+                for c in self._api.columns(described["Id"])
+            ]
         )
         return pa.RecordBatchReader.from_batches(schema, iter(()))
 
     # -- writes ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Queues the block's statements and sends them as one `batch_execute_statement` (one transaction).
+    # `transaction()` (the base's) queues the block's statements and sends them as one
+    # `batch_execute_statement` (one transaction); nothing reaches Redshift when the block raises.
 
-        Nothing reaches Redshift when the block raises. A nested block joins the outer one.
-        """
-        if self._queue is not None:
-            yield
-            return
+    def _begin(self) -> None:
         self._queue = []
-        try:
-            yield
-            queued = self._queue
-        finally:
-            self._queue = None
+
+    def _rollback(self) -> None:
+        self._queue = None
+
+    def _commit(self) -> None:
+        queued, self._queue = self._queue, None
         if queued:
             self._batch(queued)
 
     def _batch(self, statements: Sequence[str]) -> None:
         self._write_check()
-        statement_id = self._submit("batch_execute_statement", Sqls=list(statements))
-        self._wait(statement_id)
+        self._api.batch(statements)
 
     def _columns(self, name: str) -> list[tuple[str, str]]:
         found = self.fetch_df(
@@ -384,17 +223,6 @@ class RedshiftWarehouse(ClosingWarehouse):
             {"name": name},
         )
         return list(zip(found["column_name"], found["data_type"], strict=True))
-
-    def _upload(self, tables: Iterator[pa.Table]) -> str:
-        """Writes each table as one Parquet object under a fresh prefix; returns the prefix's s3:// URL."""
-        prefix = f"{self.prefix}/copy/{uuid.uuid4().hex}/".lstrip("/")
-        with tempfile.TemporaryDirectory(prefix="packwise-copy-") as scratch:
-            for index, table in enumerate(tables):
-                local = Path(scratch) / f"part-{index:05d}.parquet"
-                pq.write_table(table, local, compression="zstd")
-                self._s3.upload_file(str(local), self.bucket, f"{prefix}part-{index:05d}.parquet")
-                local.unlink()
-        return f"s3://{self.bucket}/{prefix}"
 
     def copy_statement(self, name: str, url: str) -> str:
         """`COPY name FROM url IAM_ROLE ... FORMAT AS PARQUET`."""
@@ -430,7 +258,7 @@ class RedshiftWarehouse(ClosingWarehouse):
                 f"redshift warehouse: table {name} does not exist; run `packwise seed` to create the schema"
             )
         table = self._fit(_as_arrow(data), columns)
-        url = self._upload(iter([table]))
+        url = self._staging.upload(iter([table]))
         self.execute(self.copy_statement(name, url))
         return table.num_rows
 
@@ -445,135 +273,44 @@ class RedshiftWarehouse(ClosingWarehouse):
                 self.execute(f"DELETE FROM {name}")
                 table = self._fit(table, columns)
             else:
-                cols = ", ".join(f"{f.name} {_redshift_type(f)}" for f in table.schema)
+                cols = ", ".join(f"{f.name} {redshift_type(f)}" for f in table.schema)
                 self.execute(f"CREATE TABLE {name} ({cols})")
-            self.execute(self.copy_statement(name, self._upload(iter([table]))))
+            self.execute(self.copy_statement(name, self._staging.upload(iter([table]))))
         return table.num_rows
 
-    def table_exists(self, name: str) -> bool:
-        """Whether a table or view of that name exists in the current schema."""
-        found = self.fetch_df(
-            "SELECT count(*) AS n FROM information_schema.tables "
-            "WHERE table_name = $name AND table_schema = current_schema()",
-            {"name": name},
-        )
-        return bool(int(found["n"].iloc[0]))
+    def _column_type(self, portable: str) -> str:
+        return server_type(portable)
 
-    def ensure_schema(self) -> None:
-        """Creates products, labels and run_watermarks if they are missing (one batch)."""
-        with self.transaction():
-            for spec in TABLES:
-                cols = [f"{col} {server_type(sql_type)}" for col, sql_type in spec.columns]
-                if spec.primary_key:
-                    cols.append(f"PRIMARY KEY ({', '.join(spec.primary_key)})")
-                self.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})")
+    # -- the exactly-once prediction load (`RunStager`) ----------------------------------------------
+    # `packwise.predictions.load_predictions` takes the steps; here the shards are COPYed into a staging
+    # table, then supersede + insert + watermark + ledger + stage drop + retention go as ONE
+    # `batch_execute_statement`. Until that batch commits nothing but the run's own staging table exists,
+    # and a rerun drops it first; once it commits, the ledger row makes a rerun a no-op.
 
-    # -- the exactly-once prediction load --------------------------------------------------------
-
-    def load_run(
-        self,
-        files: Sequence[Path],
-        *,
-        run_id: str,
-        mode: str,
-        package_types: Sequence[str],
-        versions: Mapping[str, int],
-        expected_rows: int,
-        since: datetime | None,
-        watermark: datetime | None,
-        recommended: Mapping[str, int],
-        unseen: Mapping[str, int],
-        batch_rows: int = 131_072,
-        keep_runs: int | None = None,
-    ) -> LoadResult:
-        """`packwise.predictions.load_predictions` for Redshift: COPY the shards into a staging table, then
-        supersede + insert + watermark + ledger + stage drop + retention (`keep_runs`) in ONE
-        `batch_execute_statement`.
-
-        Until that batch commits nothing but the run's own staging table exists, and a rerun drops it
-        first; once it commits, the ledger row makes a rerun a no-op.
-        """
-        from packwise.faults import maybe_fail
-        from packwise.predictions import (
-            LoadResult,
-            _ensure_tables,
-            _iso,
-            _stage_name,
-            already_loaded,
-            previous_run,
-            prune_statements,
-            read_watermark,
-        )
-
+    @contextmanager
+    def load_block(self) -> Iterator[None]:
+        """No transaction around the load (its reads must see what it created); writes must be allowed."""
         self._write_check()
-        _ensure_tables(self, package_types)
-        done = already_loaded(self, run_id)
-        if done is not None:
-            return done
-        before = read_watermark(self, mode)
-        previous = previous_run(self, mode, run_id)
-        stage = _stage_name(run_id)
-        superseded = 0
-        if expected_rows > 0:
-            for statement in create_stage(stage, package_types):
-                self._run(statement)
-            url = self._upload(_shard_tables(files, package_types, batch_rows))
-            self._run(self.copy_statement(stage, url))
-            counts = self.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
-            n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
-            if n != expected_rows or distinct != n:
-                self._run(f"DROP TABLE IF EXISTS {stage}")
-                raise WarehouseError(
-                    f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
-                    f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
-                )
-            found = self.fetch_df(
-                f"SELECT count(*) AS n FROM predictions WHERE is_current "
-                f"AND product_id IN (SELECT product_id FROM {stage})"
-            )
-            superseded = int(found["n"].iloc[0])
-        after = before
-        if expected_rows > 0 and watermark is not None:
-            after = watermark if before is None else max(before, watermark)
-        run = StagedRun(
-            stage=stage,
-            run_id=run_id,
-            mode=mode,
-            package_types=package_types,
-            versions=versions,
-            n_products=expected_rows,
-            since=since,
-            watermark=watermark,
-            watermark_after=after if expected_rows > 0 and watermark is not None else None,
-            recommended=recommended,
-            unseen=unseen,
-            loaded_at=datetime.now(UTC).replace(tzinfo=None),
-        )
+        yield
+
+    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
+        """Creates the stage, uploads the shards to the staging prefix and COPYs them in."""
+        for statement in create_stage(run.stage, run.package_types):
+            self._api.run(statement)
+        url = self._staging.upload(shard_tables(files, run.package_types, batch_rows))
+        self._api.run(self.copy_statement(run.stage, url))
+
+    def drop_stage(self, stage: str) -> None:
+        """Drops the stage (the load runs outside a transaction, so nothing rolls it back)."""
+        self._api.run(f"DROP TABLE IF EXISTS {stage}")
+
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> None:
+        """Sends the swap and the retention as one batch (one transaction); the rows pruned are not counted."""
+        from packwise.faults import maybe_fail
+        from packwise.predictions import prune_statements
+
         maybe_fail("load-predictions", "commit")
         self._batch([*swap_statements(run), *prune_statements(keep_runs)])
-        return LoadResult(
-            run_id=run_id,
-            loaded=True,
-            n_products=expected_rows,
-            superseded=superseded,
-            watermark_before=_iso(before),
-            watermark_after=_iso(after),
-            previous=previous,
-            recommended=dict(recommended),
-        )
-
-
-def _shard_tables(files: Sequence[Path], package_types: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
-    """Each scored shard with the staging table's column order and types (strings, doubles)."""
-    columns = stage_columns(package_types)
-    names = [n for n, _ in columns]
-    for path in files:
-        parts = []
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=names):
-            arrays = [batch.column(n).cast(pa.string() if t == "VARCHAR" else pa.float64()) for n, t in columns]
-            parts.append(pa.table(arrays, names=names))
-        if parts:
-            yield pa.concat_tables(parts)
 
 
 __all__ = ["RedshiftWarehouse", "split_s3_url"]

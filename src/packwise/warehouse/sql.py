@@ -78,6 +78,21 @@ class StagedRun:
     loaded_at: datetime
 
 
+def ledger_values(run: StagedRun) -> dict[str, Any]:
+    """The run's ledger row (``prediction_runs``) as statement parameters (``$run_id, $mode, $n, ...``)."""
+    return {
+        "run_id": run.run_id,
+        "mode": run.mode,
+        "n": run.n_products,
+        "since": run.since,
+        "watermark": run.watermark if run.n_products > 0 else None,
+        "models": json.dumps(dict(run.versions), sort_keys=True),
+        "recommended": json.dumps(dict(run.recommended), sort_keys=True),
+        "unseen": json.dumps(dict(run.unseen), sort_keys=True),
+        "now": run.loaded_at,
+    }
+
+
 def stage_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
     """The staging table of a run: the scored shard columns, in order."""
     from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
@@ -131,17 +146,7 @@ def swap_statements(run: StagedRun) -> list[str]:
         render(
             f"INSERT INTO {PREDICTION_RUNS} (run_id, mode, n_products, since, watermark, models, recommended, "
             "unseen, loaded_at) VALUES ($run_id, $mode, $n, $since, $watermark, $models, $recommended, $unseen, $now)",
-            {
-                "run_id": run.run_id,
-                "mode": run.mode,
-                "n": run.n_products,
-                "since": run.since,
-                "watermark": run.watermark if run.n_products > 0 else None,
-                "models": json.dumps(dict(run.versions), sort_keys=True),
-                "recommended": json.dumps(dict(run.recommended), sort_keys=True),
-                "unseen": json.dumps(dict(run.unseen), sort_keys=True),
-                "now": run.loaded_at,
-            },
+            ledger_values(run),
         )
     )
     if run.n_products > 0:
