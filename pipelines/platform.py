@@ -51,8 +51,17 @@ def configure_tasks(config: PackwiseConfig) -> None:
     pipeline = pipeline_context.Pipeline.get_default_pipeline()
     if pipeline is None:
         raise PackwiseError("configure_tasks() must be called inside a @dsl.pipeline function body")
+    # The env vars the config names for its secrets (warehouse.dsn_env, notify.webhook_url_env) come from
+    # the Secret too, whatever they are called: a DSN variable missing from secret_keys would leave every
+    # pod without its warehouse.
+    named = [name for name in (config.warehouse.dsn_env, config.notify.webhook_url_env) if name]
+    cluster = config.cluster.model_copy(
+        update={
+            "secret_keys": [*config.cluster.secret_keys, *(n for n in named if n not in config.cluster.secret_keys)]
+        }
+    )
     for task in pipeline.tasks.values():
-        configure_task(task, config.cluster, for_cluster=_FOR_CLUSTER.get())
+        configure_task(task, cluster, for_cluster=_FOR_CLUSTER.get())
 
 
 def configure_task(task: PipelineTask, cluster: ClusterConfig, for_cluster: bool = True) -> None:
@@ -91,4 +100,3 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, for_cluster: bool
             backoff_factor=policy.backoff_factor,
             backoff_max_duration=policy.backoff_max_duration,
         )
-

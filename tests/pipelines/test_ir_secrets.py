@@ -66,3 +66,28 @@ def test_compile_refuses_the_old_webhook_url_key_without_printing_it(tmp_path: P
     assert "notify.webhook_url is no longer accepted" in result.output
     assert TOKEN not in result.output and "hooks.example" not in result.output
     assert not (tmp_path / "build").exists()
+
+
+def test_the_warehouse_dsn_variable_reaches_every_cluster_task_from_the_secret_by_its_configured_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DSN variable the operator named (not one of cluster.secret_keys' defaults) still reaches the pods."""
+    from packwise_pipelines.compile import compile_for_cluster
+
+    dsn = "postgresql://packwise:s3cr3t-pw@warehouse.internal:5432/retail"
+    monkeypatch.setenv("ACME_RETAIL_DSN", dsn)
+    config = parse_config(
+        {
+            "storage": {"root": "s3://acme-ml/packwise"},
+            "warehouse": {"backend": "postgres", "dsn_env": "ACME_RETAIL_DSN"},
+            "registry": {"tracking_uri": "http://mlflow.kubeflow.svc:5000"},
+        }
+    ).resolved()
+    assert "ACME_RETAIL_DSN" not in config.cluster.secret_keys
+    for path in compile_for_cluster(config, tmp_path, ImageSet(registry="registry.example/ml", tag="1.2.3")):
+        text = path.read_text()
+        assert "s3cr3t-pw" not in text, path.name
+        executors = list(yaml.safe_load_all(text))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for label, spec in executors.items():
+            refs = {e["envVar"] for e in spec["secretAsEnv"][0]["keyToEnv"]}
+            assert "ACME_RETAIL_DSN" in refs, label
