@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from packwise import progress
 from packwise.errors import WarehouseError
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
 
@@ -363,6 +364,7 @@ def load_predictions(
             stage = _stage_name(run_id)
             stage_cols = [c for c in predictions_columns(package_types) if c[0] != "is_current"]
             bulk = isinstance(warehouse, ParquetInserter)
+            progress.phase("staging")
             warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
             # DuckDB's temporary tables live in memory: the stage is never written to the database file
             temp = "TEMPORARY " if bulk else ""
@@ -374,6 +376,7 @@ def load_predictions(
             else:
                 for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
                     warehouse.append(stage, table)
+            progress.phase("checking")
             counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
             n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
             if n != expected_rows or distinct != n:
@@ -386,6 +389,7 @@ def load_predictions(
                 f"AND product_id IN (SELECT product_id FROM {stage})"
             )
             superseded = int(found["n"].iloc[0])
+            progress.phase("inserting")
             warehouse.execute(
                 f"UPDATE {PREDICTIONS} SET is_current = FALSE "
                 f"WHERE is_current AND product_id IN (SELECT product_id FROM {stage})"
@@ -420,6 +424,7 @@ def load_predictions(
         )
         pruned = 0
         if prune:
+            progress.phase("pruning")
             found = warehouse.fetch_df(
                 f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE NOT is_current "
                 f"AND run_id NOT IN ({_kept_runs(int(keep_runs or 0))})"
@@ -429,6 +434,7 @@ def load_predictions(
                 warehouse.execute(statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
+        progress.phase("committing")
     return LoadResult(
         run_id=run_id,
         loaded=True,

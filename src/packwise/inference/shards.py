@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from packwise import progress
 from packwise.config import InferenceConfig
 from packwise.files import publish_directory
 from packwise.progress import task_report
@@ -67,7 +68,9 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
         final = Path(plan["extract_dir"]) / f"shards-{layout}"
         manifest = final / MANIFEST_FILE
         if manifest.exists():
-            return [str(final / name) for name in json.loads(manifest.read_text())["shards"]]
+            reused = json.loads(manifest.read_text())["shards"]
+            progress.advance(len(reused), len(reused), "shards")
+            return [str(final / name) for name in reused]
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
         try:
             source = pq.ParquetFile(products_path, pre_buffer=False)
@@ -82,6 +85,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
                 names.append(name)
                 return pq.ParquetWriter(tmp / name, schema, compression="zstd", compression_level=1)
 
+            expected = max(1, -(-source.metadata.num_rows // per_shard))
             batch_size = min(per_shard, inference.batch_rows)
             for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
                 offset = 0
@@ -90,6 +94,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
                         if writer is not None:
                             writer.close()
                         writer, in_shard = next_writer(), 0
+                    progress.advance(len(names) - 1, expected, "shards")
                     take = min(per_shard - in_shard, batch.num_rows - offset)
                     writer.write_batch(batch.slice(offset, take))
                     in_shard += take
@@ -97,6 +102,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
             if writer is None:
                 writer = next_writer()
             writer.close()
+            progress.advance(len(names), len(names), "shards")
             (tmp / MANIFEST_FILE).write_text(
                 json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
             )
