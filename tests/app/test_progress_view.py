@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -15,7 +16,7 @@ from packwise_app.progress_view import SeedProgressView, TaskProgressView
 from packwise_pipelines.local import ProgressLog, TaskEvent
 
 
-def _markers(out: str) -> list[dict]:
+def _markers(out: str) -> list[dict[str, Any]]:
     return [e for line in out.splitlines() if (e := progress.parse(line)) is not None]
 
 
@@ -33,7 +34,7 @@ def test_advance_and_phase_report_the_running_task_and_nothing_outside_one(capsy
     assert [e["done"] for e in moves] == [0, 1000]
     assert all(e["task"] == "score-shard" and e["package_type"] == "shard-00003" for e in events)
     assert {"phase": "writing"}.items() <= next(e for e in events if "phase" in e).items()
-    assert [e["state"] for e in events][0] == "running" and events[-1]["state"] == "succeeded"
+    assert events[0]["state"] == "running" and events[-1]["state"] == "succeeded"
 
 
 def test_the_local_runner_parses_progress_but_keeps_it_out_of_the_run_record(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_the_local_runner_parses_progress_but_keeps_it_out_of_the_run_record(tmp
     log.feed_line(progress.MARKER + json.dumps({"task": "score-shard", "package_type": "shard-00000",
                                                 "state": "succeeded", "seconds": 1.0}))  # fmt: skip
     log.close()
-    assert [(e.state, e.done, e.total, e.unit) for e in seen][0] == ("progress", 7, 9, "rows")
+    assert (seen[0].state, seen[0].done, seen[0].total, seen[0].unit) == ("progress", 7, 9, "rows")
     assert [e.state for e in log.events] == ["succeeded"]
 
 
