@@ -9,8 +9,9 @@ Tables (created on first load; a package type added to the configuration adds it
   (since, watermark), models, recommended type counts, unseen category counts, loaded_at.
 - ``run_watermarks`` (pipeline ``inference``, per mode): the largest ``added_at`` a run loaded.
 
-A load stages the run's rows in a table of its own, then, in the same transaction, supersedes the current
-rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
+A load stages the run's rows in a table of its own (DuckDB: inserts them straight from the scored files
+with its own Parquet reader and checks them in place), then, in the same transaction, supersedes the
+current rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
 history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs that
 scored products are deleted; a current row is never deleted, whatever its run; the ledger keeps one row per
 run id forever, so a pruned run is still never loaded twice). The ledger
@@ -298,6 +299,42 @@ def _stage_expressions(package_types: Sequence[str], versions: Mapping[str, int]
     return exprs
 
 
+def _insert_direct(
+    warehouse: Any,
+    files: Sequence[Path],
+    run_id: str,
+    mode: str,
+    package_types: Sequence[str],
+    versions: Mapping[str, int],
+    expected_rows: int,
+) -> int:
+    """DuckDB's load body: the scored files straight into `predictions` (DuckDB's own Parquet reader, no
+    row through Python, no stage written and read again), checked there, then the older current rows of
+    those products superseded. Inside the load's transaction: a failed check rolls the rows back with it.
+    A run id outside the ledger has no rows in the table (its rows only ever commit with its ledger row),
+    so ``run_id = $run_id`` selects exactly the rows just inserted. Returns the rows superseded.
+    """
+    progress.phase("inserting")
+    columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
+    n = int(warehouse.insert_parquet(PREDICTIONS, files, columns, {"run_id": run_id, "mode": mode}))
+    progress.phase("checking")
+    this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
+    found = warehouse.fetch_df(f"SELECT count(DISTINCT product_id) AS d FROM ({this_run})", {"run_id": run_id})
+    distinct = int(found["d"].iloc[0])
+    if n != expected_rows or distinct != n:
+        raise WarehouseError(
+            f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
+            f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
+        )
+    progress.phase("superseding")
+    older = f"is_current AND run_id <> $run_id AND product_id IN ({this_run})"
+    counted = warehouse.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE {older}", {"run_id": run_id})
+    superseded = int(counted["n"].iloc[0])
+    if superseded:
+        warehouse.execute(f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {older}", {"run_id": run_id})
+    return superseded
+
+
 def load_predictions(
     warehouse: Warehouse,
     files: Sequence[Path],
@@ -360,22 +397,16 @@ def load_predictions(
         before = read_watermark(warehouse, mode)
         previous = previous_run(warehouse, mode, run_id)
         superseded = 0
-        if expected_rows > 0:
+        if expected_rows > 0 and isinstance(warehouse, ParquetInserter):
+            superseded = _insert_direct(warehouse, files, run_id, mode, package_types, versions, expected_rows)
+        elif expected_rows > 0:
             stage = _stage_name(run_id)
             stage_cols = [c for c in predictions_columns(package_types) if c[0] != "is_current"]
-            bulk = isinstance(warehouse, ParquetInserter)
             progress.phase("staging")
             warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
-            # DuckDB's temporary tables live in memory: the stage is never written to the database file
-            temp = "TEMPORARY " if bulk else ""
-            warehouse.execute(f"CREATE {temp}TABLE {stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
-            if bulk:  # DuckDB reads the files itself, nothing through Python
-                warehouse.insert_parquet(
-                    stage, files, _stage_expressions(package_types, versions), {"run_id": run_id, "mode": mode}
-                )
-            else:
-                for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
-                    warehouse.append(stage, table)
+            warehouse.execute(f"CREATE TABLE {stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
+            for table in _stage_batches(files, run_id, mode, package_types, versions, batch_rows):
+                warehouse.append(stage, table)
             progress.phase("checking")
             counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {stage}")
             n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])

@@ -122,7 +122,7 @@ def extract_products(
             try:
                 try:
                     n = wh.copy_query_to_parquet(
-                        sql, {"since": since or EPOCH}, tmp / PRODUCTS_FILE, order_by=("product_id",)
+                        sql, {"since": since or EPOCH}, tmp / PRODUCTS_FILE, order_by=("product_id",), fast=True
                     )
                 except QueryError as err:
                     raise WarehouseError(f"{key} failed: {err}; fix {key} in the config") from None
