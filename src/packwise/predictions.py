@@ -316,7 +316,15 @@ def _insert_direct(
     """
     progress.phase("inserting")
     columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
-    n = int(warehouse.insert_parquet(PREDICTIONS, files, columns, {"run_id": run_id, "mode": mode}))
+    from packwise.warehouse import QueryError
+
+    try:
+        n = int(warehouse.insert_parquet(PREDICTIONS, files, columns, {"run_id": run_id, "mode": mode}))
+    except QueryError as err:  # e.g. a table keyed before (product_id, run_id) meeting a duplicate product
+        raise WarehouseError(
+            f"load: the scored files could not be inserted ({err}); re-run the pipeline to rescore "
+            "(nothing was loaded)"
+        ) from None
     progress.phase("checking")
     this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
     found = warehouse.fetch_df(f"SELECT count(DISTINCT product_id) AS d FROM ({this_run})", {"run_id": run_id})
