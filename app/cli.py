@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,8 @@ from packwise_app.command_line import (
 from packwise_app.configuration import load_config
 
 if TYPE_CHECKING:
-    from packwise_pipelines.local import LocalRun, TaskEvent
+    from packwise_app.progress_view import TaskProgressView
+    from packwise_pipelines.local import LocalRun
 
 app = typer.Typer(
     name="packwise",
@@ -197,10 +197,11 @@ def seed(
             raise ConfigError(f"seed: {str(err).splitlines()[-1].strip()}") from None
         check_writable_dir(cfg.storage.root, "storage.root")
         check_writable_dir(cfg.warehouse.path.parent, "warehouse.path")
-        # a spinner on a terminal (rich prints nothing for it when the output is a pipe or --quiet)
-        waiting = contextlib.nullcontext() if quiet else console.status(f"seeding {products:,} products ...")
-        with waiting, open_warehouse(cfg.warehouse) as warehouse:
-            summary = seed_warehouse(warehouse, spec)
+        from packwise_app.progress_view import SeedProgressView
+
+        view = SeedProgressView(quiet=quiet)  # a bar on a terminal, plain lines on a pipe, nothing with --quiet
+        with view.showing(), open_warehouse(cfg.warehouse) as warehouse:
+            summary = seed_warehouse(warehouse, spec, on_step=view)
     except PackwiseError as err:
         fail(err)
     if not quiet:
@@ -254,21 +255,21 @@ def _parse_knob(name: str, raw: str, field_name: str) -> dict[str, Any]:
         raise ConfigError(f"--{_flag(name)} {raw!r}: WEEK must be an integer and VALUE a number") from None
 
 
-_STATE_STYLE = {"running": "cyan", "succeeded": "green", "cached": "blue", "failed": "red"}
+QuietOpt = typer.Option(
+    False, "--quiet", "-q", help="No progress, tables or summary line (for scripts); errors still go to stderr."
+)
 
 
-def _event_printer() -> Callable[[TaskEvent], None]:
-    """Prints task events to the terminal the command started with (kfp.local's stdout is captured)."""
+def _task_view(quiet: bool, verbose: bool) -> contextlib.AbstractContextManager[TaskProgressView]:
+    """Live task bars on a terminal, plain lines otherwise (`packwise_app.progress_view`); bound to the
+    terminal the command started with (kfp.local's stdout is captured while it runs). --verbose echoes
+    kfp's raw logs, which live bars would fight with: plain lines then."""
+    from packwise_app.progress_view import TaskProgressView
+
     out = Console(file=sys.stdout)
-
-    def print_event(event: TaskEvent) -> None:
-        if event.state == "running":
-            return
-        took = f" ({event.seconds:.1f}s)" if event.state in {"succeeded", "failed"} else ""
-        style = _STATE_STYLE[event.state]
-        out.print(f"  [{style}]{event.state:<9}[/{style}] {event.label}{took}", highlight=False)
-
-    return print_event
+    if verbose and out.is_terminal:
+        out = Console(file=sys.stdout, force_terminal=False, force_interactive=False)
+    return TaskProgressView(out, quiet=quiet).showing()
 
 
 def _report_failure(run: LocalRun) -> None:
@@ -295,6 +296,7 @@ def train(
     runner: Runner = RunnerOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show KFP's raw task logs."),
     run_id: str | None = typer.Option(None, metavar="RUN_ID", help="Run id (default: generated)."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Run the weekly training pipeline locally (kfp.local, caching on) and print the decisions."""
     try:
@@ -312,19 +314,22 @@ def train(
             week = resolve_training_week(wh, week, allow_no_new_labels, cfg.warehouse.label_weeks_query)
         from packwise_pipelines.local import training_run
 
-        console.print(
-            f"[bold]training week {week}[/bold] ({runner.value} runner, storage {escape(str(cfg.storage.root))})"
-        )
-        run = training_run(cfg, week, runner=runner.value, verbose=verbose, run_id=run_id, on_event=_event_printer())
+        if not quiet:
+            console.print(
+                f"[bold]training week {week}[/bold] ({runner.value} runner, storage {escape(str(cfg.storage.root))})"
+            )
+        with _task_view(quiet, verbose) as view:
+            run = training_run(cfg, week, runner=runner.value, verbose=verbose, run_id=run_id, on_event=view)
     except PackwiseError as err:
         fail(err)
     from packwise.run_summary import read_summary
 
     with user_errors():
         summary = read_summary(cfg.storage.root, run.run_id)
-    if summary is not None:
+    if summary is not None and not quiet:
         _print_training_table(summary)
-    console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
+    if not quiet:
+        console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
     if not run.succeeded:
         _report_failure(run)
         raise typer.Exit(1)
@@ -387,6 +392,7 @@ def infer(
         metavar="RUN_ID",
         help="Run id (default: generated). A run id loads its predictions once; reuse it to finish a failed run.",
     ),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Run the inference pipeline locally (kfp.local, caching on) and print what it recommended."""
     try:
@@ -406,21 +412,24 @@ def infer(
         _check_models(cfg, pins)
         from packwise_pipelines.local import inference_run
 
-        console.print(
-            f"[bold]inference {mode.value}[/bold] ({runner.value} runner, storage {escape(str(cfg.storage.root))})"
-        )
-        run = inference_run(
-            cfg, mode.value, pins, runner=runner.value, verbose=verbose, run_id=run_id, on_event=_event_printer()
-        )
+        if not quiet:
+            console.print(
+                f"[bold]inference {mode.value}[/bold] ({runner.value} runner, storage {escape(str(cfg.storage.root))})"
+            )
+        with _task_view(quiet, verbose) as view:
+            run = inference_run(
+                cfg, mode.value, pins, runner=runner.value, verbose=verbose, run_id=run_id, on_event=view
+            )
     except PackwiseError as err:
         fail(err)
     from packwise.run_summary import read_summary
 
     with user_errors():
         summary = read_summary(cfg.storage.root, run.run_id)
-    if summary is not None:
+    if summary is not None and not quiet:
         _print_inference_table(summary)
-    console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
+    if not quiet:
+        console.print(f"run {run.run_id} took {run.seconds:.1f}s; log: {run.log_path}", highlight=False)
     if not run.succeeded:
         _report_failure(run)
         err_console.print(

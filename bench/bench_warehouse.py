@@ -3,9 +3,10 @@
 For N products (default 1M):
 
 1. extract: `copy_query_to_parquet` of the inventory query (every product, ordered by product_id) into
-   one Parquet file, as the inference extract does.
+   one Parquet file, as the inference extract does (``fast=True``: LZ4, dictionaries for text only).
 2. load: `load_predictions` of N scored rows (4 package types, 8 shard files) into an empty predictions
-   table: stage, supersede, insert, ledger and watermark in one transaction.
+   table: insert (DuckDB: straight from the files) or stage + insert, check, supersede, ledger and
+   watermark in one transaction.
 
 Each phase runs in a fresh process; rows/s and its peak RSS (`ru_maxrss`) are printed per backend.
 The tables are filled by a setup process that is not timed.
@@ -14,6 +15,7 @@ PostgreSQL: the DSN in $PACKWISE_BENCH_PG_DSN, else a throwaway cluster started 
 (and stopped afterwards).
 
 Usage: python bench/bench_warehouse.py [--products 1000000] [--workdir /tmp/packwise-bench-warehouse]
+       [--backends duckdb,postgres]
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
     if name == "extract":
         with open_warehouse(config, read_only=True) as wh:
             rows = wh.copy_query_to_parquet(
-                "SELECT p.* FROM products AS p", None, workdir / f"extract-{backend}.parquet", ["product_id"]
+                "SELECT p.* FROM products AS p", None, workdir / f"extract-{backend}.parquet", ["product_id"],
+                fast=True,  # as the inference extract writes it
             )
     else:
         from packwise.predictions import load_predictions
@@ -135,14 +138,18 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/packwise-bench-warehouse"))
     parser.add_argument("--phase", choices=["setup", "extract", "load"])
     parser.add_argument("--backend", choices=["duckdb", "postgres"])
+    parser.add_argument("--backends", default="duckdb,postgres", help="Comma-separated backends to compare.")
     args = parser.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    if not backends or any(b not in ("duckdb", "postgres") for b in backends):
+        parser.error(f"--backends {args.backends!r}: a comma-separated list of duckdb and postgres")
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.phase:
         print(json.dumps(phase(args.phase, args.backend, args.workdir, args.products)))
         return
 
     cluster_dir = None
-    if not os.environ.get(DSN_ENV):
+    if "postgres" in backends and not os.environ.get(DSN_ENV):
         script = str(REPO / "scripts/ci-postgres.sh")
         started = subprocess.run(["bash", script], check=True, capture_output=True, text=True)
         exports = dict(line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines())
@@ -150,7 +157,7 @@ def main() -> None:
         cluster_dir = exports["PACKWISE_TEST_PG_DIR"].strip("'")
     try:
         results: dict[str, dict[str, dict[str, Any]]] = {}
-        for backend in ("duckdb", "postgres"):
+        for backend in backends:
             _child("setup", backend, args.workdir, args.products)
             results[backend] = {p: _child(p, backend, args.workdir, args.products) for p in ("extract", "load")}
     finally:
@@ -159,17 +166,17 @@ def main() -> None:
         shutil.rmtree(args.workdir, ignore_errors=True)
 
     print(f"{args.products:,} products; rows/s and peak RSS per phase (one process each)\n")
-    print(
-        f"{'phase':<8} {'duckdb rows/s':>14} {'postgres rows/s':>16} {'pg/duck':>8} {'duckdb RSS':>11} "
-        f"{'postgres RSS':>13}"
-    )
+    header = f"{'phase':<8}" + "".join(f" {b + ' rows/s':>16} {b + ' RSS':>14}" for b in backends)
+    print(header + (f" {'pg/duck':>8}" if len(backends) == 2 else ""))
     for p in ("extract", "load"):
-        d, g = results["duckdb"][p], results["postgres"][p]
-        d_rate, g_rate = d["rows"] / d["seconds"], g["rows"] / g["seconds"]
-        print(
-            f"{p:<8} {d_rate:>14,.0f} {g_rate:>16,.0f} {g_rate / d_rate:>8.2f} "
-            f"{d['rss_mib']:>8.0f} MiB {g['rss_mib']:>10.0f} MiB"
-        )
+        line = f"{p:<8}"
+        for b in backends:
+            r = results[b][p]
+            line += f" {r['rows'] / r['seconds']:>16,.0f} {r['rss_mib']:>10.0f} MiB"
+        if len(backends) == 2:
+            d, g = results["duckdb"][p], results["postgres"][p]
+            line += f" {(g['rows'] / g['seconds']) / (d['rows'] / d['seconds']):>8.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

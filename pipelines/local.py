@@ -41,11 +41,18 @@ _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 
 @dataclass
 class TaskEvent:
+    """A task's state change, or (state "progress") how far a running task got: `done` of `total` `unit`,
+    or the `phase` it is in (see `packwise.progress`)."""
+
     task: str
-    state: Literal["running", "succeeded", "failed", "cached"]
+    state: Literal["running", "progress", "succeeded", "failed", "cached"]
     seconds: float = 0.0
     package_type: str | None = None
     error: str | None = None
+    done: int | None = None
+    total: int | None = None
+    unit: str | None = None
+    phase: str | None = None
 
     @property
     def label(self) -> str:
@@ -82,7 +89,7 @@ class ProgressLog:
             if self.echo:
                 sys.__stdout__.write(raw + "\n")  # type: ignore[union-attr]
             event = self._parse(line)
-            if event is not None:
+            if event is not None and event.state != "progress":  # progress is for the screen, not the record
                 self.events.append(event)
         if event is not None:
             self.on_event(event)
@@ -98,6 +105,10 @@ class ProgressLog:
                 float(marker.get("seconds", 0.0)),
                 marker.get("package_type"),
                 marker.get("error"),
+                done=marker.get("done"),
+                total=marker.get("total"),
+                unit=marker.get("unit"),
+                phase=marker.get("phase"),
             )
         if m := _FINISHED.search(line):
             if m.group(2) != "SUCCESS":

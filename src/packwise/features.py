@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,12 @@ from packwise.config import FeatureConfig
 from packwise.errors import DataValidationError, PackwiseError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import scipy.sparse as sp
+
+    # What `build_features` reads: a pandas frame, or an Arrow batch/table straight from a parquet reader
+    # (no pandas copy; categorical columns may be dictionary-encoded).
+    Products: TypeAlias = pd.DataFrame | pa.RecordBatch | pa.Table
 
 _DIMS = ("length_cm", "width_cm", "height_cm")
 
@@ -240,8 +245,9 @@ def fit_feature_spec(
     )
 
 
-def _require(products: pd.DataFrame, cols: Sequence[str]) -> None:
-    missing = [c for c in cols if c not in products.columns]
+def _require(products: Products, cols: Sequence[str]) -> None:
+    have = products.columns if isinstance(products, pd.DataFrame) else products.schema.names
+    missing = [c for c in cols if c not in have]
     if missing:
         raise DataValidationError(
             f"products: feature column {missing[0]!r} is missing; add it to the products query "
@@ -249,7 +255,9 @@ def _require(products: pd.DataFrame, cols: Sequence[str]) -> None:
         )
 
 
-def _float(products: pd.DataFrame, col: str) -> np.ndarray:
+def _float(products: Products, col: str) -> np.ndarray:
+    if not isinstance(products, pd.DataFrame):
+        return _float_arrow(products, col)
     try:
         return products[col].to_numpy(dtype=np.float32, na_value=np.nan)
     except (TypeError, ValueError):
@@ -259,17 +267,40 @@ def _float(products: pd.DataFrame, col: str) -> np.ndarray:
         ) from None
 
 
-def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
+def _float_arrow(products: pa.RecordBatch | pa.Table, col: str) -> np.ndarray:
+    """`_float` of an Arrow column: numbers and booleans cast in Arrow (nulls become NaN), the same float32
+    values numpy's cast gives; any other type goes through pandas, as a frame's column would."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = products.column(col)
+    kind = column.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        cast = pc.cast(column, pa.float32(), safe=False)
+        out: np.ndarray = cast.to_numpy(zero_copy_only=False) if cast.null_count else cast.to_numpy()
+        return out.astype(np.float32, copy=False)
+    return _float(pd.DataFrame({col: column.to_pandas()}), col)
+
+
+def _needs_pandas(spec: FeatureSpec) -> bool:
+    """True when the recipe reads pandas frames (stacked columns, hashed text)."""
+    return spec.stacked is not None or bool(spec.text_column)
+
+
+def build_features(products: Products, spec: FeatureSpec) -> FeatureRows:
     """Feature rows for `products`, in `spec.names` order.
 
     Args:
-        products: One row per product with at least `spec.input_columns`.
+        products: One row per product with at least `spec.input_columns`: a pandas frame, or an Arrow
+            record batch or table (read without a pandas copy; the same rows either way).
         spec: The recipe fitted at training time.
 
     Returns:
         The rows, and per categorical column the number of values not in the training vocabulary.
     """
     _require(products, spec.input_columns)
+    if not isinstance(products, pd.DataFrame) and _needs_pandas(spec):
+        products = _arrow_to_pandas(products, spec.input_columns)
     n = len(products)
     n_dense = len(spec.dense_names)
     # Row-major: XGBoost predicts 3-4% slower from column-major rows, which this function builds twice
@@ -298,16 +329,22 @@ def build_features(products: pd.DataFrame, spec: FeatureSpec) -> FeatureRows:
             j += 1
     unseen: dict[str, int] = {}
     for col, vocab in spec.categorical.items():
-        codes, n_unseen = _vocabulary_codes(products[col], vocab)
+        codes, n_unseen = (
+            _vocabulary_codes(products[col], vocab)
+            if isinstance(products, pd.DataFrame)
+            else _vocabulary_codes_arrow(products.column(col), vocab)
+        )
         block = dense[:, j : j + len(vocab)]
         known = codes >= 0
         block[np.nonzero(known)[0], codes[known]] = 1.0
         unseen[col] = n_unseen
         j += len(vocab)
     if spec.stacked is not None:
+        assert isinstance(products, pd.DataFrame)  # converted above (_needs_pandas)
         dense[:, j : j + len(spec.stacked.names)] = spec.stacked.transform(products)
     text = None
     if spec.text_column:
+        assert isinstance(products, pd.DataFrame)
         text = _hash_text(products[spec.text_column], spec.text_hash_features)
     return FeatureRows(dense=dense, text=text, unseen=unseen)
 
@@ -330,6 +367,53 @@ def _vocabulary_codes(values: pd.Series, vocab: tuple[str, ...]) -> tuple[np.nda
     codes = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     n_unseen = int(index.null_count - array.null_count)
     return codes, n_unseen
+
+
+def _vocabulary_codes_arrow(values: pa.Array | pa.ChunkedArray, vocab: tuple[str, ...]) -> tuple[np.ndarray, int]:
+    """`_vocabulary_codes` of an Arrow column. A dictionary-encoded column is looked up once per distinct
+    value (a dozen, not a batch of rows); a non-string column goes through pandas, as a frame's would."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    kind = values.type
+    if pa.types.is_dictionary(kind) and _is_text(kind.value_type):
+        lookup = pc.index_in(values.dictionary, value_set=pa.array(vocab, type=kind.value_type))
+        per_value = lookup.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        indices = values.indices
+        valid = np.ones(len(values), dtype=bool) if not values.null_count else ~values.is_null().to_numpy(
+            zero_copy_only=False
+        )
+        codes = np.full(len(values), -1, dtype=np.int64)
+        if len(per_value):
+            codes[valid] = per_value[indices.fill_null(0).to_numpy(zero_copy_only=False)[valid]]
+        return codes, int(np.count_nonzero(valid & (codes < 0)))
+    if _is_text(kind):
+        index = pc.index_in(values, value_set=pa.array(vocab, type=kind))
+        codes = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return codes, int(index.null_count - values.null_count)
+    return _vocabulary_codes(values.to_pandas(), vocab)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _arrow_to_pandas(products: pa.RecordBatch | pa.Table, columns: Sequence[str]) -> pd.DataFrame:
+    """The input columns as a pandas frame (as `to_pandas` of the batch gives it), dictionary columns decoded
+    to the values a frame read without them would hold."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    selected = products.select(list(columns))
+    if any(pa.types.is_dictionary(f.type) for f in selected.schema):
+        arrays = [pc.cast(c, c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in selected.columns]
+        selected = type(selected).from_arrays(arrays, names=selected.schema.names)
+    frame: pd.DataFrame = selected.to_pandas()
+    return frame
 
 
 def _hash_text(titles: pd.Series, n_features: int) -> sp.csr_matrix:

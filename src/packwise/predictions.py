@@ -9,8 +9,9 @@ Tables (created on first load; a package type added to the configuration adds it
   (since, watermark), models, recommended type counts, unseen category counts, loaded_at.
 - ``run_watermarks`` (pipeline ``inference``, per mode): the largest ``added_at`` a run loaded.
 
-A load stages the run's rows in a table of its own, then, in the same transaction, supersedes the current
-rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
+A load stages the run's rows in a table of its own (DuckDB: inserts them straight from the scored files
+with its own Parquet reader and checks them in place), then, in the same transaction, supersedes the
+current rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
 history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs that
 scored products are deleted; a current row is never deleted, whatever its run; the ledger keeps one row per
 run id forever, so a pruned run is still never loaded twice). The ledger
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from packwise import progress
 from packwise.errors import WarehouseError
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
 from packwise.warehouse.sql import StagedRun, ledger_values
@@ -306,6 +308,50 @@ def _stage_expressions(package_types: Sequence[str], versions: Mapping[str, int]
     return exprs
 
 
+def _insert_direct(
+    warehouse: Any,
+    files: Sequence[Path],
+    run_id: str,
+    mode: str,
+    package_types: Sequence[str],
+    versions: Mapping[str, int],
+    expected_rows: int,
+) -> int:
+    """DuckDB's load body: the scored files straight into `predictions` (DuckDB's own Parquet reader, no
+    row through Python, no stage written and read again), checked there, then the older current rows of
+    those products superseded. Inside the load's transaction: a failed check rolls the rows back with it.
+    A run id outside the ledger has no rows in the table (its rows only ever commit with its ledger row),
+    so ``run_id = $run_id`` selects exactly the rows just inserted. Returns the rows superseded.
+    """
+    progress.phase("inserting")
+    columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
+    from packwise.warehouse import QueryError
+
+    try:
+        n = int(warehouse.insert_parquet(PREDICTIONS, files, columns, {"run_id": run_id, "mode": mode}))
+    except QueryError as err:  # e.g. a table keyed before (product_id, run_id) meeting a duplicate product
+        raise WarehouseError(
+            f"load: the scored files could not be inserted ({err}); re-run the pipeline to rescore "
+            "(nothing was loaded)"
+        ) from None
+    progress.phase("checking")
+    this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
+    found = warehouse.fetch_df(f"SELECT count(DISTINCT product_id) AS d FROM ({this_run})", {"run_id": run_id})
+    distinct = int(found["d"].iloc[0])
+    if n != expected_rows or distinct != n:
+        raise WarehouseError(
+            f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
+            f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
+        )
+    progress.phase("superseding")
+    older = f"is_current AND run_id <> $run_id AND product_id IN ({this_run})"
+    counted = warehouse.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE {older}", {"run_id": run_id})
+    superseded = int(counted["n"].iloc[0])
+    if superseded:
+        warehouse.execute(f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {older}", {"run_id": run_id})
+    return superseded
+
+
 def load_predictions(
     warehouse: Warehouse,
     files: Sequence[Path],
@@ -346,7 +392,7 @@ def load_predictions(
     Raises:
         WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
     """
-    from packwise.warehouse import RunStager
+    from packwise.warehouse import ParquetInserter, RunStager
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
@@ -378,8 +424,13 @@ def load_predictions(
             loaded_at=_now(),
         )
         superseded = 0
-        if expected_rows > 0:
+        direct = isinstance(stager, _InTransaction) and isinstance(warehouse, ParquetInserter)
+        if expected_rows > 0 and direct:
+            superseded = _insert_direct(warehouse, files, run_id, mode, package_types, versions, expected_rows)
+        elif expected_rows > 0:
+            progress.phase("staging")
             stager.stage_run(run, files, batch_rows)
+            progress.phase("checking")
             counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {run.stage}")
             n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
             if n != expected_rows or distinct != n:
@@ -393,6 +444,7 @@ def load_predictions(
                 f"AND product_id IN (SELECT product_id FROM {run.stage})"
             )
             superseded = int(found["n"].iloc[0])
+        progress.phase("committing")
         pruned = stager.swap_run(run, keep_runs)
     return LoadResult(
         run_id=run_id,
@@ -418,34 +470,24 @@ class _InTransaction:
         return self.warehouse.transaction()
 
     def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
-        from packwise.warehouse import ParquetInserter
-
+        """PostgreSQL's stage: the rows through Arrow batches (DuckDB inserts straight into predictions,
+        `_insert_direct`, and has no stage)."""
         wh = self.warehouse
         stage_cols = _stage_columns(run.package_types)
-        bulk = isinstance(wh, ParquetInserter)
         wh.execute(f"DROP TABLE IF EXISTS {run.stage}")
-        # DuckDB's temporary tables live in memory: the stage is never written to the database file
-        temp = "TEMPORARY " if bulk else ""
-        wh.execute(f"CREATE {temp}TABLE {run.stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
-        if isinstance(wh, ParquetInserter):  # DuckDB reads the files itself, nothing through Python
-            wh.insert_parquet(
-                run.stage,
-                files,
-                _stage_expressions(run.package_types, run.versions),
-                {"run_id": run.run_id, "mode": run.mode},
-            )
-        else:
-            for table in _stage_batches(files, run.run_id, run.mode, run.package_types, run.versions, batch_rows):
-                wh.append(run.stage, table)
+        wh.execute(f"CREATE TABLE {run.stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
+        for table in _stage_batches(files, run.run_id, run.mode, run.package_types, run.versions, batch_rows):
+            wh.append(run.stage, table)
 
     def drop_stage(self, stage: str) -> None:
         """Nothing to do: the error that follows rolls the transaction, the stage included, back."""
 
     def swap_run(self, run: StagedRun, keep_runs: int | None) -> int:
         from packwise.faults import maybe_fail
+        from packwise.warehouse import ParquetInserter
 
         wh = self.warehouse
-        if run.n_products > 0:
+        if run.n_products > 0 and not isinstance(wh, ParquetInserter):  # DuckDB's rows are in already
             wh.execute(
                 f"UPDATE {PREDICTIONS} SET is_current = FALSE "
                 f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})"

@@ -96,3 +96,37 @@ def test_engine_resolution() -> None:
     if not onedal_available():
         with pytest.raises(ConfigError, match="scikit-learn-intelex"):
             resolve_engine("onedal")
+
+
+@needs_onedal
+def test_the_onedal_conversion_is_cached_beside_the_model_file_and_a_stale_one_is_not_used(
+    data: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    import pickle
+
+    from packwise.engine import _CONVERTED, load_onedal_cache, onedal_cache_file, predict_proba
+
+    train, val, scored = data
+    out = tmp_path / "model.tar.gz"
+    train_candidate(train, val, "mailer", FeatureConfig(), ModelConfig(num_boost_round=30), out, "k", "f")
+    matrix = predict(load_model_artifact(out).booster, load_model_artifact(out).spec, scored, "xgboost")[1].dense
+    first = load_model_artifact(out)
+    load_onedal_cache(first.booster, out)
+    cache = onedal_cache_file(out)
+    assert cache == tmp_path / "model.onedal.pkl" and cache.exists()
+    expected = predict_proba(first.booster, matrix, "onedal")
+
+    second = load_model_artifact(out)  # another process's booster: read from the cache, not converted
+    load_onedal_cache(second.booster, out)
+    np.testing.assert_array_equal(predict_proba(second.booster, matrix, "onedal"), expected)
+
+    tag, model = pickle.loads(cache.read_bytes())
+    cache.write_bytes(pickle.dumps(("another model:0", model)))  # stale: not this file's conversion
+    third = load_model_artifact(out)
+    load_onedal_cache(third.booster, out)
+    assert pickle.loads(cache.read_bytes())[0] == tag  # converted again and rewritten
+    cache.write_bytes(b"not a pickle")
+    fourth = load_model_artifact(out)
+    load_onedal_cache(fourth.booster, out)
+    np.testing.assert_array_equal(predict_proba(fourth.booster, matrix, "onedal"), expected)
+    assert id(fourth.booster) in _CONVERTED

@@ -65,3 +65,30 @@ def test_a_missing_column_is_a_one_line_error() -> None:
     spec = fit_feature_spec(_products(["books"]), FEATURES)
     with pytest.raises(DataValidationError, match="'weight_kg' is missing"):
         build_features(_products(["books"]).drop(columns=["weight_kg"]), spec)
+
+
+def test_arrow_batches_give_the_rows_and_counts_a_pandas_frame_gives() -> None:
+    import pyarrow as pa
+
+    from packwise.synthetic import generate_products
+
+    products = generate_products(3_000, seed=5)
+    spec = fit_feature_spec(products.iloc[:2_000], FeatureConfig())
+    rng = np.random.default_rng(1)
+    scored = products.copy()
+    for col in ("length_cm", "weight_kg", "price"):
+        scored.loc[rng.random(len(scored)) < 0.1, col] = np.nan
+    scored["is_liquid"] = scored["is_liquid"].astype(object)
+    scored.loc[scored.index[:5], "is_liquid"] = None  # a nullable boolean
+    scored.loc[rng.random(len(scored)) < 0.1, "category"] = "never-seen"
+    scored.loc[rng.random(len(scored)) < 0.1, "material"] = None
+    scored["fragility"] = (scored["fragility"] * 1000).round().astype("int64")  # an integer column
+    expected = build_features(scored, spec)
+    table = pa.Table.from_pandas(scored, preserve_index=False)
+    dictionary = table.set_column(
+        table.schema.get_field_index("category"), "category", table.column("category").dictionary_encode()
+    )
+    for products_in in (table.to_batches()[0], table, dictionary.combine_chunks().to_batches()[0]):
+        got = build_features(products_in, spec)
+        np.testing.assert_array_equal(got.dense, expected.dense)
+        assert got.unseen == expected.unseen and expected.unseen["category"] > 0

@@ -198,6 +198,28 @@ def test_copy_query_to_parquet_bytes_do_not_depend_on_batch_sizes(
     assert len(digests) == 1
 
 
+def test_a_fast_extract_holds_the_same_rows_in_a_working_file_and_stays_byte_stable(
+    wh: DuckDBWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wh.execute("CREATE TABLE big AS SELECT 'P' || lpad(range::VARCHAR, 6, '0') AS id, 'v' || (range % 13) AS v, "
+               "range * 0.5 AS x FROM range(5000)")  # fmt: skip
+    archive = tmp_path / "archive.parquet"
+    assert wh.copy_query_to_parquet("SELECT * FROM big", None, archive, ["id"]) == 5000
+    digests = set()
+    for i, batch_rows in enumerate((333, 4096)):
+        monkeypatch.setattr(duckdb_backend, "_READ_BATCH_ROWS", batch_rows)
+        out = tmp_path / f"fast{i}.parquet"
+        assert wh.copy_query_to_parquet("SELECT * FROM big", None, out, ["id"], fast=True) == 5000
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1  # the same rows, the same bytes: the extract directory stays content-addressed
+    assert pq.read_table(out).equals(pq.read_table(archive))
+    column = {c: pq.ParquetFile(out).metadata.row_group(0).column(i) for i, c in enumerate(("id", "v", "x"))}
+    assert {c.compression for c in column.values()} == {"LZ4"}
+    assert column["id"].is_stats_set and not column["x"].is_stats_set
+    assert column["v"].has_dictionary_page and not column["id"].has_dictionary_page
+    assert pq.ParquetFile(archive).metadata.row_group(0).column(0).compression == "ZSTD"  # snapshots unchanged
+
+
 def test_copy_query_to_parquet_writes_an_empty_file_with_the_schema(wh: DuckDBWarehouse, tmp_path: Path) -> None:
     out = tmp_path / "empty.parquet"
     assert wh.copy_query_to_parquet("SELECT * FROM labels", None, out, ["product_id"]) == 0

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from packwise import progress
 from packwise.config import InferenceConfig
 from packwise.files import publish_directory
 from packwise.progress import task_report
@@ -72,7 +73,9 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
         final_uri = join(extract_dir, f"shards-{layout}")
         stored = read_bytes(join(final_uri, MANIFEST_FILE))
         if stored is not None:
-            return [join(final_uri, name) for name in json.loads(stored.decode())["shards"]]
+            reused = json.loads(stored.decode())["shards"]
+            progress.advance(len(reused), len(reused), "shards")
+            return [join(final_uri, name) for name in reused]
         final = storage.local(final_uri)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
         try:
@@ -88,6 +91,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
                 names.append(name)
                 return pq.ParquetWriter(tmp / name, schema, compression="zstd", compression_level=1)
 
+            expected = max(1, -(-source.metadata.num_rows // per_shard))
             batch_size = min(per_shard, inference.batch_rows)
             for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
                 offset = 0
@@ -96,6 +100,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
                         if writer is not None:
                             writer.close()
                         writer, in_shard = next_writer(), 0
+                    progress.advance(len(names) - 1, expected, "shards")
                     take = min(per_shard - in_shard, batch.num_rows - offset)
                     writer.write_batch(batch.slice(offset, take))
                     in_shard += take
@@ -103,6 +108,7 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
             if writer is None:
                 writer = next_writer()
             writer.close()
+            progress.advance(len(names), len(names), "shards")
             (tmp / MANIFEST_FILE).write_text(
                 json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
             )
@@ -134,6 +140,7 @@ def load_scoring_models(plan: Mapping[str, Any]) -> list[Any]:
                 booster=loaded.booster,
                 spec=loaded.spec,
                 threshold=float(entry["threshold"]),
+                model_file=Path(entry["path"]),
             )
         )
     return out

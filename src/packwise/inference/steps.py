@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from packwise import progress
 from packwise.config import (
     ComputeConfig,
     FeatureConfig,
@@ -150,10 +151,11 @@ def extract_products(
             since = daily_since(wh) if mode == "daily" else None
             root.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-extract-", dir=root))
+            progress.phase("querying")
             try:
                 try:
                     n = wh.copy_query_to_parquet(
-                        sql, {"since": since or EPOCH}, tmp / PRODUCTS_FILE, order_by=("product_id",)
+                        sql, {"since": since or EPOCH}, tmp / PRODUCTS_FILE, order_by=("product_id",), fast=True
                     )
                 except QueryError as err:
                     raise WarehouseError(f"{key} failed: {err}; fix {key} in the config") from None
@@ -413,7 +415,9 @@ def prepare_products(
         n_rows = 0
         last_id: str | None = None
         value_counts: dict[str, dict[str, int]] = {}
+        total_rows = source.metadata.num_rows
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+            progress.advance(n_rows, total_rows, "rows")
             frame = batch.to_pandas()
             merge_counts(
                 value_counts, validate_products_frame(frame, features, needs_text, source="inventory", query_key=key)
@@ -426,6 +430,7 @@ def prepare_products(
             if len(frame):
                 last_id = str(frame[PRODUCT_ID].iloc[-1])
             n_rows += len(frame)
+        progress.advance(n_rows, n_rows, "rows")
         raise_on_bad_values("inventory", value_counts, key)  # infinite values are refused, never scored
         warnings = suspicious_warnings(value_counts)
         for line in warnings:

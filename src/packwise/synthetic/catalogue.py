@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import zlib
 from bisect import bisect_right
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from itertools import accumulate
 from typing import Any, NamedTuple
@@ -236,8 +237,14 @@ def _pick(cumulative: list[float], u: float) -> int:
     return min(bisect_right(cumulative, u * cumulative[-1]), len(cumulative) - 1)
 
 
-def _draw_products(rng: np.random.Generator, n: int, first_index: int) -> pd.DataFrame:
-    """Draws `n` products without `added_at`; ids start at `first_index`."""
+# Products drawn between two calls of a progress callback.
+PROGRESS_EVERY = 50_000
+
+
+def _draw_products(
+    rng: np.random.Generator, n: int, first_index: int, on_progress: Callable[[int, int], None] | None = None
+) -> pd.DataFrame:
+    """Draws `n` products without `added_at`; ids start at `first_index`; `on_progress(done, n)` now and then."""
     cats = list(_CATEGORY_SHARE)
     cat_p = np.array([_CATEGORY_SHARE[c] for c in cats])
     cat_idx = rng.choice(len(cats), size=n, p=cat_p / cat_p.sum())
@@ -259,6 +266,8 @@ def _draw_products(rng: np.random.Generator, n: int, first_index: int) -> pd.Dat
         )
     }  # fmt: skip
     for i in range(n):
+        if on_progress is not None and i % PROGRESS_EVERY == 0:
+            on_progress(i, n)
         category = cats[cat_idx[i]]
         archetypes = _ARCHETYPES[category]
         arch = archetypes[_pick(arch_cum[category], u_arch[i])]
@@ -285,6 +294,8 @@ def _draw_products(rng: np.random.Generator, n: int, first_index: int) -> pd.Dat
         rows["price"].append(round(price, 2))
         rows["is_liquid"].append(liquid)
         rows["has_battery"].append(battery)
+    if on_progress is not None:
+        on_progress(n, n)
     return pd.DataFrame(rows)
 
 
@@ -326,7 +337,9 @@ def _title(
     return ", ".join([text, *extras]) if extras else text
 
 
-def generate_products(n: int, seed: int, first_index: int = 1, weeks: int = 1) -> pd.DataFrame:
+def generate_products(
+    n: int, seed: int, first_index: int = 1, weeks: int = 1, on_progress: Callable[[int, int], None] | None = None
+) -> pd.DataFrame:
     """Draws a catalogue of `n` products introduced evenly over `weeks` weeks.
 
     Args:
@@ -334,12 +347,13 @@ def generate_products(n: int, seed: int, first_index: int = 1, weeks: int = 1) -
         seed: Seed of every draw.
         first_index: Numeric part of the first product id (`P0000001` for 1).
         weeks: Products of week w have `added_at` inside week w, starting at `BASE_DATE`.
+        on_progress: Called with (products drawn, n) every `PROGRESS_EVERY` products and at the end.
 
     Returns:
         The products table, in id order, with the warehouse's column names.
     """
     rng = _rng(seed, _PRODUCTS_STREAM, first_index)
-    products = _draw_products(rng, n, first_index)
+    products = _draw_products(rng, n, first_index, on_progress)
     intro_week = 1 + (np.arange(n) * weeks) // max(n, 1)
     # Offsets sorted inside each week keep ids increasing with time, as a real catalogue's do.
     offsets = rng.random(n)

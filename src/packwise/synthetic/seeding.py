@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,9 @@ def _summary(spec: SeedSpec, products: pd.DataFrame, labels: pd.DataFrame) -> Se
     )
 
 
-def seed_warehouse(warehouse: Warehouse, spec: SeedSpec) -> SeedSummary:
+def seed_warehouse(
+    warehouse: Warehouse, spec: SeedSpec, on_step: Callable[[str, int, int | None], None] | None = None
+) -> SeedSummary:
     """Replaces the products and labels tables with the synthetic catalogue of `spec`, atomically.
 
     Other tables (run_watermarks, predictions) are left as they are.
@@ -41,15 +44,23 @@ def seed_warehouse(warehouse: Warehouse, spec: SeedSpec) -> SeedSummary:
     Args:
         warehouse: An open, writable warehouse.
         spec: What to generate.
+        on_step: Called with (step, done, total) as the work goes: "generating products" with products
+            drawn of n_products, then "drawing labels", "writing products" and "writing labels" (total None).
 
     Returns:
         Counts and positive rates of what was written.
     """
-    products = generate_products(spec.n_products, spec.seed, weeks=spec.weeks)
+    step = on_step or (lambda name, done, total: None)
+    products = generate_products(
+        spec.n_products, spec.seed, weeks=spec.weeks, on_progress=lambda done, n: step("generating products", done, n)
+    )
+    step("drawing labels", 0, None)
     labels = generate_labels(spec, products)
     with warehouse.transaction():
         warehouse.ensure_schema()
+        step("writing products", 0, None)
         warehouse.replace_table("products", _products_arrow(products))
+        step("writing labels", 0, None)
         warehouse.replace_table("labels", _labels_arrow(labels))
     return _summary(spec, products, labels)
 

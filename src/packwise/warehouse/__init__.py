@@ -239,10 +239,14 @@ class Warehouse(Protocol):
         params: Mapping[str, Any] | None,
         path: Path,
         order_by: Sequence[str] = (),
+        fast: bool = False,
     ) -> int:
         """Streams a query's result, ordered by `order_by`, into one Parquet file; returns its row count.
 
-        The result never sits whole in Python memory, and identical rows give identical bytes.
+        The result never sits whole in Python memory, and identical rows give identical bytes. `fast`: a
+        working file rather than an archive (the inference extract): LZ4, dictionaries for text columns
+        only, statistics for the `order_by` columns only; 3-4x faster to write, about 15% larger. Snapshots
+        keep the default settings: their fingerprint is over the file's bytes.
         """
         ...
 

@@ -203,6 +203,7 @@ class PostgresWarehouse(ClosingWarehouse):
         params: Mapping[str, Any] | None,
         path: Path,
         order_by: Sequence[str] = (),
+        fast: bool = False,
     ) -> int:
         """Streams a query's rows, ordered by `order_by`, into one Parquet file.
 
@@ -219,7 +220,7 @@ class PostgresWarehouse(ClosingWarehouse):
         try:
             with atomic_write(Path(path)) as tmp, self._con.cursor() as cur:
                 cur.execute(text, values or None)
-                rows = _write_parquet(_plain(cur.fetch_record_batch()), tmp)
+                rows = _write_parquet(_plain(cur.fetch_record_batch()), tmp, order_by if fast else None)
         except Exception as err:
             raise self._fail(err) from None
         self._autocommit()

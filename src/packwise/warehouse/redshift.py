@@ -159,6 +159,7 @@ class RedshiftWarehouse(ClosingWarehouse):
         params: Mapping[str, Any] | None,
         path: Path,
         order_by: Sequence[str] = (),
+        fast: bool = False,
     ) -> int:
         """UNLOADs the query's rows to the staging prefix, then streams the parts into one Parquet file.
 
@@ -180,7 +181,7 @@ class RedshiftWarehouse(ClosingWarehouse):
         try:
             with tempfile.TemporaryDirectory(prefix="packwise-unload-") as scratch, atomic_write(Path(path)) as tmp:
                 reader = staging.parts_reader(keys, Path(scratch)) if keys else self._empty_reader(query)
-                rows = _write_parquet(reader, tmp)
+                rows = _write_parquet(reader, tmp, order_by if fast else None)
         finally:
             staging.delete(keys)
         return rows
