@@ -18,14 +18,18 @@ WHERE p.product_id IN (SELECT product_id FROM labels WHERE week <= $week)
 """.strip()
 
 # The latest label of each (product, package type) as of the snapshot week wins: customer feedback
-# arrives after the shipment outcome and corrects it.
+# arrives after the shipment outcome and corrects it. A subquery rather than QUALIFY: PostgreSQL has no
+# QUALIFY, and every backend (DuckDB, PostgreSQL, Redshift) runs this one text.
 DEFAULT_LABELS_SQL = """
 SELECT product_id, package_type, label
-FROM labels
-WHERE week <= $week
-QUALIFY row_number() OVER (
-    PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC
-) = 1
+FROM (
+    SELECT row_number() OVER (
+        PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC
+    ) AS latest, product_id, package_type, label
+    FROM labels
+    WHERE week <= $week
+) AS ranked
+WHERE latest = 1
 """.strip()
 
 
@@ -193,7 +197,11 @@ class RegistryConfig(_Strict):
         description="MLflow tracking URI, without credentials (MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD or "
         "MLFLOW_TRACKING_TOKEN from the env); default sqlite under storage.root.",
     )
-    artifact_root: str | None = Field(None, description="Where model files are stored; default under storage.root.")
+    artifact_root: str | None = Field(
+        None,
+        description="Where model files are stored; default under storage.root, or with an http(s) tracking_uri "
+        "the server's own artifact root (its --artifacts-destination).",
+    )
     model_name_prefix: str = Field("packwise", description="Registered model name = <prefix>-<package type>.")
     sagemaker: SageMakerConfig | None = Field(
         None, description="Copied from the `sagemaker` section when the backend is sagemaker; leave unset."
@@ -216,6 +224,11 @@ class RegistryConfig(_Strict):
                 "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment (cluster.secret_keys)"
             )
         return value
+
+    @property
+    def uses_tracking_server(self) -> bool:
+        """Whether tracking_uri names an MLflow tracking server (http/https) rather than a local store."""
+        return (self.tracking_uri or "").lower().startswith(("http://", "https://"))
 
     @model_validator(mode="after")
     def _mirror(self) -> RegistryConfig:

@@ -108,7 +108,9 @@ class PackwiseConfig(_Strict):
         registry = self.registry
         if registry.tracking_uri is None:
             registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{storage.root / 'mlflow.db'}"})
-        if registry.artifact_root is None:
+        if registry.artifact_root is None and not registry.uses_tracking_server:
+            # A tracking server keeps the default (None): its own artifact root, e.g. the S3 bucket behind
+            # --artifacts-destination. A local path here would put every model file on this machine's disk.
             registry = registry.model_copy(update={"artifact_root": (storage.root / "mlartifacts").as_uri()})
         if registry.backend == "sagemaker":
             # Tasks receive only the registry section; it carries the SageMaker location it needs.
