@@ -55,6 +55,7 @@ SEED = SeedSpec(seed=23, n_products=2_000, weeks=2, labels_per_week=1_200)
 DAILY_PRODUCTS = 150
 DAILY_ADDED_AT = datetime(2031, 1, 5, 8, 0)
 INFERENCE = {"shard_target_rows": 1_000, "batch_rows": 1_024}
+MODEL = {"num_boost_round": 50}  # both runs alike; small models keep the rehearsal inside CI's time
 STEPS = (("training", "week1"), ("training", "week2"), ("inference", "monthly"), ("inference", "daily"))
 
 # -- storage ------------------------------------------------------------------------------------------
@@ -117,6 +118,7 @@ def mlflow_server(store_uri: str, artifacts: str, log: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--backend-store-uri", store_uri, "--artifacts-destination", artifacts, "--workers", "1"]
     env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # its job runner: seven more processes, unused here
     with log.open("w") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -164,8 +166,8 @@ def run_step(config: PackwiseConfig, pipeline: str, step: str) -> tuple[LocalRun
         run = training_run(config, int(step.removeprefix("week")), run_id=step)
     else:
         run = inference_run(config, step, run_id=step)
-    assert run.succeeded, f"{pipeline} {step} on {config.warehouse.backend}: {run.failed_tasks}\n" + (
-        run.log_path.read_text()[-4000:]
+    assert run.succeeded, (
+        f"{pipeline} {step} on {config.warehouse.backend}: {run.failed_tasks}\n" + (run.log_path.read_text()[-4000:])
     )
     summary = read_summary(config.storage.root, run.run_id)
     assert summary is not None, f"no summary; see {run.log_path}"
@@ -180,6 +182,35 @@ def run_all(config: PackwiseConfig, before_daily: Any) -> dict[tuple[str, str], 
             before_daily()
         out[(pipeline, step)] = run_step(config, pipeline, step)
     return out
+
+
+def start_embedded_runs(config: PackwiseConfig, log: Path) -> subprocess.Popen[bytes]:
+    """The four runs on `config` in a child process (this module's `run_all`), output to `log`."""
+    script = (
+        "import sys\n"
+        "from packwise.config import PackwiseConfig\n"
+        "from tests.integration.test_production_rehearsal import add_daily_products, run_all\n"
+        "config = PackwiseConfig.model_validate_json(sys.stdin.read())\n"
+        "run_all(config, lambda: add_daily_products([config]))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=repo,
+            env=env,
+        )
+    assert proc.stdin is not None
+    proc.stdin.write(config.model_dump_json().encode())
+    proc.stdin.close()
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +239,7 @@ def rehearsal(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
         )
         mp.setenv(DSN_ENV, servers.warehouse_dsn)
 
-        embedded = make_config(base / "embedded", inference=INFERENCE)
+        embedded = make_config(base / "embedded", inference=INFERENCE, model=MODEL)
         local_store = base / "production-store"
         production = parse_config(
             {
@@ -222,24 +253,33 @@ def rehearsal(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
                     "links": {"KFP run": "https://kfp.example/#/runs/details/{run_id}"},
                 },
                 "inference": INFERENCE,
+                "model": MODEL,
             },
             "rehearsal config",
         ).resolved()
         seed_both([embedded, production])
 
-        embedded_runs = run_all(embedded, lambda: add_daily_products([embedded]))
-        embedded_predictions = predictions_table(embedded)
+        # The embedded reference runs in a process of its own, alongside: kfp.local's state is per process,
+        # and its sequential stretches leave a core idle that the other pipeline uses. Started before the
+        # sandbox is switched on, so it runs as a laptop would (DuckDB writes its own file).
+        embedded_log = base / "embedded-runs.log"
+        reference = start_embedded_runs(embedded, embedded_log)
+        stack.callback(lambda: reference.poll() is None and reference.kill())  # a failure here ends it too
 
         # kfp.local's pipeline root is where a task writes its own outputs (the KFP artifact channel)
         kfp_root = Path(str(production.storage.pipeline_root))
         allowed = [kfp_root] if S3_STORAGE else [local_store]
         sandbox = enable_task_sandbox(mp, base / "sandbox-violations.log", allow=allowed)
         production_runs = run_all(production, lambda: add_daily_products([production]))
+        assert reference.wait(timeout=1800) == 0, embedded_log.read_text()[-6000:]
+        embedded_runs = {(pipeline, step): read_summary(embedded.storage.root, step) for pipeline, step in STEPS}
+        embedded_predictions = predictions_table(embedded)
         result = Rehearsal(servers, production, embedded, sandbox, kfp_root)
         for key, (run, summary) in production_runs.items():
             result.runs[key], result.summaries[key] = run, summary
-        for (pipeline, step), (_, summary) in embedded_runs.items():
-            result.summaries[("embedded", f"{pipeline}-{step}")] = summary
+        for (pipeline, step), embedded_summary in embedded_runs.items():
+            assert embedded_summary is not None, embedded_log.read_text()[-6000:]
+            result.summaries[("embedded", f"{pipeline}-{step}")] = embedded_summary
         result.predictions = {"embedded": embedded_predictions, "production": predictions_table(production)}
         result.seconds = time.perf_counter() - started
         yield result
@@ -355,9 +395,9 @@ def test_champions_through_the_mlflow_servers_rest_api(rehearsal: Rehearsal) -> 
         assert champion.tags["packwise.status"] == "Approved"
     keys = [
         o["Key"]
-        for page in rehearsal.servers.client("s3").get_paginator("list_objects_v2").paginate(
-            Bucket=BUCKET, Prefix="mlartifacts/"
-        )
+        for page in rehearsal.servers.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=BUCKET, Prefix="mlartifacts/")
         for o in page.get("Contents", [])
     ]
     assert sum(k.endswith("artifacts/model.tar.gz") for k in keys) >= len(TYPES), keys[:20]
@@ -392,10 +432,12 @@ print(json.dumps(load_predictions(
 
 def _load_inputs(kfp_root: Path) -> tuple[Path, list[Path]]:
     """The monthly run's load manifest and scored shards, as kfp.local left them in its pipeline root."""
+    # named packwise-inference-<timestamp>: the first is the monthly run, the second the daily one
     runs = sorted(p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("packwise-inference"))
-    monthly = next(r for r in runs if list(r.glob("**/extract-products*")))
-    manifests = sorted(monthly.glob("collect-scores*/predictions"))
-    shards = sorted(monthly.glob("**/score-shard*/scored"))
+    assert len(runs) == 2, runs
+    manifests = sorted(runs[0].glob("**/collect-scores/predictions"))
+    shards = sorted(runs[0].glob("**/score-shard/scored"))
+    assert len(manifests) == 1 and len(shards) == 2, (manifests, shards)
     return manifests[0], shards
 
 

@@ -80,7 +80,7 @@ def _install() -> None:
             return
         busy[0] = True
         try:
-            with open(log, "a", encoding="utf-8") as out:  # noqa: PTH123 - the hook is off (busy) meanwhile
+            with open(log, "a", encoding="utf-8") as out:  # the hook is off (busy) meanwhile
                 out.write(f"{os.getpid()}\t{absolute}\n")
         finally:
             busy[0] = False

@@ -37,7 +37,8 @@ def test_a_local_store_still_defaults_under_storage_root(tmp_path: Path) -> None
 
 def test_an_explicit_artifact_root_is_kept_with_a_server(tmp_path: Path) -> None:
     cfg = make_config(
-        tmp_path / "state", registry={"tracking_uri": "http://mlflow:5000", "artifact_root": "mlflow-artifacts:/packwise"}
+        tmp_path / "state",
+        registry={"tracking_uri": "http://mlflow:5000", "artifact_root": "mlflow-artifacts:/packwise"},
     )
     assert cfg.registry.artifact_root == "mlflow-artifacts:/packwise"
 
@@ -45,11 +46,13 @@ def test_an_explicit_artifact_root_is_kept_with_a_server(tmp_path: Path) -> None
 def test_a_local_store_without_an_artifact_root_is_refused(tmp_path: Path) -> None:
     from packwise.config import RegistryConfig
 
-    with pytest.raises(RegistryError, match="registry.artifact_root is unset"):
+    with pytest.raises(RegistryError, match=r"registry\.artifact_root is unset"):
         open_registry(RegistryConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
 
 
-def test_no_artifact_root_creates_the_experiment_at_the_stores_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_artifact_root_creates_the_experiment_at_the_stores_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = ensure_experiment(client, "packwise-models", None)
