@@ -149,6 +149,15 @@ class NotifyConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
+    def _backend_follows_backends(cls, data: Any) -> Any:
+        # With `backends` set, `backend` is its first entry, so a dump of the section (the pipeline parameter
+        # notify_json, every field written) validates again in the task as the same section.
+        if isinstance(data, dict) and data.get("backends") and "backend" not in data:
+            return {**data, "backend": list(data["backends"])[0]}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _no_plain_url(cls, data: Any) -> Any:
         if isinstance(data, dict) and "webhook_url" in data:
             # never echo the value: it is the secret
@@ -170,7 +179,7 @@ class NotifyConfig(_Strict):
 
     @model_validator(mode="after")
     def _url(self) -> NotifyConfig:
-        if self.backends and "backend" in self.model_fields_set:
+        if self.backends and self.backend not in self.backends:
             raise ValueError("set notify.backends or notify.backend, not both (backends: [log, sns] replaces it)")
         if "sns" in self.active and not self.sns_topic_arn:
             raise ValueError("notify.sns_topic_arn is required for the sns notifier")
