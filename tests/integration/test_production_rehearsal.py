@@ -243,7 +243,10 @@ def rehearsal(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
         local_store = base / "production-store"
         production = parse_config(
             {
-                "storage": {"root": S3_STORAGE_ROOT if S3_STORAGE else str(local_store)},
+                # with an s3 root, kfp.local's own outputs, cache and logs stay in storage.local_dir
+                "storage": {"root": S3_STORAGE_ROOT, "local_dir": str(base / "workspace")}
+                if S3_STORAGE
+                else {"root": str(local_store)},
                 "warehouse": {"backend": "postgres", "dsn_env": DSN_ENV},
                 "registry": {"tracking_uri": servers.mlflow_uri},
                 "notify": {
@@ -417,7 +420,7 @@ real = packwise.faults.maybe_fail
 
 def pause_at_commit(task, package_type=None):
     if (task, package_type) == ("load-predictions", "commit") and args["pause"]:
-        Path(args["marker"]).write_text(str(os.getpid()))  # everything written, nothing committed
+        print("PAUSED", flush=True)  # everything written, nothing committed
         time.sleep(600)
     real(task, package_type)
 
@@ -425,7 +428,8 @@ packwise.faults.maybe_fail = pause_at_commit
 print(json.dumps(load_predictions(
     json.loads(Path(args["manifest"]).read_text()), [Path(f) for f in args["files"]],
     WarehouseConfig.model_validate_json(args["warehouse"]), InferenceConfig.model_validate_json(args["inference"]),
-    Path(args["storage_root"]), args["run_id"], "monthly", None, args["watermark"],
+    args["storage_root"] if "://" in args["storage_root"] else Path(args["storage_root"]),
+    args["run_id"], "monthly", None, args["watermark"],
 ), default=str))
 """
 
@@ -441,16 +445,13 @@ def _load_inputs(kfp_root: Path) -> tuple[Path, list[Path]]:
     return manifests[0], shards
 
 
-def test_a_load_killed_mid_transaction_and_rerun_leaves_one_current_row_per_product(
-    rehearsal: Rehearsal, tmp_path: Path
-) -> None:
+def test_a_load_killed_mid_transaction_and_rerun_leaves_one_current_row_per_product(rehearsal: Rehearsal) -> None:
     cfg = rehearsal.production
     manifest, files = _load_inputs(rehearsal.kfp_root)
     monthly = json.loads(manifest.read_text())
     with open_warehouse(cfg.warehouse, read_only=True) as wh:
         watermark_before = read_watermark(wh, "monthly")
     before = predictions_table(cfg)
-    marker = tmp_path / "paused"
     args = {
         "manifest": str(manifest),
         "files": [str(f) for f in files],
@@ -459,16 +460,18 @@ def test_a_load_killed_mid_transaction_and_rerun_leaves_one_current_row_per_prod
         "storage_root": str(cfg.storage.root),
         "run_id": "monthly-rerun",
         "watermark": watermark_before.isoformat() if watermark_before else None,
-        "marker": str(marker),
         "pause": True,
     }
+    # run as a task would be: sandboxed (the environment still has the sandbox on)
     command = [sys.executable, "-c", _LOAD_SCRIPT]
-    proc = subprocess.Popen([*command, json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the load never reached its commit"
-        time.sleep(0.1)
+    proc = subprocess.Popen([*command, json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # until the load stands inside its transaction, everything written
+        seen.append(line)
+        if line.strip() == "PAUSED":
+            break
+    assert seen and seen[-1].strip() == "PAUSED", "".join(seen)[-3000:]
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
