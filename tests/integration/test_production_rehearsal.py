@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -503,7 +502,7 @@ def test_a_load_killed_mid_transaction_and_rerun_leaves_one_current_row_per_prod
 
 
 def test_rehearsal_wall_time_is_reported(rehearsal: Rehearsal, record_property: Any) -> None:
+    """Not a speed assertion (those live in bench/): the time goes into the JUnit properties and the output."""
     record_property("rehearsal_seconds", round(rehearsal.seconds, 1))
-    print(f"production rehearsal: {rehearsal.seconds:.1f}s for 8 pipeline runs and 3 servers")
-    assert rehearsal.seconds > 0
-    assert tempfile.gettempdir()
+    print(f"production rehearsal: {rehearsal.seconds:.1f}s for 8 pipeline runs on 3 servers", file=sys.stderr)
+    assert {run.run_id for run in rehearsal.runs.values()} == {step for _, step in STEPS}
