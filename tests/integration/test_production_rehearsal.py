@@ -186,10 +186,10 @@ def run_all(config: PackwiseConfig, before_daily: Any) -> dict[tuple[str, str], 
 def start_embedded_runs(config: PackwiseConfig, log: Path) -> subprocess.Popen[bytes]:
     """The four runs on `config` in a child process (this module's `run_all`), output to `log`."""
     script = (
-        "import sys\n"
+        "import json, sys\n"
         "from packwise.config import PackwiseConfig\n"
         "from tests.integration.test_production_rehearsal import add_daily_products, run_all\n"
-        "config = PackwiseConfig.model_validate_json(sys.stdin.read())\n"
+        "config = PackwiseConfig.model_validate(json.loads(sys.stdin.read()))\n"
         "run_all(config, lambda: add_daily_products([config]))\n"
     )
     repo = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ def start_embedded_runs(config: PackwiseConfig, log: Path) -> subprocess.Popen[b
             env=env,
         )
     assert proc.stdin is not None
-    proc.stdin.write(config.model_dump_json().encode())
+    proc.stdin.write(json.dumps(config.model_dump(mode="json")).encode())  # validated in Python mode (lax)
     proc.stdin.close()
     return proc
 
