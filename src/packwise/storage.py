@@ -147,7 +147,7 @@ def check_storage_root(root: str | Path, key: str = "storage.root", write: bool 
             raise StorageError(f"{key} {root}: the bucket {bucket!r} does not exist; create it or fix {key}")
         if write:
             probe = f"{path}/.write-check-{uuid.uuid4().hex}"
-            with fs.open_output_stream(probe) as out:
+            with fs.open_output_stream(probe, compression=None) as out:
                 out.write(b"")
             fs.delete_file(probe)
         else:
@@ -174,7 +174,7 @@ def read_bytes(uri: str | Path) -> bytes | None:
         return path.read_bytes() if path.exists() else None
     fs, path_in = filesystem(uri)
     try:
-        with fs.open_input_stream(path_in) as stream:
+        with fs.open_input_stream(path_in, compression=None) as stream:
             return bytes(stream.read())
     except FileNotFoundError:
         return None
@@ -195,7 +195,7 @@ def write_bytes(uri: str | Path, data: bytes) -> None:
         return
     fs, path = filesystem(uri)
     try:
-        with fs.open_output_stream(path) as out:
+        with fs.open_output_stream(path, compression=None) as out:
             out.write(data)
     except OSError as err:
         raise storage_error(err, uri, "storage") from None
@@ -251,7 +251,10 @@ def _files_under(fs: pafs.FileSystem, path: str) -> list[str]:
 
 
 def _copy(src_fs: pafs.FileSystem, src: str, dst_fs: pafs.FileSystem, dst: str) -> None:
-    with src_fs.open_input_stream(src) as reader, dst_fs.open_output_stream(dst) as writer:
+    with (
+        src_fs.open_input_stream(src, compression=None) as reader,
+        dst_fs.open_output_stream(dst, compression=None) as writer,
+    ):
         while chunk := reader.read(_CHUNK):
             writer.write(chunk)
 

@@ -50,3 +50,12 @@ def test_an_unknown_key_names_its_dotted_path() -> None:
 def test_a_pipeline_parameter_round_trips() -> None:
     config = PackwiseConfig()
     assert config_pkg.config_from_json(config.model_dump_json()) == config
+
+
+@pytest.mark.parametrize("root", ["/srv/packwise", "s3://acme-ml/packwise/storage"])
+def test_the_config_round_trips_through_json_with_its_kind_of_storage_root(root: str) -> None:
+    """Pipelines carry config sections as JSON: a local root comes back a path, an s3:// root a URI."""
+    config = parse_config({"storage": {"root": root}}).resolved()
+    again = PackwiseConfig.model_validate_json(config.model_dump_json())
+    assert again == config
+    assert again.storage.is_object_store is root.startswith("s3://")

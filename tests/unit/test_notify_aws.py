@@ -218,3 +218,18 @@ def test_alarms_apply_command_prints_what_it_did(aws: dict[str, Any], tmp_path: 
     assert f"{ns}-training-rejection" in result.output and "created" in result.output
     again = CliRunner().invoke(app, ["alarms", "apply", "-c", str(path)], env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "created" not in again.output and again.output.count("unchanged") == 5
+
+
+def test_several_notifiers_round_trip_through_the_pipeline_parameter(tmp_path: Any) -> None:
+    """notify_json is the whole section dumped (backend included); the task validates it again.
+
+    Before: the dump carried backend "log" beside backends, and every notify task failed with "set
+    notify.backends or notify.backend, not both".
+    """
+    from tests.conftest import make_config
+
+    topic = "arn:aws:sns:us-east-1:123456789012:t"
+    cfg = make_config(tmp_path, notify={"backends": ["sns", "cloudwatch"], "sns_topic_arn": topic})
+    again = NotifyConfig.model_validate_json(cfg.section_json("notify"))
+    assert again == cfg.notify
+    assert again.active == ["sns", "cloudwatch"] and again.backend == "sns"

@@ -176,3 +176,22 @@ def test_a_snapshot_uri_without_its_manifest_is_one_line_naming_the_uri(s3: S3Se
     with pytest.raises(DataValidationError) as err:
         validate(uri, FeatureConfig(), ["bag"], ModelConfig())
     assert str(err.value) == f"{uri} has no manifest.json; re-run the extract step to rebuild it"
+
+
+def test_a_model_archive_travels_byte_for_byte(s3: S3Server) -> None:
+    """`.gz` names are not decompressed on the way (pyarrow's streams detect compression by extension):
+    a model.tar.gz staged out and in again is the same bytes, and so are small objects named *.gz."""
+    import gzip
+
+    root = f"s3://{s3.bucket}/models"
+    archive = gzip.compress(b"xgboost-model bytes" * 100)
+    with task_storage(root) as storage:
+        model_dir = storage.local_root / "models" / "cand1"
+        model_dir.mkdir(parents=True)
+        (model_dir / "model.tar.gz").write_bytes(archive)
+        (model_dir / "manifest.json").write_text("{}")
+        uri = storage.stage_out(model_dir, "manifest.json")
+    with task_storage(root, write=False) as storage:
+        assert (storage.stage_in(uri, "manifest.json") / "model.tar.gz").read_bytes() == archive
+    write_bytes(f"{root}/blob.gz", archive)
+    assert read_bytes(f"{root}/blob.gz") == archive

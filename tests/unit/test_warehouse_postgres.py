@@ -23,14 +23,6 @@ from tests.postgres_server import PostgresServer
 from tests.unit.test_inference_loader import _ids, _load, scored_file
 from tests.unit.test_warehouse import _labels
 
-PORTABLE_LABELS_SQL = """
-SELECT product_id, package_type, label FROM (
-    SELECT product_id, package_type, label, row_number() OVER (
-        PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC) AS rn
-    FROM labels WHERE week <= $week
-) AS latest WHERE rn = 1
-""".strip()
-
 
 @pytest.fixture
 def pg(postgres_dsn_env: str) -> Any:
@@ -112,9 +104,8 @@ def test_snapshot_extract_from_postgres(pg: Any, postgres_dsn_env: str, config_f
     with open_warehouse(duck_cfg.warehouse) as duck:
         for name in ("products", "labels"):
             pg.append(name, duck.fetch_df(f"SELECT * FROM {name}"))
-    cfg = config_factory(
-        warehouse={"backend": "postgres", "dsn_env": postgres_dsn_env, "labels_query": PORTABLE_LABELS_SQL}
-    )
+    # the default queries, unchanged: the same config runs on DuckDB and PostgreSQL (no QUALIFY)
+    cfg = config_factory(warehouse={"backend": "postgres", "dsn_env": postgres_dsn_env})
     info = extract_snapshot(cfg, week=2)
     duck_info = extract_snapshot(duck_cfg.model_copy(update={"storage": cfg.storage}), week=2)
     assert info.n_products > 0 and info.fingerprint == duck_info.fingerprint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -19,14 +20,18 @@ WHERE p.product_id IN (SELECT product_id FROM labels WHERE week <= $week)
 """.strip()
 
 # The latest label of each (product, package type) as of the snapshot week wins: customer feedback
-# arrives after the shipment outcome and corrects it.
+# arrives after the shipment outcome and corrects it. A subquery rather than QUALIFY: PostgreSQL has no
+# QUALIFY, and every backend (DuckDB, PostgreSQL, Redshift) runs this one text.
 DEFAULT_LABELS_SQL = """
 SELECT product_id, package_type, label
-FROM labels
-WHERE week <= $week
-QUALIFY row_number() OVER (
-    PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC
-) = 1
+FROM (
+    SELECT row_number() OVER (
+        PARTITION BY product_id, package_type ORDER BY week DESC, observed_at DESC, source DESC
+    ) AS latest, product_id, package_type, label
+    FROM labels
+    WHERE week <= $week
+) AS ranked
+WHERE latest = 1
 """.strip()
 
 
@@ -49,9 +54,11 @@ class StorageConfig(_Strict):
         "root keeps them under itself).",
     )
 
-    @field_validator("root", mode="before")
+    # "plain": the value is decided here alone (a URI stays a str, anything else becomes a Path), so the
+    # config round-trips through JSON (the pipelines' parameters) with a local root staying a Path.
+    @field_validator("root", mode="plain")
     @classmethod
-    def _root(cls, value: Any) -> Any:
+    def _root(cls, value: Any) -> Path | str:
         if isinstance(value, str) and "://" in value:
             from packwise.storage import check_s3_uri
 
@@ -59,9 +66,9 @@ class StorageConfig(_Strict):
                 return check_s3_uri(value)
             except PackwiseError as err:
                 raise ValueError(str(err)) from None
-        if isinstance(value, str):
+        if isinstance(value, (str, os.PathLike)):
             return Path(value)
-        return value
+        raise ValueError(f"storage.root must be a local path or an s3:// URI, not {type(value).__name__}")
 
     @property
     def is_object_store(self) -> bool:
@@ -192,6 +199,15 @@ class NotifyConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
+    def _backend_follows_backends(cls, data: Any) -> Any:
+        # With `backends` set, `backend` is its first entry, so a dump of the section (the pipeline parameter
+        # notify_json, every field written) validates again in the task as the same section.
+        if isinstance(data, dict) and data.get("backends") and "backend" not in data:
+            return {**data, "backend": next(iter(data["backends"]))}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _no_plain_url(cls, data: Any) -> Any:
         if isinstance(data, dict) and "webhook_url" in data:
             # never echo the value: it is the secret
@@ -213,7 +229,7 @@ class NotifyConfig(_Strict):
 
     @model_validator(mode="after")
     def _url(self) -> NotifyConfig:
-        if self.backends and "backend" in self.model_fields_set:
+        if self.backends and self.backend not in self.backends:
             raise ValueError("set notify.backends or notify.backend, not both (backends: [log, sns] replaces it)")
         if "sns" in self.active and not self.sns_topic_arn:
             raise ValueError("notify.sns_topic_arn is required for the sns notifier")
@@ -240,7 +256,11 @@ class RegistryConfig(_Strict):
         description="MLflow tracking URI, without credentials (MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD or "
         "MLFLOW_TRACKING_TOKEN from the env); default sqlite under storage.root.",
     )
-    artifact_root: str | None = Field(None, description="Where model files are stored; default under storage.root.")
+    artifact_root: str | None = Field(
+        None,
+        description="Where model files are stored; default under storage.root, or with an http(s) tracking_uri "
+        "the server's own artifact root (its --artifacts-destination).",
+    )
     model_name_prefix: str = Field("packwise", description="Registered model name = <prefix>-<package type>.")
     sagemaker: SageMakerConfig | None = Field(
         None, description="Copied from the `sagemaker` section when the backend is sagemaker; leave unset."
@@ -263,6 +283,11 @@ class RegistryConfig(_Strict):
                 "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment (cluster.secret_keys)"
             )
         return value
+
+    @property
+    def uses_tracking_server(self) -> bool:
+        """Whether tracking_uri names an MLflow tracking server (http/https) rather than a local store."""
+        return (self.tracking_uri or "").lower().startswith(("http://", "https://"))
 
     @model_validator(mode="after")
     def _mirror(self) -> RegistryConfig:

@@ -110,7 +110,9 @@ class PackwiseConfig(_Strict):
             # sqlite needs a local file: under the workspace (storage.local_dir) when the root is s3://
             db = storage.workspace / "mlflow.db"
             registry = registry.model_copy(update={"tracking_uri": f"sqlite:///{db}"})
-        if registry.artifact_root is None:
+        if registry.artifact_root is None and not registry.uses_tracking_server:
+            # A tracking server keeps the default (None): its own artifact root, e.g. the S3 bucket behind
+            # --artifacts-destination. A local path here would put every model file on this machine's disk.
             root = storage.root
             artifacts = f"{root}/mlartifacts" if isinstance(root, str) else (root / "mlartifacts").as_uri()
             registry = registry.model_copy(update={"artifact_root": artifacts})

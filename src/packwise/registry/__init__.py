@@ -315,7 +315,7 @@ def open_registry(config: RegistryConfig) -> Registry:
     Raises:
         RegistryError: The configuration is not resolved or names an unknown backend.
     """
-    if config.tracking_uri is None or config.artifact_root is None:
+    if config.tracking_uri is None or (config.artifact_root is None and not config.uses_tracking_server):
         raise RegistryError(
             "registry.tracking_uri or registry.artifact_root is unset; call PackwiseConfig.resolved() "
             "before opening the registry"

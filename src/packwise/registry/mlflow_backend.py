@@ -95,7 +95,8 @@ class MlflowRegistry(RegistryBackend):
 
     Args:
         tracking_uri: MLflow tracking URI (also used as the registry URI), e.g. ``sqlite:////abs/mlflow.db``.
-        artifact_root: Artifact location of the experiment, e.g. ``file:///abs/mlartifacts``.
+        artifact_root: Artifact location of the experiment, e.g. ``file:///abs/mlartifacts``; None on a
+            tracking server leaves it to the server (its ``--artifacts-destination``, proxied).
         model_name_prefix: Registered models are named ``{prefix}-{package_type}``.
         experiment_name: The experiment holding the training runs.
     """
@@ -104,7 +105,7 @@ class MlflowRegistry(RegistryBackend):
         self,
         *,
         tracking_uri: str,
-        artifact_root: str,
+        artifact_root: str | None,
         model_name_prefix: str = "packwise",
         experiment_name: str = EXPERIMENT_NAME,
     ) -> None:

@@ -47,8 +47,11 @@ from packwise.registry.mlflow_store import (
 from packwise.registry.records import Candidate, TrainingRecord
 
 
-def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> str:
-    """The id of experiment ``name`` (created, or restored if deleted), tagged for model training."""
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> str:
+    """The id of experiment ``name`` (created, or restored if deleted), tagged for model training.
+
+    ``artifact_root`` None creates it at the store's default artifact location (a tracking server's own).
+    """
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
