@@ -24,6 +24,7 @@ from packwise.errors import ConfigError, PackwiseError
 from packwise.files import check_writable_dir
 from packwise.lineage import check_run_id
 from packwise_app.command_line import (
+    CleanHelpGroup,
     ConfigOpt,
     Mode,
     Runner,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="packwise",
+    cls=CleanHelpGroup,
     help="Packwise: chooses how each product is packed. Training and inference pipelines on Kubeflow Pipelines.",
     no_args_is_help=True,
     add_completion=True,

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from packwise.config import PackwiseConfig
 from packwise.errors import ConfigError, PackwiseError
@@ -80,3 +81,32 @@ def user_errors() -> Iterator[None]:
         yield
     except PackwiseError as err:
         fail(err)
+
+
+class CleanHelpGroup(TyperGroup):
+    """The root command group: on/off flags show no type in --help.
+
+    typer 0.29 prints `<bool>` beside every flag (`--verbose <bool>`, `--help <bool>`), which reads as if
+    the flag took a value; click's own convention is no metavar for a flag. Set on the root app, it covers
+    every subcommand and sub-group (they are built before the root).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _clear_flag_metavars(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # the root's completion flags join only here
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+def _clear_flag_metavars(command: Any) -> None:
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _clear_flag_metavars(sub)

@@ -159,6 +159,14 @@ def test_mode_and_runner_are_choices_listed_in_the_help() -> None:
     assert "--install-completion" in out
 
 
+@pytest.mark.parametrize("args", [[], ["train"], ["infer"], ["registry", "approve"], ["schedule", "apply"]])
+def test_flags_show_no_type_in_the_help(args: list[str]) -> None:
+    """An on/off switch takes no value, so its help row shows none (typer 0.29 prints `<bool>`)."""
+    code, out = _invoke(*args, "--help")
+    assert code == 0, out
+    assert "<bool>" not in out and "--help" in out
+
+
 def _write_summaries(root: Path) -> None:
     import os
 
