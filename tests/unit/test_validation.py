@@ -141,7 +141,7 @@ def test_missing_text_column_only_when_text_needed(snapshot: Callable[..., Path]
 
 
 def test_missing_column_needed_by_derived_feature(snapshot: Callable[..., Path]) -> None:
-    features = FeatureConfig(numeric=["price"])
+    features = FeatureConfig(numeric=["price"], derived=["volume_cm3"])  # named: it needs height_cm
     check(
         snapshot(make_products().drop(columns=["height_cm"])),
         "'height_cm'",
