@@ -21,9 +21,9 @@ from packwise.config import WarehouseConfig
 from packwise.errors import InjectedFault, WarehouseError
 from packwise.predictions import (
     PREDICTION_RUNS,
-    _ensure_tables,
     _stage_name,
     current_predictions,
+    ensure_tables,
     load_predictions,
     read_watermark,
 )
@@ -354,7 +354,7 @@ def test_load_copies_the_shards_from_s3_then_swaps_in_one_batch(
 
     # The same batch, for real, on PostgreSQL: the stage filled from the uploaded objects.
     with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)) as pg:
-        _ensure_tables(pg, TYPES)
+        ensure_tables(pg, TYPES)
         for statement in create_stage(stage, TYPES):
             pg.execute(statement)
         for key in keys:
@@ -376,7 +376,7 @@ def test_load_copies_the_shards_from_s3_then_swaps_in_one_batch(
 
 def test_the_swap_sql_on_postgresql_is_all_or_nothing_and_supersedes(postgres_dsn_env: str) -> None:
     with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)) as pg:
-        _ensure_tables(pg, TYPES)
+        ensure_tables(pg, TYPES)
 
         def staged(run_id: str, ids: list[str], wm: datetime) -> StagedRun:
             stage = _stage_name(run_id)

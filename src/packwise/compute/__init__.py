@@ -55,6 +55,24 @@ class TrainRequest:
     candidate_key: str
     data_fingerprint: str
 
+    def summary(self, labels: pd.Series, n_features: int, start: float) -> TrainSummary:
+        """The gate's summary of this candidate: its labels, its feature count and the seconds since `start`
+        (a `time.perf_counter()` reading), whatever compute trained it."""
+        import time
+
+        from packwise.training import TrainSummary
+
+        return TrainSummary(
+            package_type=self.package_type,
+            model_type=self.model.type,
+            candidate_key=self.candidate_key,
+            data_fingerprint=self.data_fingerprint,
+            label_count=len(labels),
+            positive_rate=float(labels.mean()),
+            n_features=n_features,
+            seconds=round(time.perf_counter() - start, 3),
+        )
+
 
 @dataclass(frozen=True)
 class TrainedCandidate:

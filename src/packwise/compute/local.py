@@ -32,7 +32,6 @@ class LocalCompute:
         from packwise.artifact import save_model_artifact
         from packwise.models import get_model_type
         from packwise.split import read_split
-        from packwise.training import TrainSummary
 
         start = time.perf_counter()
         plugin = get_model_type(request.model.type)
@@ -40,18 +39,7 @@ class LocalCompute:
         products, labels = read_split(request.train_path, request.package_type, columns)
         booster, spec = plugin.fit(products, labels, request.features, request.model)
         save_model_artifact(booster, spec, request.model.type, request.package_type, request.model_out)
-        return TrainedCandidate(
-            TrainSummary(
-                package_type=request.package_type,
-                model_type=request.model.type,
-                candidate_key=request.candidate_key,
-                data_fingerprint=request.data_fingerprint,
-                label_count=len(labels),
-                positive_rate=float(labels.mean()),
-                n_features=len(spec.names),
-                seconds=round(time.perf_counter() - start, 3),
-            )
-        )
+        return TrainedCandidate(request.summary(labels, len(spec.names), start))
 
     def score(
         self, products: pd.DataFrame, models: Sequence[ModelToScore], data_fingerprint: str

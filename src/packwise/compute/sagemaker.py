@@ -55,7 +55,6 @@ class SageMakerCompute:
         from packwise.models import get_model_type
         from packwise.sagemaker.training import run_training_job
         from packwise.split import read_split
-        from packwise.training import TrainSummary
 
         start = time.perf_counter()
         model = request.model
@@ -89,16 +88,7 @@ class SageMakerCompute:
             # SageMaker's booster knows nothing of Packwise: stamp the recipe on it (the trees are untouched)
             trained = load_model_artifact(raw, spec=spec)
             save_model_artifact(trained.booster, spec, model.type, request.package_type, request.model_out)
-        summary = TrainSummary(
-            package_type=request.package_type,
-            model_type=model.type,
-            candidate_key=request.candidate_key,
-            data_fingerprint=request.data_fingerprint,
-            label_count=len(labels),
-            positive_rate=float(labels.mean()),
-            n_features=len(spec.names),
-            seconds=round(time.perf_counter() - start, 3),
-        )
+        summary = request.summary(labels, len(spec.names), start)
         details = {"sagemaker_training_job": job.job_name, "sagemaker_model_data": job.model_data}
         return TrainedCandidate(summary, details)
 
@@ -109,7 +99,6 @@ class SageMakerCompute:
         from packwise.faults import maybe_fail
         from packwise.sagemaker.packwise_image import run_packwise_training_job
         from packwise.split import read_split
-        from packwise.training import TrainSummary
 
         columns = request.features.input_columns(uses_text)
         _, labels = read_split(request.train_path, request.package_type, [])
@@ -127,16 +116,7 @@ class SageMakerCompute:
             after_create=after_create or (lambda _: maybe_fail("sagemaker-job-created", request.package_type)),
         )
         spec = load_model_artifact(request.model_out).spec
-        summary = TrainSummary(
-            package_type=request.package_type,
-            model_type=request.model.type,
-            candidate_key=request.candidate_key,
-            data_fingerprint=request.data_fingerprint,
-            label_count=len(labels),
-            positive_rate=float(labels.mean()),
-            n_features=len(spec.names),
-            seconds=round(time.perf_counter() - start, 3),
-        )
+        summary = request.summary(labels, len(spec.names), start)
         details = {"sagemaker_training_job": job.job_name, "sagemaker_model_data": job.model_data}
         return TrainedCandidate(summary, details)
 

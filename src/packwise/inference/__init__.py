@@ -1,13 +1,15 @@
-"""The inference job: steps (`steps`, `load`), shard planning (`shards`) and the run's summary (`summary`).
+"""The inference job: steps (`steps`, `models`, `load`), shard planning (`shards`) and the run's summary (`summary`).
 
 The names other code uses are importable from here: ``from packwise.inference import score_shard``.
 """
 
 from packwise.inference.load import load_predictions, notify_inference
+from packwise.inference.models import check_models, model_versions, parse_pins, resolve_models
 from packwise.inference.shards import (
     MANIFEST_FILE,
     PRODUCTS_FILE,
     SHARD_PREFIX,
+    inference_dir,
     load_scoring_models,
     rows_per_shard,
     shard_name,
@@ -17,15 +19,10 @@ from packwise.inference.steps import (
     MODES,
     check_daily_query,
     check_mode,
-    check_models,
     collect_scores,
     extract_products,
-    inference_dir,
-    model_versions,
-    parse_pins,
     prepare_products,
     query_key,
-    resolve_models,
     score_shard,
 )
 from packwise.inference.summary import inference_summary_markdown, summarize_inference_run

@@ -25,6 +25,11 @@ MANIFEST_FILE = "manifest.json"
 SHARD_PREFIX = "shard-"
 
 
+def inference_dir(storage_root: Path) -> Path:
+    """Where inference keeps its extracts, model copies and shards under a storage root."""
+    return storage_root / "inference"
+
+
 def rows_per_shard(products_path: Path, columns: Sequence[str], target_rows: int, target_bytes: int) -> int:
     """Rows per shard: the row target, or fewer when the columns' uncompressed bytes would pass the byte target."""
     import pyarrow.parquet as pq

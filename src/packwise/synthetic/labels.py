@@ -247,13 +247,21 @@ def generate_labels(spec: SeedSpec, products: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _week_rows(
+    seed: int, stream: int, knob: LabelCorruption | LabelNoise, labels: pd.DataFrame
+) -> tuple[np.ndarray, np.random.Generator]:
+    """A random `knob.fraction` of the positions of the knob's week and type in `labels`, and the knob's
+    generator (on its own stream, so one knob never shifts another's draws) for any further draws."""
+    rows = np.flatnonzero(((labels["package_type"] == knob.package_type) & (labels["week"] == knob.week)).to_numpy())
+    rng = _rng(seed, stream, _type_key(knob.package_type), knob.week)
+    return rng.choice(rows, round(knob.fraction * len(rows)), replace=False), rng
+
+
 def _apply_corruption(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
     knob = spec.corrupt
     if knob is None:
         return labels
-    rows = np.flatnonzero(((labels["package_type"] == knob.package_type) & (labels["week"] == knob.week)).to_numpy())
-    rng = _rng(spec.seed, _CORRUPT_STREAM, _type_key(knob.package_type), knob.week)
-    stuck = rng.choice(rows, round(knob.fraction * len(rows)), replace=False)
+    stuck, _ = _week_rows(spec.seed, _CORRUPT_STREAM, knob, labels)
     out = labels.copy()
     col = out.columns.get_loc("label")
     out.iloc[stuck, col] = bool(knob.value)
@@ -264,9 +272,7 @@ def _apply_noise(spec: SeedSpec, labels: pd.DataFrame) -> pd.DataFrame:
     knob = spec.label_noise
     if knob is None:
         return labels
-    rows = np.flatnonzero(((labels["package_type"] == knob.package_type) & (labels["week"] == knob.week)).to_numpy())
-    rng = _rng(spec.seed, _NOISE_STREAM, _type_key(knob.package_type), knob.week)
-    noisy = rng.choice(rows, round(knob.fraction * len(rows)), replace=False)
+    noisy, rng = _week_rows(spec.seed, _NOISE_STREAM, knob, labels)
     rate = float(labels["label"].to_numpy()[noisy].astype(float).mean()) if len(noisy) else 0.0
     out = labels.copy()
     out.iloc[noisy, out.columns.get_loc("label")] = rng.random(len(noisy)) < rate

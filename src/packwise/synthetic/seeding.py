@@ -118,7 +118,7 @@ def add_products_after_last_run(warehouse: Warehouse, n: int, seed: int) -> tupl
     Raises:
         WarehouseError: No products table, non-synthetic ids, or `n` < 1.
     """
-    from packwise.predictions import read_watermark
+    from packwise.prediction_ledger import read_watermark
 
     if n < 1:
         raise WarehouseError(f"--add-products {n}: add at least 1 product")

@@ -114,7 +114,7 @@ def swap_statements(run: StagedRun) -> list[str]:
     The ledger row is written by the same transaction, so a run is either wholly loaded (and a rerun
     finds it in the ledger) or not at all.
     """
-    from packwise.predictions import PIPELINE, PREDICTION_RUNS, PREDICTIONS, WATERMARKS, model_version_column
+    from packwise.prediction_ledger import PIPELINE, PREDICTION_RUNS, PREDICTIONS, WATERMARKS, model_version_column
     from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
 
     out: list[str] = []
