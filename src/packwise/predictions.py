@@ -144,6 +144,15 @@ def _stage_expressions(package_types: Sequence[str], versions: Mapping[str, int]
     return exprs
 
 
+def _check_loaded_rows(n: int, distinct: int, expected_rows: int) -> None:
+    """The run's rows, staged or inserted, are `expected_rows` distinct products, or nothing is loaded."""
+    if n != expected_rows or distinct != n:
+        raise WarehouseError(
+            f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
+            f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
+        )
+
+
 def _insert_direct(
     warehouse: Any,
     files: Sequence[Path],
@@ -174,11 +183,7 @@ def _insert_direct(
     this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
     found = warehouse.fetch_df(f"SELECT count(DISTINCT product_id) AS d FROM ({this_run})", {"run_id": run_id})
     distinct = int(found["d"].iloc[0])
-    if n != expected_rows or distinct != n:
-        raise WarehouseError(
-            f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
-            f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
-        )
+    _check_loaded_rows(n, distinct, expected_rows)
     progress.phase("superseding")
     older = f"is_current AND run_id <> $run_id AND product_id IN ({this_run})"
     counted = warehouse.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE {older}", {"run_id": run_id})
@@ -228,7 +233,7 @@ def load_predictions(
     Raises:
         WarehouseError: The files do not hold `expected_rows` distinct products; nothing is written.
     """
-    from packwise.warehouse import ParquetInserter, RunStager
+    from packwise.warehouse import RunStager
 
     if mode not in MODES:
         raise WarehouseError(f"mode {mode!r}: use daily or monthly")
@@ -260,8 +265,7 @@ def load_predictions(
             loaded_at=_now(),
         )
         superseded = 0
-        direct = isinstance(stager, _InTransaction) and isinstance(warehouse, ParquetInserter)
-        if expected_rows > 0 and direct:
+        if expected_rows > 0 and isinstance(stager, _InTransaction) and stager.direct:
             superseded = _insert_direct(warehouse, files, run_id, mode, package_types, versions, expected_rows)
         elif expected_rows > 0:
             progress.phase("staging")
@@ -269,12 +273,11 @@ def load_predictions(
             progress.phase("checking")
             counts = warehouse.fetch_df(f"SELECT count(*) AS n, count(DISTINCT product_id) AS d FROM {run.stage}")
             n, distinct = int(counts["n"].iloc[0]), int(counts["d"].iloc[0])
-            if n != expected_rows or distinct != n:
+            try:
+                _check_loaded_rows(n, distinct, expected_rows)
+            except WarehouseError:
                 stager.drop_stage(run.stage)
-                raise WarehouseError(
-                    f"load: the scored files hold {n} rows ({distinct} distinct products), expected "
-                    f"{expected_rows}; re-run the pipeline to rescore (nothing was loaded)"
-                )
+                raise
             found = warehouse.fetch_df(
                 f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
                 f"AND product_id IN (SELECT product_id FROM {run.stage})"
@@ -300,7 +303,11 @@ class _InTransaction:
     `transaction()`, so a failure anywhere rolls the stage back with everything else."""
 
     def __init__(self, warehouse: Warehouse) -> None:
+        from packwise.warehouse import ParquetInserter
+
         self.warehouse = warehouse
+        # DuckDB reads the scored files itself, straight into predictions (`_insert_direct`): no stage
+        self.direct = isinstance(warehouse, ParquetInserter)
 
     def load_block(self) -> AbstractContextManager[None]:
         return self.warehouse.transaction()
@@ -320,10 +327,9 @@ class _InTransaction:
 
     def swap_run(self, run: StagedRun, keep_runs: int | None) -> int:
         from packwise.faults import maybe_fail
-        from packwise.warehouse import ParquetInserter
 
         wh = self.warehouse
-        if run.n_products > 0 and not isinstance(wh, ParquetInserter):  # DuckDB's rows are in already
+        if run.n_products > 0 and not self.direct:  # DuckDB's rows are in already
             wh.execute(
                 f"UPDATE {PREDICTIONS} SET is_current = FALSE "
                 f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})"
