@@ -97,16 +97,18 @@ class CleanHelpGroup(TyperGroup):
 
     def get_params(self, ctx: Any) -> list[Any]:
         params: list[Any] = super().get_params(ctx)  # the root's completion flags join only here
-        for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""
+        _clear_metavars(params)
         return params
 
 
 def _clear_flag_metavars(command: Any) -> None:
     help_option = command.get_help_option(typer.Context(command))
-    for param in [*command.params, *([help_option] if help_option is not None else [])]:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
+    _clear_metavars([*command.params, *([help_option] if help_option is not None else [])])
     for sub in getattr(command, "commands", {}).values():
         _clear_flag_metavars(sub)
+
+
+def _clear_metavars(params: list[Any]) -> None:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
