@@ -3,19 +3,23 @@
 For N products (default 1M):
 
 1. extract: `copy_query_to_parquet` of the inventory query (every product, ordered by product_id) into
-   one Parquet file, as the inference extract does (``fast=True``: LZ4, dictionaries for text only).
-2. load: `load_predictions` of N scored rows (4 package types, 8 shard files) into an empty predictions
-   table: insert (DuckDB: straight from the files) or stage + insert, check, supersede, ledger and
-   watermark in one transaction.
+   one Parquet file, as the inference extract does (``fast=True``: LZ4, dictionaries for text only), at
+   N and at ``--scale`` x N products (memory flat: the peak RSS of both is printed).
+2. load: `load_predictions` of a monthly run of N scored rows (4 package types, 8 shard files) while a
+   previous monthly run of the same N products is current (the supersede path a monthly run takes),
+   with ``keep_runs=12``; the seconds of each load phase (inserting/staging, checking, superseding,
+   committing, pruning) are printed beside the total.
+3. retention: 13 monthly loads of ``--retention-products`` products with ``keep_runs=12``; prints how many
+   runs the predictions tables hold afterwards (the target: at most 12).
 
 Each phase runs in a fresh process; rows/s and its peak RSS (`ru_maxrss`) are printed per backend.
-The tables are filled by a setup process that is not timed.
+The tables (and the previous run) are filled by a setup process that is not timed.
 
 PostgreSQL: the DSN in $PACKWISE_BENCH_PG_DSN, else a throwaway cluster started by scripts/ci-postgres.sh
 (and stopped afterwards).
 
-Usage: python bench/bench_warehouse.py [--products 1000000] [--workdir /tmp/packwise-bench-warehouse]
-       [--backends duckdb,postgres]
+Usage: python bench/bench_warehouse.py [--products 1000000] [--scale 5] [--retention-products 20000]
+       [--workdir /tmp/packwise-bench-warehouse] [--backends duckdb,postgres]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +74,8 @@ def _products(n: int, seed: int = 0) -> pa.Table:
     return pa.table({name: arrays[name] for name in PRODUCTS.column_names})
 
 
-def _scored(workdir: Path, n: int) -> list[Path]:
-    rng = np.random.default_rng(1)
+def _scored(workdir: Path, n: int, seed: int = 1) -> list[Path]:
+    rng = np.random.default_rng(seed)
     files = []
     per = -(-n // SHARDS)
     for shard in range(SHARDS):
@@ -87,21 +91,73 @@ def _scored(workdir: Path, n: int) -> list[Path]:
     return files
 
 
+KEEP_RUNS = 12
+
+
+def _load(wh: Any, files: list[Path], run: int, n: int) -> Any:
+    from packwise.predictions import load_predictions
+
+    return load_predictions(
+        wh, files, run_id=f"bench-{run}", mode="monthly", package_types=TYPES, versions=dict.fromkeys(TYPES, run),
+        expected_rows=n, since=None, watermark=datetime(2026, 1, 1) + timedelta(days=31 * run),
+        recommended={"box": n}, unseen={}, keep_runs=KEEP_RUNS,
+    )  # fmt: skip
+
+
+def _drop_all(wh: Any) -> None:
+    for table in ("predictions", "predictions_history", "prediction_runs", "run_watermarks", "products", "labels"):
+        wh.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _runs_held(wh: Any) -> int:
+    """Distinct run ids with a row in any predictions table (current or history)."""
+    from packwise.warehouse import QueryError
+
+    held: set[str] = set()
+    for table in ("predictions", "predictions_history"):
+        try:
+            found = wh.fetch_df(f"SELECT DISTINCT run_id FROM {table}")
+        except QueryError:
+            continue
+        held |= set(found["run_id"])
+    return len(held)
+
+
 def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
     """Runs one phase in this process; returns rows, seconds and peak RSS."""
+    workdir.mkdir(parents=True, exist_ok=True)
     config = _config(backend, workdir)
-    if name == "setup":
+    if name in ("setup", "setup-products"):
         with open_warehouse(config) as wh:
-            for table in ("predictions", "prediction_runs", "run_watermarks", "products", "labels"):
-                wh.execute(f"DROP TABLE IF EXISTS {table}")
+            _drop_all(wh)
             wh.ensure_schema()
             products = _products(n)
             for start in range(0, n, 250_000):
                 wh.append("products", products.slice(start, 250_000))
-        if not (workdir / "scored-00.parquet").exists():
-            _scored(workdir, n)
+            del products
+            if name == "setup-products":
+                return {"rows": n}
+            if not (workdir / "scored-00.parquet").exists():
+                _scored(workdir, n)
+            previous = workdir / "previous"
+            previous.mkdir(exist_ok=True)
+            _load(wh, _scored(previous, n, seed=0), 0, n)  # the current run the timed load supersedes
         return {"rows": n}
+    if name == "retention":
+        with open_warehouse(config) as wh:
+            _drop_all(wh)
+        files = _scored(workdir, n, seed=2)
+        loads = []
+        for run in range(KEEP_RUNS + 1):
+            with open_warehouse(config) as wh:
+                start = time.perf_counter()
+                _load(wh, files, run, n)
+                loads.append(time.perf_counter() - start)
+        with open_warehouse(config, read_only=True) as wh:
+            held = _runs_held(wh)
+        return {"rows": n, "seconds": sum(loads), "runs_held": held, "loads": len(loads), "rss_mib": _rss()}
     start = time.perf_counter()
+    phases: dict[str, float] = {}
     if name == "extract":
         with open_warehouse(config, read_only=True) as wh:
             rows = wh.copy_query_to_parquet(
@@ -109,17 +165,22 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
                 fast=True,  # as the inference extract writes it
             )
     else:
-        from packwise.predictions import load_predictions
+        from packwise import progress
 
+        marks: list[tuple[str, float]] = [("open", start)]
+        progress.phase = lambda step: marks.append((step, time.perf_counter()))  # type: ignore[assignment]
         files = sorted(workdir.glob("scored-*.parquet"))
         with open_warehouse(config) as wh:
-            result = load_predictions(
-                wh, files, run_id="bench-1", mode="monthly", package_types=TYPES, versions=dict.fromkeys(TYPES, 1),
-                expected_rows=n, since=None, watermark=datetime(2026, 2, 1), recommended={"box": n}, unseen={},
-            )  # fmt: skip
-            rows = result.n_products
+            rows = _load(wh, files, 1, n).n_products
+        marks.append(("end", time.perf_counter()))
+        for (step, at), (_, until) in zip(marks, marks[1:], strict=False):
+            phases[step] = phases.get(step, 0.0) + until - at
     seconds = time.perf_counter() - start
-    return {"rows": rows, "seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"rows": rows, "seconds": seconds, "rss_mib": _rss(), "phases": phases}
+
+
+def _rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
@@ -136,7 +197,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/packwise-bench-warehouse"))
-    parser.add_argument("--phase", choices=["setup", "extract", "load"])
+    parser.add_argument("--scale", type=int, default=5, help="The second extract: this many times --products.")
+    parser.add_argument("--retention-products", type=int, default=20_000)
+    parser.add_argument("--phase", choices=["setup", "setup-products", "extract", "load", "retention"])
     parser.add_argument("--backend", choices=["duckdb", "postgres"])
     parser.add_argument("--backends", default="duckdb,postgres", help="Comma-separated backends to compare.")
     args = parser.parse_args()
@@ -157,19 +220,27 @@ def main() -> None:
         cluster_dir = exports["PACKWISE_TEST_PG_DIR"].strip("'")
     try:
         results: dict[str, dict[str, dict[str, Any]]] = {}
+        big = args.products * args.scale
         for backend in backends:
             _child("setup", backend, args.workdir, args.products)
             results[backend] = {p: _child(p, backend, args.workdir, args.products) for p in ("extract", "load")}
+            results[backend]["retention"] = _child("retention", backend, args.workdir / "retention",
+                                                   args.retention_products)  # fmt: skip
+            if args.scale > 1:
+                _child("setup-products", backend, args.workdir / "big", big)
+                results[backend]["extract-big"] = _child("extract", backend, args.workdir / "big", big)
     finally:
         if cluster_dir:
             subprocess.run(["bash", str(REPO / "scripts/ci-postgres.sh"), "stop", cluster_dir], check=False)
         shutil.rmtree(args.workdir, ignore_errors=True)
 
-    print(f"{args.products:,} products; rows/s and peak RSS per phase (one process each)\n")
-    header = f"{'phase':<8}" + "".join(f" {b + ' rows/s':>16} {b + ' RSS':>14}" for b in backends)
+    print(f"{args.products:,} products; rows/s and peak RSS per phase (one process each); load average "
+          f"{os.getloadavg()[0]:.2f}\n")  # fmt: skip
+    header = f"{'phase':<12}" + "".join(f" {b + ' rows/s':>16} {b + ' RSS':>14}" for b in backends)
     print(header + (f" {'pg/duck':>8}" if len(backends) == 2 else ""))
-    for p in ("extract", "load"):
-        line = f"{p:<8}"
+    shown = ["extract", "load"] + (["extract-big"] if args.scale > 1 else [])
+    for p in shown:
+        line = f"{(p if p != 'extract-big' else f'extract x{args.scale}'):<12}"
         for b in backends:
             r = results[b][p]
             line += f" {r['rows'] / r['seconds']:>16,.0f} {r['rss_mib']:>10.0f} MiB"
@@ -177,6 +248,17 @@ def main() -> None:
             d, g = results["duckdb"][p], results["postgres"][p]
             line += f" {(g['rows'] / g['seconds']) / (d['rows'] / d['seconds']):>8.2f}"
         print(line)
+    for b in backends:
+        steps = results[b]["load"]["phases"]
+        print(f"\n{b} load phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+        if args.scale > 1:
+            small, large = results[b]["extract"]["rss_mib"], results[b]["extract-big"]["rss_mib"]
+            print(f"{b} extract peak RSS: {small:.0f} MiB at {args.products:,}, {large:.0f} MiB at {big:,} "
+                  f"({large / small:.2f}x)")  # fmt: skip
+        r = results[b]["retention"]
+        verdict = "ok" if r["runs_held"] <= KEEP_RUNS else "OVER"
+        print(f"{b} retention: after {r['loads']} monthly loads of {r['rows']:,} products with keep_runs={KEEP_RUNS}, "
+              f"the predictions tables hold {r['runs_held']} runs ({verdict}); {r['seconds'] / r['loads']:.2f} s a load")
 
 
 if __name__ == "__main__":
