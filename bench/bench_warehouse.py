@@ -25,6 +25,7 @@ Usage: python bench/bench_warehouse.py [--products 1000000] [--scale 5] [--reten
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -173,7 +174,7 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
         with open_warehouse(config) as wh:
             rows = _load(wh, files, 1, n).n_products
         marks.append(("end", time.perf_counter()))
-        for (step, at), (_, until) in zip(marks, marks[1:], strict=False):
+        for (step, at), (_, until) in itertools.pairwise(marks):
             phases[step] = phases.get(step, 0.0) + until - at
     seconds = time.perf_counter() - start
     return {"rows": rows, "seconds": seconds, "rss_mib": _rss(), "phases": phases}
@@ -258,7 +259,8 @@ def main() -> None:
         r = results[b]["retention"]
         verdict = "ok" if r["runs_held"] <= KEEP_RUNS else "OVER"
         print(f"{b} retention: after {r['loads']} monthly loads of {r['rows']:,} products with keep_runs={KEEP_RUNS}, "
-              f"the predictions tables hold {r['runs_held']} runs ({verdict}); {r['seconds'] / r['loads']:.2f} s a load")
+              f"the predictions tables hold {r['runs_held']} runs ({verdict}); "
+              f"{r['seconds'] / r['loads']:.2f} s a load")
 
 
 if __name__ == "__main__":
