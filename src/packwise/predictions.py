@@ -186,11 +186,22 @@ def _insert_direct(
     _check_loaded_rows(n, distinct, expected_rows)
     progress.phase("superseding")
     older = f"is_current AND run_id <> $run_id AND product_id IN ({this_run})"
-    counted = warehouse.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE {older}", {"run_id": run_id})
-    superseded = int(counted["n"].iloc[0])
-    if superseded:
-        warehouse.execute(f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {older}", {"run_id": run_id})
-    return superseded
+    return _changed(warehouse, f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {older}", {"run_id": run_id})
+
+
+def _changed(warehouse: Any, statement: str, params: Mapping[str, Any] | None = None) -> int:
+    """Runs an ``UPDATE {table} SET ... WHERE ...`` or ``DELETE FROM {table} WHERE ...`` and returns the rows
+    it changed: the backend's own count (`RowCounter`, one pass over the table), else a count first."""
+    from packwise.warehouse import RowCounter
+
+    if isinstance(warehouse, RowCounter):
+        return warehouse.execute_count(statement, params)
+    table, where = statement.split()[2 if statement.startswith("DELETE") else 1], statement.split(" WHERE ", 1)[1]
+    found = warehouse.fetch_df(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)
+    changed = int(found["n"].iloc[0])
+    if changed:
+        warehouse.execute(statement, params)
+    return changed
 
 
 def load_predictions(
@@ -278,13 +289,16 @@ def load_predictions(
             except WarehouseError:
                 stager.drop_stage(run.stage)
                 raise
-            found = warehouse.fetch_df(
-                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
-                f"AND product_id IN (SELECT product_id FROM {run.stage})"
-            )
-            superseded = int(found["n"].iloc[0])
+            if not isinstance(stager, _InTransaction):  # the in-transaction swap counts them as it goes
+                found = warehouse.fetch_df(
+                    f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
+                    f"AND product_id IN (SELECT product_id FROM {run.stage})"
+                )
+                superseded = int(found["n"].iloc[0])
         progress.phase("committing")
         pruned = stager.swap_run(run, keep_runs)
+        if isinstance(stager, _InTransaction) and not stager.direct:
+            superseded = stager.superseded
     return LoadResult(
         run_id=run_id,
         loaded=True,
@@ -308,6 +322,7 @@ class _InTransaction:
         self.warehouse = warehouse
         # DuckDB reads the scored files itself, straight into predictions (`_insert_direct`): no stage
         self.direct = isinstance(warehouse, ParquetInserter)
+        self.superseded = 0  # current rows of earlier runs the swap superseded (the staged path)
 
     def load_block(self) -> AbstractContextManager[None]:
         return self.warehouse.transaction()
@@ -318,9 +333,12 @@ class _InTransaction:
         wh = self.warehouse
         stage_cols = _stage_columns(run.package_types)
         wh.execute(f"DROP TABLE IF EXISTS {run.stage}")
-        wh.execute(f"CREATE TABLE {run.stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
+        # UNLOGGED (PostgreSQL): the stage skips the write-ahead log; it lives and dies inside this
+        # transaction, so a crash loses nothing a rollback would not have dropped anyway.
+        wh.execute(f"CREATE UNLOGGED TABLE {run.stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
         for table in _stage_batches(files, run.run_id, run.mode, run.package_types, run.versions, batch_rows):
             wh.append(run.stage, table)
+        wh.execute(f"ANALYZE {run.stage}")  # row counts for the planner: a hash join in the swap
 
     def drop_stage(self, stage: str) -> None:
         """Nothing to do: the error that follows rolls the transaction, the stage included, back."""
@@ -330,9 +348,10 @@ class _InTransaction:
 
         wh = self.warehouse
         if run.n_products > 0 and not self.direct:  # DuckDB's rows are in already
-            wh.execute(
+            self.superseded = _changed(
+                wh,
                 f"UPDATE {PREDICTIONS} SET is_current = FALSE "
-                f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})"
+                f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})",
             )
             names = ", ".join(n for n, _ in _stage_columns(run.package_types))
             wh.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {run.stage}")
@@ -357,14 +376,9 @@ class _InTransaction:
             ledger_values(run),
         )
         pruned = 0
-        if keep_runs is not None:
-            found = wh.fetch_df(
-                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE NOT is_current "
-                f"AND run_id NOT IN ({_kept_runs(keep_runs)})"
-            )
-            pruned = int(found["n"].iloc[0])
-            for statement in prune_statements(keep_runs):
-                wh.execute(statement)
+        progress.phase("pruning")
+        for statement in prune_statements(keep_runs):
+            pruned += _changed(wh, statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
         return pruned

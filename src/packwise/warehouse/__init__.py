@@ -305,6 +305,16 @@ class ParquetInserter(Protocol):
 
 
 @runtime_checkable
+class RowCounter(Protocol):
+    """A backend whose UPDATE and DELETE report the rows they changed (DuckDB, PostgreSQL): the load reads
+    that count instead of scanning the table a second time to count first."""
+
+    def execute_count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Runs one UPDATE or DELETE and returns the number of rows it changed."""
+        ...
+
+
+@runtime_checkable
 class RunStager(Protocol):
     """A backend that stages and swaps a prediction load its own way (Redshift: COPY from S3 into the stage,
     then the swap as one batch).

@@ -94,6 +94,18 @@ class DuckDBWarehouse(ClosingWarehouse):
         except duckdb.Error as err:
             raise QueryError(first_line(err)) from None
 
+    def execute_count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Runs one UPDATE or DELETE and returns the rows it changed (`RowCounter`).
+
+        Raises:
+            QueryError: The database rejected the statement.
+        """
+        try:
+            found = self._con.execute(sql, referenced_params(sql, params)).fetchone()
+        except duckdb.Error as err:
+            raise QueryError(first_line(err)) from None
+        return int(found[0]) if found else 0
+
     def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Runs a query and returns its whole result as a DataFrame; for small results only.
 

@@ -181,6 +181,24 @@ class PostgresWarehouse(ClosingWarehouse):
             raise self._fail(err) from None
         self._autocommit()
 
+    def execute_count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Runs one UPDATE or DELETE and returns the rows it changed (`RowCounter`).
+
+        Raises:
+            QueryError: The database rejected the statement.
+        """
+        text, values = bind_positional(sql, params)
+        try:
+            with self._con.cursor() as cur:
+                cur.execute(text, values or None)
+                changed = int(cur.rowcount)
+        except Exception as err:
+            raise self._fail(err) from None
+        self._autocommit()
+        if changed < 0:
+            raise QueryError("postgres: the server did not report the rows the statement changed")
+        return changed
+
     def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Runs a query and returns its whole result as a DataFrame; for small results only.
 
