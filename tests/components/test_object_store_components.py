@@ -261,8 +261,9 @@ def test_both_pipelines_through_the_object_store(world: tuple[PackwiseConfig, Pa
         "shard-00001.parquet",
     ]
     assert {k for k in keys if "/models/" in k} == {
-        f"{PREFIX}/inference/models/{t}/v{v}/model.tar.gz"
+        f"{PREFIX}/inference/models/{t}/v{v}/{name}"
         for t, v in ((t, json.loads(models_json)["models"][t]["version"]) for t in types)
+        for name in ("model.tar.gz", "recipe.json")
     }
     assert s3.keys(f"{PREFIX}/runs/") == sorted(
         f"{PREFIX}/runs/{name}.json"

@@ -5,6 +5,7 @@ resolve-models step (its champion or pinned version, copied under ``inference/mo
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,30 @@ def check_models(registry: Registry, package_types: Sequence[str], pinned: Mappi
     return chosen
 
 
+RECIPE_FILE = "recipe.json"
+
+
+def _model_recipe(model_file: Path, recipe_uri: str) -> dict[str, str]:
+    """The model type and feature recipe (JSON) of a copied model file: from its ``recipe.json``, else loaded.
+
+    The recipe is read from the booster (`packwise.artifact.load_model_artifact`) the first time and stored
+    beside the copy; a version's file never changes, so neither does its recipe.
+    """
+    from packwise.storage import read_bytes, write_bytes
+
+    stored = read_bytes(recipe_uri)
+    if stored is not None:
+        found = json.loads(stored.decode())
+        if isinstance(found, dict) and isinstance(found.get("spec"), str) and isinstance(found.get("model_type"), str):
+            return {"model_type": found["model_type"], "spec": found["spec"]}
+    from packwise.artifact import load_model_artifact
+
+    loaded = load_model_artifact(model_file)
+    recipe = {"model_type": loaded.model_type, "spec": loaded.spec.to_json()}
+    write_bytes(recipe_uri, (json.dumps(recipe, indent=2, sort_keys=True) + "\n").encode())
+    return recipe
+
+
 def resolve_models(
     registry_config: RegistryConfig,
     package_types: Sequence[str],
@@ -93,13 +118,14 @@ def resolve_models(
 
     Model files are copied to ``inference/models/<type>/v<version>/model.tar.gz`` (once; a version's
     file never changes). The feature recipe inside each file is part of the result, so later steps know
-    which columns the models read without loading them.
+    which columns the models read without loading them. The copy's recipe and model type are written
+    beside it as ``recipe.json`` when it is made; later runs read that instead of loading the booster, so
+    this task does not import XGBoost (and its scikit-learn and SciPy) once every version was seen.
 
     Raises:
         ConfigError: A pin names a package type that is not configured.
         ModelNotFoundError: A type has no Approved version, or a pinned version is missing or Rejected.
     """
-    from packwise.artifact import load_model_artifact
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
     from packwise.registry import open_registry
@@ -119,15 +145,15 @@ def resolve_models(
                     downloaded = registry.download_model(package_type, version.version, Path(scratch))
                     os.replace(downloaded, dest)
                 storage.stage_out(dest)
-            loaded = load_model_artifact(dest)
+            recipe = _model_recipe(dest, storage.uri(dest.parent / RECIPE_FILE))
             models[package_type] = {
                 "version": version.version,
                 "status": str(version.status),
                 "pinned": package_type in pinned,
-                "model_type": loaded.model_type,
+                "model_type": recipe["model_type"],
                 "threshold": float(thresholds.get(package_type, 0.5)),
                 "path": storage.uri(dest),
-                "spec": loaded.spec.to_json(),
+                "spec": recipe["spec"],
             }
         result = {"package_types": list(package_types), "models": models}
         write_run_record(

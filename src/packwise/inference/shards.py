@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -54,7 +55,9 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
 
     Shards live beside the extract in a directory named by their layout, so the same products and
     targets give the same shards (reused, not rewritten). An empty extract gives one empty shard: a
-    ParallelFor over nothing would leave its collector nothing to collect.
+    ParallelFor over nothing would leave its collector nothing to collect. When every product fits one
+    shard of a local extract, that shard is a hard link to the extract's file (all its columns; the scorer
+    reads the ones it needs by name) instead of a rewrite.
 
     With an ``s3://`` extract the products file is staged into the task and the shard directory uploaded
     (manifest last); the shard files are then URIs.
@@ -85,6 +88,16 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
         try:
             source = pq.ParquetFile(products_path, pre_buffer=False)
+            one_shard = source.metadata.num_rows <= per_shard
+            if not storage.remote and one_shard and _link(products_path, tmp / SHARD_FILE_0):
+                # one shard: the extract itself (a hard link, no rewrite; the scorer reads its columns by name)
+                progress.advance(1, 1, "shards")
+                (tmp / MANIFEST_FILE).write_text(
+                    json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": [SHARD_FILE_0]}, indent=2)
+                    + "\n"
+                )
+                publish_directory(tmp, final, MANIFEST_FILE)
+                return [join(final_uri, SHARD_FILE_0)]
             schema = source.schema_arrow
             schema = pa.schema([schema.field(c) for c in columns])
             names: list[str] = []
@@ -123,6 +136,18 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
                 shutil.rmtree(tmp, ignore_errors=True)
         storage.stage_out(final, MANIFEST_FILE)
         return [join(final_uri, name) for name in names]
+
+
+SHARD_FILE_0 = f"{SHARD_PREFIX}00000.parquet"
+
+
+def _link(source: Path, dest: Path) -> bool:
+    """Hard-links `dest` to `source`; False where the file system refuses (the caller then copies)."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        return False
+    return True
 
 
 def shard_name(shard_path: str | Path) -> str:
