@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field, field_serializer
 
 from packwise import progress
 from packwise.cores import task_threads
 from packwise.engine import load_onedal_cache, predict_proba, resolve_engine, set_onedal_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
 from packwise.files import atomic_write
+from packwise.score_stats import ScoreStats
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -101,35 +101,6 @@ def output_schema(package_types: Sequence[str]) -> pa.Schema:
     fields += [pa.field(prob_column(t), pa.float32(), nullable=False) for t in package_types]
     fields.append(pa.field(RECOMMENDED, pa.dictionary(pa.int32(), pa.string()), nullable=False))
     return pa.schema(fields)
-
-
-class ScoreStats(BaseModel):
-    """What scoring one file did; `seconds_predict` is the time inside the tree engine's predict.
-
-    ``model_dump()`` is its JSON form (seconds rounded to 0.1 ms); ``model_validate`` reads it back.
-    """
-
-    rows: int = 0
-    recommended: dict[str, int] = Field(default_factory=dict)
-    unseen: dict[str, int] = Field(default_factory=dict)
-    seconds: float = 0.0
-    seconds_predict: float = 0.0
-    expected_cost: float | None = None  # summed expected cost of the picks; None without configured costs
-
-    def add(self, other: ScoreStats) -> None:
-        if other.expected_cost is not None:
-            self.expected_cost = (self.expected_cost or 0.0) + other.expected_cost
-        self.rows += other.rows
-        for k, v in other.recommended.items():
-            self.recommended[k] = self.recommended.get(k, 0) + v
-        for k, v in other.unseen.items():
-            self.unseen[k] = self.unseen.get(k, 0) + v
-        self.seconds += other.seconds
-        self.seconds_predict += other.seconds_predict
-
-    @field_serializer("seconds", "seconds_predict")
-    def _rounded(self, value: float) -> float:
-        return round(value, 4)
 
 
 class Scorer:

@@ -173,7 +173,8 @@ class SageMakerCompute:
         from packwise.inference.shards import load_scoring_models, shard_name
         from packwise.sagemaker.session import sha256_file
         from packwise.sagemaker.transform import TransformModel, score_with_transform
-        from packwise.scoring import PRODUCT_ID, Scorer, ScoreStats, output_schema, recommend
+        from packwise.score_stats import ScoreStats
+        from packwise.scoring import PRODUCT_ID, Scorer, output_schema, recommend
 
         start = time.perf_counter()
         name = shard_name(shard_path)

@@ -368,16 +368,11 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
     import pyarrow.parquet as pq
 
     from packwise.faults import maybe_fail
+    from packwise.score_stats import ScoreStats  # not packwise.scoring: no tree engine in this task
 
-    # the statistics are summed here rather than through `packwise.scoring.ScoreStats`: importing the
-    # scoring module pulls in the engine stack (XGBoost, scikit-learn, SciPy), seconds for a task that adds
     with task_report("collect-scores", None):
         maybe_fail("collect-scores")
-        rows_total = 0
-        recommended: dict[str, int] = {t: 0 for t in plan["package_types"]}
-        unseen: dict[str, int] = {}
-        seconds = seconds_predict = 0.0
-        expected_cost: float | None = None
+        total = ScoreStats(recommended={t: 0 for t in plan["package_types"]})
         files: list[str] = []
         for path, stats in scored:
             if not Path(path).exists():
@@ -385,28 +380,20 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
             rows = pq.ParquetFile(path).metadata.num_rows
             if rows != int(stats["rows"]):
                 raise PackwiseError(f"collect: {path} holds {rows} rows, its task reported {stats['rows']}")
-            rows_total += rows
-            for k, v in (stats.get("recommended") or {}).items():
-                recommended[str(k)] = recommended.get(str(k), 0) + int(v)
-            for k, v in (stats.get("unseen") or {}).items():
-                unseen[str(k)] = unseen.get(str(k), 0) + int(v)
-            seconds += float(stats.get("seconds") or 0.0)
-            seconds_predict += float(stats.get("seconds_predict") or 0.0)
-            if stats.get("expected_cost") is not None:
-                expected_cost = (expected_cost or 0.0) + float(stats["expected_cost"])
+            total.add(ScoreStats.model_validate(dict(stats)))
             files.append(str(path))
-        if rows_total != int(plan["n_products"]):
+        if total.rows != int(plan["n_products"]):
             raise PackwiseError(
-                f"collect: {rows_total} products scored, {plan['n_products']} prepared; re-run the pipeline"
+                f"collect: {total.rows} products scored, {plan['n_products']} prepared; re-run the pipeline"
             )
         return {
             "files": files,
-            "n_products": rows_total,
-            "recommended": recommended,
-            "unseen": unseen,
+            "n_products": total.rows,
+            "recommended": total.recommended,
+            "unseen": total.unseen,
             "package_types": list(plan["package_types"]),
             "models": model_versions(plan),
-            "seconds_scoring": round(seconds, 3),
-            "seconds_predict": round(seconds_predict, 3),
-            "expected_cost": expected_cost,
+            "seconds_scoring": round(total.seconds, 3),
+            "seconds_predict": round(total.seconds_predict, 3),
+            "expected_cost": total.expected_cost,
         }
