@@ -167,26 +167,8 @@ class PostgresWarehouse(ClosingWarehouse):
         if not self._tx_depth:
             self._con.commit()
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        """Runs one statement and discards any result.
-
-        Raises:
-            QueryError: The database rejected the statement.
-        """
-        text, values = bind_positional(sql, params)
-        try:
-            with self._con.cursor() as cur:
-                cur.execute(text, values or None)
-        except Exception as err:
-            raise self._fail(err) from None
-        self._autocommit()
-
-    def execute_count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        """Runs one UPDATE or DELETE and returns the rows it changed (`RowCounter`).
-
-        Raises:
-            QueryError: The database rejected the statement.
-        """
+    def _run(self, sql: str, params: Mapping[str, Any] | None) -> int:
+        """Runs one statement (committed at once outside a transaction); returns the server's row count."""
         text, values = bind_positional(sql, params)
         try:
             with self._con.cursor() as cur:
@@ -195,6 +177,23 @@ class PostgresWarehouse(ClosingWarehouse):
         except Exception as err:
             raise self._fail(err) from None
         self._autocommit()
+        return changed
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Runs one statement and discards any result.
+
+        Raises:
+            QueryError: The database rejected the statement.
+        """
+        self._run(sql, params)
+
+    def execute_count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Runs one UPDATE or DELETE and returns the rows it changed (`RowCounter`).
+
+        Raises:
+            QueryError: The database rejected the statement.
+        """
+        changed = self._run(sql, params)
         if changed < 0:
             raise QueryError("postgres: the server did not report the rows the statement changed")
         return changed
