@@ -6,8 +6,10 @@ a free port, after registering two weeks of small real models, and POSTs raw pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +51,37 @@ def wait_for(url: str, proc: subprocess.Popen[Any], log: Path, seconds: float = 
             pass
         time.sleep(0.5)
     pytest.fail(f"{url} did not answer within {seconds}s:\n{log.read_text()[-4000:]}")
+
+
+@contextlib.contextmanager
+def mlflow_server(store_uri: str, artifacts: str, log: Path) -> Iterator[str]:
+    """`mlflow server` on a free port, its store at ``store_uri``, artifacts proxied to ``artifacts`` (on the
+    moto S3 when $AWS_ENDPOINT_URL names it)."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", store_uri, "--artifacts-destination", artifacts, "--workers", "1"]
+    env = dict(os.environ)
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        env["MLFLOW_S3_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # its job runner: seven more processes, unused here
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def sqlalchemy_uri(dsn: str) -> str:
+    """The libpq DSN as SQLAlchemy's URL on psycopg 3 (the driver the dev extra installs)."""
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture(scope="module")

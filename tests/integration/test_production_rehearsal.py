@@ -38,7 +38,7 @@ from packwise.synthetic import SeedSpec, add_products, seed_warehouse
 from packwise.warehouse import open_warehouse
 from packwise_pipelines.local import LocalRun, inference_run, training_run
 from tests.conftest import make_config
-from tests.integration.test_mlflow_server import free_port, wait_for
+from tests.integration.test_mlflow_server import mlflow_server, sqlalchemy_uri
 from tests.postgres_server import PostgresServer
 from tests.sagemaker_emulator import FAKE_CREDENTIALS, REGION
 from tests.task_sandbox import Sandbox, enable_task_sandbox
@@ -107,34 +107,6 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def mlflow_server(store_uri: str, artifacts: str, log: Path) -> Iterator[str]:
-    """`mlflow server` on a free port: its store in PostgreSQL, artifacts proxied to the moto S3."""
-    port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", store_uri, "--artifacts-destination", artifacts, "--workers", "1"]
-    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # its job runner: seven more processes, unused here
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def sqlalchemy_uri(dsn: str) -> str:
-    """The libpq DSN as SQLAlchemy's URL on psycopg 3 (the driver the dev extra installs)."""
-    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 # -- data ----------------------------------------------------------------------------------------------

@@ -103,19 +103,31 @@ def parent_run(client: MlflowClient, experiment_id: str, candidate: Candidate) -
     else:  # no run id (a cached register task): one parent per training week and snapshot
         week = "" if training.week is None else str(training.week)
         key, value, name = TAG_FINGERPRINT, candidate.data_fingerprint, f"training week {week or '?'}"
-    found = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{key}` = '{value}' and tags.`{TAG_ROLE}` = 'pipeline'",
-        max_results=1,
-    )
+    found = _pipeline_runs(client, experiment_id, key, value)
     if found:
-        return str(found[0].info.run_id)
+        return found[0]
     tags = {key: value, TAG_ROLE: "pipeline"}
     if training.week is not None:
         tags[TAG_WEEK] = str(training.week)
     run = client.create_run(experiment_id, run_name=clip(name, 250), tags=tags)
     client.set_terminated(run.info.run_id, "FINISHED")
-    return str(run.info.run_id)
+    # The package types' register tasks run side by side: two may each have found no parent and created one.
+    # Every task keeps the oldest, so all candidates of the pipeline run share it; a later one deletes its own.
+    oldest = _pipeline_runs(client, experiment_id, key, value)[0]
+    if oldest != run.info.run_id:
+        delete_run(client, run.info.run_id)
+    return oldest
+
+
+def _pipeline_runs(client: MlflowClient, experiment_id: str, key: str, value: str) -> list[str]:
+    """The ids of the parent runs tagged ``key`` = ``value``, oldest first (ties broken by id)."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{key}` = '{value}' and tags.`{TAG_ROLE}` = 'pipeline'",
+        max_results=50,
+    )
+    ordered = sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+    return [str(r.info.run_id) for r in ordered]
 
 
 def run_name(candidate: Candidate) -> str:
@@ -216,7 +228,7 @@ def log_candidate_run(
     metrics = [Metric(k, v, now_ms, 0) for k, v in _metrics(candidate).items()]
     for start in range(0, max(len(params), len(metrics)), 100):  # log_batch takes at most 100 params
         client.log_batch(run_id, metrics=metrics[start : start + 100], params=params[start : start + 100])
-    _log_dataset(client, run_id, candidate)
+    log_dataset(client, run_id, candidate)
     with tempfile.TemporaryDirectory(prefix="packwise-run-") as tmp:
         report = Path(tmp) / GATE_REPORT_FILE
         report.write_text(candidate.gate_report, encoding="utf-8")
@@ -226,7 +238,7 @@ def log_candidate_run(
             _log_plots(client, run_id, training, Path(tmp))
 
 
-def _log_dataset(client: MlflowClient, run_id: str, candidate: Candidate) -> None:
+def log_dataset(client: MlflowClient, run_id: str, candidate: Candidate) -> None:
     """Logs the label snapshot as the run's training dataset: its location, named by week, digest = fingerprint."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
@@ -246,7 +258,29 @@ def _log_dataset(client: MlflowClient, run_id: str, candidate: Candidate) -> Non
         source=source, name=f"label-snapshot{week}", digest=candidate.data_fingerprint[:36] or None
     )
     entity = dataset._to_mlflow_entity()
-    client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
+    inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            # The package types' register tasks run side by side and log the same snapshot. MLflow's store
+            # looks the dataset up and then inserts it, so of two first loggers one hits the unique key
+            # (experiment, name, digest). Its transaction rolled back; the dataset now exists and the next
+            # call links this run to it.
+            if attempt + 1 == DATASET_ATTEMPTS or not _is_unique_conflict(err):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+DATASET_ATTEMPTS = 4
+UNIQUE_CONFLICT_MARKERS = ("duplicate key value", "unique constraint", "integrityerror", "already exists")
+
+
+def _is_unique_conflict(err: MlflowException) -> bool:
+    """Whether the tracking store refused a write for a row another writer inserted first."""
+    text = str(err).lower()
+    return any(marker in text for marker in UNIQUE_CONFLICT_MARKERS)
 
 
 def _log_plots(client: MlflowClient, run_id: str, training: TrainingRecord, tmp: Path) -> None:
