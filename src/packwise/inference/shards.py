@@ -65,7 +65,6 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
     Returns:
         The shard files, in product_id order.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from packwise.faults import maybe_fail
@@ -91,51 +90,54 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
             one_shard = source.metadata.num_rows <= per_shard
             if not storage.remote and one_shard and _link(products_path, tmp / SHARD_FILE_0):
                 # one shard: the extract itself (a hard link, no rewrite; the scorer reads its columns by name)
+                names = [SHARD_FILE_0]
                 progress.advance(1, 1, "shards")
-                (tmp / MANIFEST_FILE).write_text(
-                    json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": [SHARD_FILE_0]}, indent=2)
-                    + "\n"
-                )
-                publish_directory(tmp, final, MANIFEST_FILE)
-                return [join(final_uri, SHARD_FILE_0)]
-            schema = source.schema_arrow
-            schema = pa.schema([schema.field(c) for c in columns])
-            names: list[str] = []
-            writer: pq.ParquetWriter | None = None
-            in_shard = 0
-
-            def next_writer() -> pq.ParquetWriter:
-                name = f"{SHARD_PREFIX}{len(names):05d}.parquet"
-                names.append(name)
-                return pq.ParquetWriter(tmp / name, schema, compression="zstd", compression_level=1)
-
-            expected = max(1, -(-source.metadata.num_rows // per_shard))
-            batch_size = min(per_shard, inference.batch_rows)
-            for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
-                offset = 0
-                while offset < batch.num_rows:
-                    if writer is None or in_shard >= per_shard:
-                        if writer is not None:
-                            writer.close()
-                        writer, in_shard = next_writer(), 0
-                    progress.advance(len(names) - 1, expected, "shards")
-                    take = min(per_shard - in_shard, batch.num_rows - offset)
-                    writer.write_batch(batch.slice(offset, take))
-                    in_shard += take
-                    offset += take
-            if writer is None:
-                writer = next_writer()
-            writer.close()
-            progress.advance(len(names), len(names), "shards")
-            (tmp / MANIFEST_FILE).write_text(
-                json.dumps({"rows_per_shard": per_shard, "columns": columns, "shards": names}, indent=2) + "\n"
-            )
+            else:
+                names = _write_shards(source, columns, per_shard, min(per_shard, inference.batch_rows), tmp)
+            manifest = {"rows_per_shard": per_shard, "columns": columns, "shards": names}
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
             publish_directory(tmp, final, MANIFEST_FILE)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         storage.stage_out(final, MANIFEST_FILE)
         return [join(final_uri, name) for name in names]
+
+
+def _write_shards(source: Any, columns: Sequence[str], per_shard: int, batch_size: int, out: Path) -> list[str]:
+    """Writes ``source``'s ``columns`` into ``out`` as shard files of ``per_shard`` rows (at least one, empty
+    when the source is); returns their names in order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([source.schema_arrow.field(c) for c in columns])
+    names: list[str] = []
+    writer: pq.ParquetWriter | None = None
+    in_shard = 0
+
+    def next_writer() -> pq.ParquetWriter:
+        name = f"{SHARD_PREFIX}{len(names):05d}.parquet"
+        names.append(name)
+        return pq.ParquetWriter(out / name, schema, compression="zstd", compression_level=1)
+
+    expected = max(1, -(-source.metadata.num_rows // per_shard))
+    for batch in source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
+        offset = 0
+        while offset < batch.num_rows:
+            if writer is None or in_shard >= per_shard:
+                if writer is not None:
+                    writer.close()
+                writer, in_shard = next_writer(), 0
+            progress.advance(len(names) - 1, expected, "shards")
+            take = min(per_shard - in_shard, batch.num_rows - offset)
+            writer.write_batch(batch.slice(offset, take))
+            in_shard += take
+            offset += take
+    if writer is None:
+        writer = next_writer()
+    writer.close()
+    progress.advance(len(names), len(names), "shards")
+    return names
 
 
 SHARD_FILE_0 = f"{SHARD_PREFIX}00000.parquet"
