@@ -49,7 +49,7 @@ from packwise.prediction_ledger import (
     read_watermark,
 )
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
-from packwise.warehouse.sql import StagedRun, ledger_values
+from packwise.warehouse.sql import StagedRun, SwapCounts, ledger_values
 
 if TYPE_CHECKING:
     from packwise.warehouse import Warehouse
@@ -161,12 +161,12 @@ def _insert_direct(
     package_types: Sequence[str],
     versions: Mapping[str, int],
     expected_rows: int,
-) -> int:
+) -> None:
     """DuckDB's load body: the scored files straight into `predictions` (DuckDB's own Parquet reader, no
     row through Python, no stage written and read again), checked there, then the older current rows of
     those products superseded. Inside the load's transaction: a failed check rolls the rows back with it.
     A run id outside the ledger has no rows in the table (its rows only ever commit with its ledger row),
-    so ``run_id = $run_id`` selects exactly the rows just inserted. Returns the rows superseded.
+    so ``run_id = $run_id`` selects exactly the rows just inserted; the swap supersedes the older ones.
     """
     progress.phase("inserting")
     columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
@@ -184,24 +184,6 @@ def _insert_direct(
     found = warehouse.fetch_df(f"SELECT count(DISTINCT product_id) AS d FROM ({this_run})", {"run_id": run_id})
     distinct = int(found["d"].iloc[0])
     _check_loaded_rows(n, distinct, expected_rows)
-    progress.phase("superseding")
-    older = f"is_current AND run_id <> $run_id AND product_id IN ({this_run})"
-    return _changed(warehouse, f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {older}", {"run_id": run_id})
-
-
-def _changed(warehouse: Any, statement: str, params: Mapping[str, Any] | None = None) -> int:
-    """Runs an ``UPDATE {table} SET ... WHERE ...`` or ``DELETE FROM {table} WHERE ...`` and returns the rows
-    it changed: the backend's own count (`RowCounter`, one pass over the table), else a count first."""
-    from packwise.warehouse import RowCounter
-
-    if isinstance(warehouse, RowCounter):
-        return warehouse.execute_count(statement, params)
-    table, where = statement.split()[2 if statement.startswith("DELETE") else 1], statement.split(" WHERE ", 1)[1]
-    found = warehouse.fetch_df(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)
-    changed = int(found["n"].iloc[0])
-    if changed:
-        warehouse.execute(statement, params)
-    return changed
 
 
 def load_predictions(
@@ -275,9 +257,8 @@ def load_predictions(
             unseen=unseen,
             loaded_at=_now(),
         )
-        superseded = 0
         if expected_rows > 0 and isinstance(stager, _InTransaction) and stager.direct:
-            superseded = _insert_direct(warehouse, files, run_id, mode, package_types, versions, expected_rows)
+            _insert_direct(warehouse, files, run_id, mode, package_types, versions, expected_rows)
         elif expected_rows > 0:
             progress.phase("staging")
             stager.stage_run(run, files, batch_rows)
@@ -289,26 +270,18 @@ def load_predictions(
             except WarehouseError:
                 stager.drop_stage(run.stage)
                 raise
-            if not isinstance(stager, _InTransaction):  # the in-transaction swap counts them as it goes
-                found = warehouse.fetch_df(
-                    f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
-                    f"AND product_id IN (SELECT product_id FROM {run.stage})"
-                )
-                superseded = int(found["n"].iloc[0])
         progress.phase("committing")
-        pruned = stager.swap_run(run, keep_runs)
-        if isinstance(stager, _InTransaction) and not stager.direct:
-            superseded = stager.superseded
+        swapped = stager.swap_run(run, keep_runs)
     return LoadResult(
         run_id=run_id,
         loaded=True,
         n_products=expected_rows,
-        superseded=superseded,
+        superseded=swapped.superseded,
         watermark_before=iso_or_none(before),
         watermark_after=iso_or_none(after),
         previous=previous,
         recommended=dict(recommended),
-        pruned=pruned,
+        pruned=swapped.pruned,
     )
 
 
@@ -317,12 +290,17 @@ class _InTransaction:
     `transaction()`, so a failure anywhere rolls the stage back with everything else."""
 
     def __init__(self, warehouse: Warehouse) -> None:
-        from packwise.warehouse import ParquetInserter
+        from packwise.warehouse import ParquetInserter, RowCounter
 
+        if not isinstance(warehouse, RowCounter):
+            raise WarehouseError(
+                f"{type(warehouse).__name__} can load predictions only if it counts the rows its UPDATE and DELETE "
+                "change (execute_count) or stages loads its own way (RunStager); implement one of them"
+            )
         self.warehouse = warehouse
+        self.counter: RowCounter = warehouse  # the same connection: its UPDATE and DELETE report their rows
         # DuckDB reads the scored files itself, straight into predictions (`_insert_direct`): no stage
         self.direct = isinstance(warehouse, ParquetInserter)
-        self.superseded = 0  # current rows of earlier runs the swap superseded (the staged path)
 
     def load_block(self) -> AbstractContextManager[None]:
         return self.warehouse.transaction()
@@ -343,19 +321,29 @@ class _InTransaction:
     def drop_stage(self, stage: str) -> None:
         """Nothing to do: the error that follows rolls the transaction, the stage included, back."""
 
-    def swap_run(self, run: StagedRun, keep_runs: int | None) -> int:
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> SwapCounts:
         from packwise.faults import maybe_fail
 
         wh = self.warehouse
-        if run.n_products > 0 and not self.direct:  # DuckDB's rows are in already
-            self.superseded = _changed(
-                wh,
+        superseded = 0
+        if run.n_products > 0:
+            progress.phase("superseding")
+        if run.n_products > 0 and self.direct:  # DuckDB's rows are in already, under their run id
+            this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
+            superseded = self.counter.execute_count(
+                f"UPDATE {PREDICTIONS} SET is_current = FALSE "
+                f"WHERE is_current AND run_id <> $run_id AND product_id IN ({this_run})",
+                {"run_id": run.run_id},
+            )
+        elif run.n_products > 0:
+            superseded = self.counter.execute_count(
                 f"UPDATE {PREDICTIONS} SET is_current = FALSE "
                 f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})",
             )
             names = ", ".join(n for n, _ in _stage_columns(run.package_types))
             wh.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {run.stage}")
             wh.execute(f"DROP TABLE {run.stage}")
+        progress.phase("committing")
         if run.watermark_after is not None:
             wh.execute(
                 f"INSERT INTO {WATERMARKS} (pipeline, mode, watermark, run_id, updated_at) "
@@ -378,10 +366,10 @@ class _InTransaction:
         pruned = 0
         progress.phase("pruning")
         for statement in prune_statements(keep_runs):
-            pruned += _changed(wh, statement)
+            pruned += self.counter.execute_count(statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
-        return pruned
+        return SwapCounts(superseded=superseded, pruned=pruned)
 
 
 def _stage_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:

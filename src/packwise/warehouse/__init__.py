@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from packwise.config import WarehouseConfig
-    from packwise.warehouse.sql import StagedRun
+    from packwise.warehouse.sql import StagedRun, SwapCounts
 
     TableData: TypeAlias = pd.DataFrame | pa.Table
 
@@ -336,9 +336,9 @@ class RunStager(Protocol):
         """Drops the stage after a failed row check, where no rollback does it."""
         ...
 
-    def swap_run(self, run: StagedRun, keep_runs: int | None) -> int | None:
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> SwapCounts:
         """Supersedes, inserts, moves the watermark, writes the ledger row, drops the stage and prunes, at once;
-        returns the history rows pruned (None where not counted)."""
+        returns the current rows superseded and the history rows pruned."""
         ...
 
 

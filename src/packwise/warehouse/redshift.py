@@ -36,7 +36,7 @@ from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 from packwise.warehouse.postgres import server_type
 from packwise.warehouse.redshift_api import DataApi
 from packwise.warehouse.redshift_s3 import ARROW_TYPES, S3Staging, redshift_type, shard_tables, split_s3_url
-from packwise.warehouse.sql import create_stage, render, swap_statements
+from packwise.warehouse.sql import SwapCounts, create_stage, render, swap_statements
 
 if TYPE_CHECKING:
     from packwise.config import WarehouseConfig
@@ -305,13 +305,23 @@ class RedshiftWarehouse(ClosingWarehouse):
         """Drops the stage (the load runs outside a transaction, so nothing rolls it back)."""
         self._api.run(f"DROP TABLE IF EXISTS {stage}")
 
-    def swap_run(self, run: StagedRun, keep_runs: int | None) -> None:
-        """Sends the swap and the retention as one batch (one transaction); the rows pruned are not counted."""
+    def swap_run(self, run: StagedRun, keep_runs: int | None) -> SwapCounts:
+        """Sends the swap and the retention as one batch (one transaction). The rows it will supersede are
+        counted just before (a batch reports no row counts); the rows pruned are not counted."""
         from packwise.faults import maybe_fail
+        from packwise.prediction_ledger import PREDICTIONS
         from packwise.predictions import prune_statements
 
+        superseded = 0
+        if run.n_products > 0:
+            found = self.fetch_df(
+                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
+                f"AND product_id IN (SELECT product_id FROM {run.stage})"
+            )
+            superseded = int(found["n"].iloc[0])
         maybe_fail("load-predictions", "commit")
         self._batch([*swap_statements(run), *prune_statements(keep_runs)])
+        return SwapCounts(superseded=superseded, pruned=None)
 
 
 __all__ = ["RedshiftWarehouse", "split_s3_url"]

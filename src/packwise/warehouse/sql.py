@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -76,6 +76,14 @@ class StagedRun:
     recommended: Mapping[str, int]
     unseen: Mapping[str, int]
     loaded_at: datetime
+
+
+class SwapCounts(NamedTuple):
+    """What a load's swap changed: current rows of earlier runs it superseded, history rows it pruned (None
+    where the backend does not count them)."""
+
+    superseded: int
+    pruned: int | None
 
 
 def ledger_values(run: StagedRun) -> dict[str, Any]:
