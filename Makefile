@@ -18,10 +18,14 @@ demo: install
 	$(BIN)/packwise seed
 	$(BIN)/packwise train --week 1
 
+# The test files run side by side on the machine's cores (pytest-xdist; a file's tests stay on one worker, so
+# its module fixtures are built once); the slowest 25 are listed at the end. PYTEST_ARGS="-n 0" runs serially.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile --durations 25
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
