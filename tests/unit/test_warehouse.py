@@ -260,3 +260,50 @@ def test_helpers() -> None:
     assert check_identifier("labels") == "labels"
     with pytest.raises(WarehouseError):
         check_identifier("1abc")
+
+
+def test_an_extract_past_its_memory_limit_spills_into_its_own_directory_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warehouse.duckdb_extract_memory` bounds the extract's sort: ~150 MB of rows under a 64MB limit come out
+    whole and ordered; the spill went to this process's temporary directory, never beside the database file
+    (which other tasks share), and is gone after the close; the memory limit is back to DuckDB's."""
+    private_tmp = tmp_path / "task-tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(private_tmp))
+    db = tmp_path / "shared" / "warehouse.duckdb"
+    with DuckDBWarehouse(db) as wh:
+        wh.execute(
+            "CREATE TABLE big AS SELECT md5(i::VARCHAR) || md5((i + 1)::VARCHAR) AS id, i FROM range(2000000) t(i)"
+        )
+        default_limit = wh.fetch_df("SELECT current_setting('memory_limit') AS m")["m"].iloc[0]
+    with DuckDBWarehouse(db, read_only=True, extract_memory="64MB") as wh:
+        out = tmp_path / "extract.parquet"
+        assert wh.copy_query_to_parquet("SELECT * FROM big", None, out, ["id"]) == 2_000_000
+        settings = wh.fetch_df("SELECT current_setting('memory_limit') AS m, current_setting('temp_directory') AS t")
+        assert settings["m"].iloc[0] == default_limit
+        spill = Path(settings["t"].iloc[0])
+        assert spill.parent == private_tmp and [f.name for f in spill.iterdir()], "the sort did not spill"
+    ids = pq.read_table(out, columns=["id"]).column("id").to_pylist()
+    assert len(set(ids)) == 2_000_000 and ids == sorted(ids)
+    assert sorted(p.name for p in db.parent.iterdir()) == ["warehouse.duckdb"]
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_bad_extract_memory_setting_is_one_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"'lots' is not a memory size: use e\.g\. 256MB or 1GB"):
+        WarehouseConfig(duckdb_extract_memory="lots")
+
+
+def test_an_extract_that_cannot_fit_even_spilling_names_the_setting_to_raise(tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    with DuckDBWarehouse(db) as wh:
+        wh.execute("CREATE TABLE big AS SELECT md5(i::VARCHAR) AS id FROM range(500000) t(i)")
+    out = tmp_path / "extract.parquet"
+    with (
+        DuckDBWarehouse(db, read_only=True, extract_memory="4MB") as wh,
+        pytest.raises(QueryError, match=r"raise it$") as err,
+    ):
+        wh.copy_query_to_parquet("SELECT * FROM big", None, out, ["id"])
+    assert "warehouse.duckdb_extract_memory (4MB)" in str(err.value)
+    assert not out.exists()

@@ -107,6 +107,12 @@ class WarehouseConfig(_Strict):
         "duckdb", description="Warehouse backend: duckdb (embedded file), postgres or redshift (Data API)."
     )
     path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
+    duckdb_extract_memory: str | None = Field(
+        "256MB",
+        description="duckdb: memory an extract's query may hold before its sort spills to a temporary "
+        "directory of the task (DuckDB's memory_limit; keeps the extract's memory flat in inventory size); "
+        "null: DuckDB's default, 80% of RAM.",
+    )
     products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
     labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
     label_weeks_query: str = Field(
@@ -128,6 +134,13 @@ class WarehouseConfig(_Strict):
     aws_region: str | None = Field(None, description="redshift: AWS region (default: the standard AWS chain).")
     aws_endpoint_url: str | None = Field(None, description="redshift: endpoint URL override (tests).")
     statement_timeout_s: float = Field(900.0, gt=0, description="redshift: seconds to wait for one statement.")
+
+    @field_validator("duckdb_extract_memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):
+            raise ValueError(f"{value!r} is not a memory size: use e.g. 256MB or 1GB, or null for DuckDB's default")
+        return value
 
     @model_validator(mode="after")
     def _backend_settings(self) -> WarehouseConfig:

@@ -359,7 +359,7 @@ def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehous
     if config.backend == "duckdb":
         from packwise.warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(config.path, read_only=read_only)
+        return DuckDBWarehouse(config.path, read_only=read_only, extract_memory=config.duckdb_extract_memory)
     if config.backend == "postgres":
         from packwise.warehouse.postgres import PostgresWarehouse
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -50,14 +53,19 @@ class DuckDBWarehouse(ClosingWarehouse):
     Args:
         path: The database file, or ":memory:".
         read_only: Open without write access; the file must exist.
+        extract_memory: DuckDB's ``memory_limit`` while an extract (`copy_query_to_parquet`) runs, e.g.
+            ``"256MB"``: past it the query's sort spills to the connection's temporary directory (of this
+            process, never beside the database file, which other tasks share; removed at close). None:
+            DuckDB's default.
 
     Raises:
         WarehouseError: The file is missing (read-only) or locked by another process.
     """
 
-    def __init__(self, path: Path | str, read_only: bool = False) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False, extract_memory: str | None = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.read_only = read_only
+        self.extract_memory = extract_memory
         self._closed = False
         if self.path is not None:
             if read_only and not self.path.exists():
@@ -65,9 +73,13 @@ class DuckDBWarehouse(ClosingWarehouse):
             if not read_only:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
         target = str(self.path) if self.path is not None else ":memory:"
+        # What a query spills goes to a directory of this process, removed at close: never DuckDB's default
+        # beside the database file, a place other tasks share (and a read-only mount on a cluster).
+        self._spill = tempfile.mkdtemp(prefix="packwise-duckdb-spill-")
         try:
-            self._con = duckdb.connect(target, read_only=read_only)
+            self._con = duckdb.connect(target, read_only=read_only, config={"temp_directory": self._spill})
         except duckdb.Error as err:
+            shutil.rmtree(self._spill, ignore_errors=True)
             raise WarehouseError(
                 f"cannot open warehouse {target}: {first_line(err)}; close other programs using it"
             ) from None
@@ -79,6 +91,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         if not self._closed:
             self._closed = True
             self._con.close()
+            shutil.rmtree(self._spill, ignore_errors=True)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -152,15 +165,35 @@ class DuckDBWarehouse(ClosingWarehouse):
             raise QueryError("the statement returns no rows; it must be a SELECT query")
         rows = 0
         try:
-            with atomic_write(path) as tmp:
+            with self._bounded_memory(), atomic_write(path) as tmp:
                 reader = relation.to_arrow_reader(_READ_BATCH_ROWS)
                 try:
                     rows = _write_parquet(reader, tmp, order_by if fast else None)
                 finally:
                     reader.close()
         except duckdb.Error as err:
+            if isinstance(err, duckdb.OutOfMemoryException) and self.extract_memory is not None:
+                raise QueryError(
+                    f"{first_line(err)}: the extract needs more than warehouse.duckdb_extract_memory "
+                    f"({self.extract_memory}) even spilling; raise it"
+                ) from None
             raise QueryError(first_line(err)) from None
         return rows
+
+    @contextmanager
+    def _bounded_memory(self) -> Iterator[None]:
+        """DuckDB's memory limit set to `extract_memory` for the block (past it the sort spills into this
+        connection's private temporary directory), restored afterwards."""
+        if self.extract_memory is None:
+            yield
+            return
+        self._con.execute(f"SET memory_limit = '{self.extract_memory}'")
+        try:
+            yield
+        finally:
+            # a failed query may have invalidated the connection; it closes next
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("RESET memory_limit")
 
     # -- writes ----------------------------------------------------------------------------------
 
