@@ -51,8 +51,13 @@ DSN_ENV = "PACKWISE_BENCH_PG_DSN"
 REPO = Path(__file__).resolve().parents[1]
 
 
+UNBOUNDED_ENV = "PACKWISE_BENCH_UNBOUNDED"  # set: the DuckDB extract without warehouse.duckdb_extract_memory
+
+
 def _config(backend: str, workdir: Path) -> WarehouseConfig:
     if backend == "duckdb":
+        if os.environ.get(UNBOUNDED_ENV):
+            return WarehouseConfig(path=workdir / "warehouse.duckdb", duckdb_extract_memory=None)
         return WarehouseConfig(path=workdir / "warehouse.duckdb")
     return WarehouseConfig(backend="postgres", dsn_env=DSN_ENV)
 
@@ -184,11 +189,12 @@ def _rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
+def _child(name: str, backend: str, workdir: Path, n: int, unbounded: bool = False) -> dict[str, Any]:
+    env = {**os.environ, UNBOUNDED_ENV: "1"} if unbounded else os.environ
     out = subprocess.run(
         [sys.executable, __file__, "--phase", name, "--backend", backend, "--workdir", str(workdir),
          "--products", str(n)],
-        check=True, capture_output=True, text=True, env=os.environ,
+        check=True, capture_output=True, text=True, env=env,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -227,9 +233,15 @@ def main() -> None:
             results[backend] = {p: _child(p, backend, args.workdir, args.products) for p in ("extract", "load")}
             results[backend]["retention"] = _child("retention", backend, args.workdir / "retention",
                                                    args.retention_products)  # fmt: skip
+            if backend == "duckdb":  # the same extract without its memory bound, beside it
+                results[backend]["extract-unbounded"] = _child("extract", backend, args.workdir, args.products, True)
             if args.scale > 1:
                 _child("setup-products", backend, args.workdir / "big", big)
                 results[backend]["extract-big"] = _child("extract", backend, args.workdir / "big", big)
+                if backend == "duckdb":
+                    results[backend]["extract-big-unbounded"] = _child(
+                        "extract", backend, args.workdir / "big", big, True
+                    )
     finally:
         if cluster_dir:
             subprocess.run(["bash", str(REPO / "scripts/ci-postgres.sh"), "stop", cluster_dir], check=False)
@@ -256,6 +268,16 @@ def main() -> None:
             small, large = results[b]["extract"]["rss_mib"], results[b]["extract-big"]["rss_mib"]
             print(f"{b} extract peak RSS: {small:.0f} MiB at {args.products:,}, {large:.0f} MiB at {big:,} "
                   f"({large / small:.2f}x)")  # fmt: skip
+        if b == "duckdb":
+            limit = WarehouseConfig().duckdb_extract_memory
+            for key, rows in (("extract", args.products), ("extract-big", big)):
+                if f"{key}-unbounded" not in results[b]:
+                    continue
+                bounded, free = results[b][key], results[b][f"{key}-unbounded"]
+                print(f"duckdb extract of {rows:,}, duckdb_extract_memory {limit} / unbounded: "
+                      f"{bounded['rows'] / bounded['seconds']:,.0f} / {free['rows'] / free['seconds']:,.0f} rows/s "
+                      f"({bounded['seconds'] / free['seconds']:.2f}x the time), peak RSS {bounded['rss_mib']:.0f} / "
+                      f"{free['rss_mib']:.0f} MiB")  # fmt: skip
         r = results[b]["retention"]
         verdict = "ok" if r["runs_held"] <= KEEP_RUNS else "OVER"
         print(f"{b} retention: after {r['loads']} monthly loads of {r['rows']:,} products with keep_runs={KEEP_RUNS}, "
