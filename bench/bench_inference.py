@@ -41,6 +41,7 @@ BENCH = Path(__file__).resolve().parent
 THRESHOLD = 0.5
 
 STEPS = ("extract", "prepare", "shard", "score", "collect", "load")
+SHARD_ROWS_ENV = "PACKWISE_BENCH_SHARD_ROWS"  # --shard-rows, for the task processes
 
 
 def _rss_mib() -> float:
@@ -81,7 +82,9 @@ def step(name: str, workdir: Path, mode: str, engine: str) -> dict[str, Any]:
 
     state = _state(workdir)
     warehouse = WarehouseConfig(path=workdir / "warehouse.duckdb")
-    inference = InferenceConfig(engine=engine)
+    shard_rows = os.environ.get(SHARD_ROWS_ENV)
+    sizes = {"shard_target_rows": int(shard_rows), "shard_target_bytes": 1 << 32} if shard_rows else {}
+    inference = InferenceConfig(engine=engine, **sizes)
     root = workdir / "state"
     run_id = f"bench-{mode}"
     key = f"{mode}:"
@@ -265,7 +268,12 @@ def main() -> None:
     parser.add_argument("--engine", choices=["auto", "xgboost", "onedal"], default="auto")
     parser.add_argument("--step")
     parser.add_argument("--mode", default="monthly")
+    parser.add_argument(
+        "--shard-rows", type=int, help="inference.shard_target_rows (and no byte cap); default: the configured"
+    )
     args = parser.parse_args()
+    if args.shard_rows:
+        os.environ[SHARD_ROWS_ENV] = str(args.shard_rows)
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.step:
         print(json.dumps(step(args.step, args.workdir, args.mode, args.engine)))
@@ -281,7 +289,8 @@ def main() -> None:
     daily = run_pipeline(args.workdir, "daily", args.engine)
 
     n = args.products
-    print(f"\n{n:,} products, engine {args.engine}; one run, compare ratios; load average {_load()}")
+    shards = sum(1 for name, _, _ in monthly if name.startswith("score-shard"))
+    print(f"\n{n:,} products, engine {args.engine}, {shards} shards; one run, compare ratios; load average {_load()}")
     score_wall = sum(w for name, _, w in monthly if name.startswith("score-shard"))
     score_in = sum(r.get("seconds_predict", 0.0) for name, r, _ in monthly if name.startswith("score-shard"))
     total = _print("monthly pipeline", monthly, n)
