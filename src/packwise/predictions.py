@@ -84,6 +84,15 @@ def _kept_runs(keep_runs: int) -> str:
     )
 
 
+def _runs_outside(warehouse: Warehouse, keep_runs: int | None) -> bool:
+    """Whether the ledger holds more runs that scored products than `keep_runs` keeps: until it does, no
+    row can be pruned and the prune's scan of the whole predictions table is skipped."""
+    if keep_runs is None:
+        return False
+    found = warehouse.fetch_df(f"SELECT count(*) AS n FROM {PREDICTION_RUNS} WHERE n_products > 0")
+    return int(found["n"].iloc[0]) > keep_runs
+
+
 def prune_statements(keep_runs: int | None) -> list[str]:
     """The retention statements a load runs in its transaction, after its ledger row (none when unbounded).
 
@@ -365,7 +374,7 @@ class _InTransaction:
         )
         pruned = 0
         progress.phase("pruning")
-        for statement in prune_statements(keep_runs):
+        for statement in prune_statements(keep_runs) if _runs_outside(wh, keep_runs) else []:
             pruned += self.counter.execute_count(statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
