@@ -8,7 +8,7 @@ For N products (default 1M):
 2. load: `load_predictions` of a monthly run of N scored rows (4 package types, 8 shard files) while a
    previous monthly run of the same N products is current (the supersede path a monthly run takes),
    with ``keep_runs=12``; the seconds of each load phase (inserting/staging, checking, superseding,
-   committing, pruning) are printed beside the total.
+   recording, pruning, committing, closing) are printed beside the total.
 3. retention: 13 monthly loads of ``--retention-products`` products with ``keep_runs=12``; prints how many
    runs the predictions tables hold afterwards (the target: at most 12).
 
@@ -178,6 +178,7 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
         files = sorted(workdir.glob("scored-*.parquet"))
         with open_warehouse(config) as wh:
             rows = _load(wh, files, 1, n).n_products
+            marks.append(("closing", time.perf_counter()))
         marks.append(("end", time.perf_counter()))
         for (step, at), (_, until) in itertools.pairwise(marks):
             phases[step] = phases.get(step, 0.0) + until - at

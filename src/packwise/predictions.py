@@ -279,8 +279,9 @@ def load_predictions(
             except WarehouseError:
                 stager.drop_stage(run.stage)
                 raise
-        progress.phase("committing")
+        progress.phase("swapping")
         swapped = stager.swap_run(run, keep_runs)
+        progress.phase("committing")  # the block's end: the transaction commits (DuckDB writes the rows out)
     return LoadResult(
         run_id=run_id,
         loaded=True,
@@ -352,7 +353,7 @@ class _InTransaction:
             names = ", ".join(n for n, _ in _stage_columns(run.package_types))
             wh.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {run.stage}")
             wh.execute(f"DROP TABLE {run.stage}")
-        progress.phase("committing")
+        progress.phase("recording")  # the watermark and the ledger row
         if run.watermark_after is not None:
             wh.execute(
                 f"INSERT INTO {WATERMARKS} (pipeline, mode, watermark, run_id, updated_at) "
