@@ -49,7 +49,7 @@ from packwise.prediction_ledger import (
     read_watermark,
 )
 from packwise.scoring import PRODUCT_ID, RECOMMENDED, prob_column
-from packwise.warehouse.sql import StagedRun, SwapCounts, ledger_values
+from packwise.warehouse.sql import StagedRun, SwapCounts, ledger_values, superseded_by
 
 if TYPE_CHECKING:
     from packwise.warehouse import Warehouse
@@ -172,10 +172,10 @@ def _insert_direct(
     expected_rows: int,
 ) -> None:
     """DuckDB's load body: the scored files straight into `predictions` (DuckDB's own Parquet reader, no
-    row through Python, no stage written and read again), checked there, then the older current rows of
-    those products superseded. Inside the load's transaction: a failed check rolls the rows back with it.
-    A run id outside the ledger has no rows in the table (its rows only ever commit with its ledger row),
-    so ``run_id = $run_id`` selects exactly the rows just inserted; the swap supersedes the older ones.
+    row through Python, no stage written and read again), and checked there; `_InTransaction.swap_run`
+    then supersedes the older current rows of those products. Inside the load's transaction: a failed check
+    rolls the rows back with it. A run id outside the ledger has no rows in the table (its rows only ever
+    commit with its ledger row), so ``run_id = $run_id`` selects exactly the rows just inserted.
     """
     progress.phase("inserting")
     columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
@@ -338,21 +338,20 @@ class _InTransaction:
         superseded = 0
         if run.n_products > 0:
             progress.phase("superseding")
-        if run.n_products > 0 and self.direct:  # DuckDB's rows are in already, under their run id
-            this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
-            superseded = self.counter.execute_count(
-                f"UPDATE {PREDICTIONS} SET is_current = FALSE "
-                f"WHERE is_current AND run_id <> $run_id AND product_id IN ({this_run})",
-                {"run_id": run.run_id},
-            )
-        elif run.n_products > 0:
-            superseded = self.counter.execute_count(
-                f"UPDATE {PREDICTIONS} SET is_current = FALSE "
-                f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})",
-            )
-            names = ", ".join(n for n, _ in _stage_columns(run.package_types))
-            wh.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {run.stage}")
-            wh.execute(f"DROP TABLE {run.stage}")
+            if self.direct:  # DuckDB's rows are in already, under their run id
+                this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
+                superseded = self.counter.execute_count(
+                    f"UPDATE {PREDICTIONS} SET is_current = FALSE "
+                    f"WHERE is_current AND run_id <> $run_id AND product_id IN ({this_run})",
+                    {"run_id": run.run_id},
+                )
+            else:
+                superseded = self.counter.execute_count(
+                    f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {superseded_by(run.stage)}"
+                )
+                names = ", ".join(n for n, _ in _stage_columns(run.package_types))
+                wh.execute(f"INSERT INTO {PREDICTIONS} ({names}, is_current) SELECT {names}, TRUE FROM {run.stage}")
+                wh.execute(f"DROP TABLE {run.stage}")
         progress.phase("recording")  # the watermark and the ledger row
         if run.watermark_after is not None:
             wh.execute(

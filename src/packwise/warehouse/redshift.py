@@ -36,7 +36,7 @@ from packwise.warehouse.duckdb import _as_arrow, _write_parquet
 from packwise.warehouse.postgres import server_type
 from packwise.warehouse.redshift_api import DataApi
 from packwise.warehouse.redshift_s3 import ARROW_TYPES, S3Staging, redshift_type, shard_tables, split_s3_url
-from packwise.warehouse.sql import SwapCounts, create_stage, render, swap_statements
+from packwise.warehouse.sql import SwapCounts, create_stage, render, superseded_by, swap_statements
 
 if TYPE_CHECKING:
     from packwise.config import WarehouseConfig
@@ -314,10 +314,7 @@ class RedshiftWarehouse(ClosingWarehouse):
 
         superseded = 0
         if run.n_products > 0:
-            found = self.fetch_df(
-                f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE is_current "
-                f"AND product_id IN (SELECT product_id FROM {run.stage})"
-            )
+            found = self.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE {superseded_by(run.stage)}")
             superseded = int(found["n"].iloc[0])
         maybe_fail("load-predictions", "commit")
         self._batch([*swap_statements(run), *prune_statements(keep_runs)])

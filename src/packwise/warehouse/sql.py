@@ -116,6 +116,11 @@ def create_stage(stage: str, package_types: Sequence[str]) -> list[str]:
     return [f"DROP TABLE IF EXISTS {stage}", f"CREATE TABLE {stage} ({cols})"]
 
 
+def superseded_by(stage: str) -> str:
+    """The condition selecting the current predictions that a run staged in `stage` supersedes."""
+    return f"is_current AND product_id IN (SELECT product_id FROM {stage})"
+
+
 def swap_statements(run: StagedRun) -> list[str]:
     """Supersede, insert, watermark, ledger and stage drop: run them as ONE transaction.
 
@@ -136,8 +141,7 @@ def swap_statements(run: StagedRun) -> list[str]:
             + ["TRUE"]
         )
         out += [
-            f"UPDATE {PREDICTIONS} SET is_current = FALSE "
-            f"WHERE is_current AND product_id IN (SELECT product_id FROM {run.stage})",
+            f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {superseded_by(run.stage)}",
             f"INSERT INTO {PREDICTIONS} ({target}) SELECT {values} FROM {run.stage}",
         ]
         if run.watermark_after is not None:
