@@ -51,13 +51,13 @@ DSN_ENV = "PACKWISE_BENCH_PG_DSN"
 REPO = Path(__file__).resolve().parents[1]
 
 
-UNBOUNDED_ENV = "PACKWISE_BENCH_UNBOUNDED"  # set: the DuckDB extract without warehouse.duckdb_extract_memory
+UNBOUNDED_ENV = "PACKWISE_BENCH_UNBOUNDED"  # set: the DuckDB extract without warehouse.duckdb_memory
 
 
 def _config(backend: str, workdir: Path) -> WarehouseConfig:
     if backend == "duckdb":
         if os.environ.get(UNBOUNDED_ENV):
-            return WarehouseConfig(path=workdir / "warehouse.duckdb", duckdb_extract_memory=None)
+            return WarehouseConfig(path=workdir / "warehouse.duckdb", duckdb_memory=None)
         return WarehouseConfig(path=workdir / "warehouse.duckdb")
     return WarehouseConfig(backend="postgres", dsn_env=DSN_ENV)
 
@@ -270,12 +270,12 @@ def main() -> None:
             print(f"{b} extract peak RSS: {small:.0f} MiB at {args.products:,}, {large:.0f} MiB at {big:,} "
                   f"({large / small:.2f}x)")  # fmt: skip
         if b == "duckdb":
-            limit = WarehouseConfig().duckdb_extract_memory
+            limit = WarehouseConfig().duckdb_memory
             for key, rows in (("extract", args.products), ("extract-big", big)):
                 if f"{key}-unbounded" not in results[b]:
                     continue
                 bounded, free = results[b][key], results[b][f"{key}-unbounded"]
-                print(f"duckdb extract of {rows:,}, duckdb_extract_memory {limit} / unbounded: "
+                print(f"duckdb extract of {rows:,}, duckdb_memory {limit} / unbounded: "
                       f"{bounded['rows'] / bounded['seconds']:,.0f} / {free['rows'] / free['seconds']:,.0f} rows/s "
                       f"({bounded['seconds'] / free['seconds']:.2f}x the time), peak RSS {bounded['rss_mib']:.0f} / "
                       f"{free['rss_mib']:.0f} MiB")  # fmt: skip

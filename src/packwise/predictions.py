@@ -17,9 +17,10 @@ and the watermark stay as they were.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,10 +180,12 @@ def _insert_direct(
     """
     progress.phase("inserting")
     columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
-    from packwise.warehouse import QueryError
+    from packwise.warehouse import QueryError, WarehouseMemoryError
 
     try:
         n = int(warehouse.insert_parquet(PREDICTIONS, files, columns, {"run_id": run_id, "mode": mode}))
+    except WarehouseMemoryError:
+        raise  # its fix is the memory setting (`bounded_memory`), not a rescore
     except QueryError as err:  # e.g. a table keyed before (product_id, run_id) meeting a duplicate product
         raise WarehouseError(
             f"load: the scored files could not be inserted ({err}); re-run the pipeline to rescore "
@@ -312,8 +315,18 @@ class _InTransaction:
         # DuckDB reads the scored files itself, straight into predictions (`_insert_direct`): no stage
         self.direct = isinstance(warehouse, ParquetInserter)
 
-    def load_block(self) -> AbstractContextManager[None]:
-        return self.warehouse.transaction()
+    @contextmanager
+    def load_block(self) -> Iterator[None]:
+        """The load's transaction, under the backend's memory bound where it has one (DuckDB: the insert, the
+        row check's distinct count and the supersede's join spill past ``warehouse.duckdb_memory``; the bound
+        covers the commit, where DuckDB writes the rows out)."""
+        from packwise.warehouse import MemoryBounded
+
+        with contextlib.ExitStack() as stack:
+            if isinstance(self.warehouse, MemoryBounded):
+                stack.enter_context(self.warehouse.bounded_memory("the load"))
+            stack.enter_context(self.warehouse.transaction())
+            yield
 
     def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
         """PostgreSQL's stage: the rows through Arrow batches (DuckDB inserts straight into predictions,

@@ -242,3 +242,56 @@ def open_warehouse_at(tmp_path: Path) -> Any:
     from packwise.config import WarehouseConfig
 
     return open_warehouse(WarehouseConfig(path=tmp_path / "other.duckdb"))
+
+
+def _memory_limit(wh: DuckDBWarehouse) -> str:
+    return str(wh.fetch_df("SELECT current_setting('memory_limit') AS m")["m"].iloc[0])
+
+
+def test_a_load_runs_under_warehouse_duckdb_memory_spills_and_comes_out_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warehouse.duckdb_memory` bounds the whole load (insert, row check, supersede, commit), not only the
+    extract: 300k products superseding a current run of the same products under 32MB come out with one
+    current row each, and the limit is DuckDB's own again afterwards."""
+    ids = _ids(1, 300_000)
+    first = scored_file(tmp_path / "a.parquet", ids, 1)
+    second = scored_file(tmp_path / "b.parquet", ids, 2)
+    with DuckDBWarehouse(tmp_path / "wh.duckdb", memory_limit="32MB") as wh:
+        wh.ensure_schema()
+        default_limit = _memory_limit(wh)
+        seen: list[str] = []
+        insert = wh.insert_parquet
+
+        def watched(*args: Any, **kwargs: Any) -> int:
+            seen.append(_memory_limit(wh))
+            return insert(*args, **kwargs)
+
+        monkeypatch.setattr(wh, "insert_parquet", watched)
+        _load(wh, [first], "run-1")
+        result = _load(wh, [second], "run-2")
+        assert seen == ["30.5 MiB", "30.5 MiB"] and _memory_limit(wh) == default_limit
+        assert result.loaded and result.superseded == 300_000
+        current = wh.fetch_df(
+            f"SELECT count(*) AS n, count(DISTINCT product_id) AS d, min(run_id) AS r "
+            f"FROM {PREDICTIONS} WHERE is_current"
+        )
+        assert current.iloc[0].tolist() == [300_000, 300_000, "run-2"]
+
+
+def test_a_load_that_cannot_fit_even_spilling_names_the_setting_and_writes_nothing(tmp_path: Path) -> None:
+    first = scored_file(tmp_path / "a.parquet", _ids(1, 1_000), 1)
+    second = scored_file(tmp_path / "b.parquet", _ids(1, 400_000), 2)
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        wh.ensure_schema()
+        _load(wh, [first], "run-1")
+        before, ledger = table(wh), wh.fetch_df(f"SELECT * FROM {PREDICTION_RUNS}")
+    with DuckDBWarehouse(tmp_path / "wh.duckdb", memory_limit="2MB") as wh:
+        with pytest.raises(WarehouseError) as err:
+            _load(wh, [second], "run-2", watermark=datetime(2026, 3, 1))
+        assert "the load needs more than warehouse.duckdb_memory (2MB) even spilling; raise it" in str(err.value)
+        assert "\n" not in str(err.value)
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        pd.testing.assert_frame_equal(table(wh), before)
+        pd.testing.assert_frame_equal(wh.fetch_df(f"SELECT * FROM {PREDICTION_RUNS}"), ledger)
+        assert read_watermark(wh, "monthly") == datetime(2026, 2, 1)

@@ -19,6 +19,7 @@ from packwise.warehouse import (
     RUN_WATERMARKS,
     QueryError,
     Warehouse,
+    WarehouseMemoryError,
     check_identifier,
     open_warehouse,
     referenced_params,
@@ -265,7 +266,7 @@ def test_helpers() -> None:
 def test_an_extract_past_its_memory_limit_spills_into_its_own_directory_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`warehouse.duckdb_extract_memory` bounds the extract's sort: ~150 MB of rows under a 64MB limit come out
+    """`warehouse.duckdb_memory` bounds the extract's sort: ~150 MB of rows under a 64MB limit come out
     whole and ordered; the spill went to this process's temporary directory, never beside the database file
     (which other tasks share), and is gone after the close; the memory limit is back to DuckDB's."""
     private_tmp = tmp_path / "task-tmp"
@@ -277,7 +278,7 @@ def test_an_extract_past_its_memory_limit_spills_into_its_own_directory_and_leav
             "CREATE TABLE big AS SELECT md5(i::VARCHAR) || md5((i + 1)::VARCHAR) AS id, i FROM range(2000000) t(i)"
         )
         default_limit = wh.fetch_df("SELECT current_setting('memory_limit') AS m")["m"].iloc[0]
-    with DuckDBWarehouse(db, read_only=True, extract_memory="64MB") as wh:
+    with DuckDBWarehouse(db, read_only=True, memory_limit="64MB") as wh:
         out = tmp_path / "extract.parquet"
         assert wh.copy_query_to_parquet("SELECT * FROM big", None, out, ["id"]) == 2_000_000
         settings = wh.fetch_df("SELECT current_setting('memory_limit') AS m, current_setting('temp_directory') AS t")
@@ -290,9 +291,13 @@ def test_an_extract_past_its_memory_limit_spills_into_its_own_directory_and_leav
     assert list(private_tmp.iterdir()) == []
 
 
-def test_a_bad_extract_memory_setting_is_one_clear_error() -> None:
+def test_a_bad_duckdb_memory_setting_is_one_clear_error_and_the_former_name_is_still_read() -> None:
     with pytest.raises(ValueError, match=r"'lots' is not a memory size: use e\.g\. 256MB or 1GB"):
+        WarehouseConfig(duckdb_memory="lots")
+    with pytest.raises(ValueError, match=r"'lots' is not a memory size"):
         WarehouseConfig(duckdb_extract_memory="lots")
+    assert WarehouseConfig(duckdb_extract_memory="1GB").duckdb_memory == "1GB"  # a config from before the rename
+    assert WarehouseConfig.model_validate(WarehouseConfig(duckdb_memory=None).model_dump()).duckdb_memory is None
 
 
 def test_an_extract_that_cannot_fit_even_spilling_names_the_setting_to_raise(tmp_path: Path) -> None:
@@ -301,9 +306,9 @@ def test_an_extract_that_cannot_fit_even_spilling_names_the_setting_to_raise(tmp
         wh.execute("CREATE TABLE big AS SELECT md5(i::VARCHAR) AS id FROM range(500000) t(i)")
     out = tmp_path / "extract.parquet"
     with (
-        DuckDBWarehouse(db, read_only=True, extract_memory="4MB") as wh,
-        pytest.raises(QueryError, match=r"raise it$") as err,
+        DuckDBWarehouse(db, read_only=True, memory_limit="4MB") as wh,
+        pytest.raises(WarehouseMemoryError, match=r"raise it$") as err,
     ):
         wh.copy_query_to_parquet("SELECT * FROM big", None, out, ["id"])
-    assert "warehouse.duckdb_extract_memory (4MB)" in str(err.value)
+    assert "the extract needs more than warehouse.duckdb_memory (4MB)" in str(err.value)
     assert not out.exists()

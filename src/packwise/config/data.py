@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from packwise.config.base import StrictModel as _Strict
 from packwise.config.sagemaker import SageMakerConfig
@@ -107,11 +107,13 @@ class WarehouseConfig(_Strict):
         "duckdb", description="Warehouse backend: duckdb (embedded file), postgres or redshift (Data API)."
     )
     path: Path = Field(Path(".packwise/warehouse.duckdb"), description="DuckDB database file.")
-    duckdb_extract_memory: str | None = Field(
+    duckdb_memory: str | None = Field(
         "256MB",
-        description="duckdb: memory an extract's query may hold before its sort spills to a temporary "
-        "directory of the task (DuckDB's memory_limit; keeps the extract's memory flat in inventory size); "
-        "null: DuckDB's default, 80% of RAM.",
+        # the name it had before it bounded the load too (2026-12-02) is still read
+        validation_alias=AliasChoices("duckdb_memory", "duckdb_extract_memory"),
+        description="duckdb: memory an extract or a prediction load may hold before its sorts, joins and "
+        "checks spill to a temporary directory of the task (DuckDB's memory_limit; keeps both flat in "
+        "inventory size); null: DuckDB's default, 80% of RAM. Formerly duckdb_extract_memory.",
     )
     products_query: str = Field(DEFAULT_PRODUCTS_SQL, description="SQL selecting labelled products; $week.")
     labels_query: str = Field(DEFAULT_LABELS_SQL, description="SQL selecting one label per product and type.")
@@ -135,7 +137,7 @@ class WarehouseConfig(_Strict):
     aws_endpoint_url: str | None = Field(None, description="redshift: endpoint URL override (tests).")
     statement_timeout_s: float = Field(900.0, gt=0, description="redshift: seconds to wait for one statement.")
 
-    @field_validator("duckdb_extract_memory")
+    @field_validator("duckdb_memory")
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):

@@ -126,6 +126,11 @@ class QueryError(WarehouseError):
     """
 
 
+class WarehouseMemoryError(QueryError):
+    """A statement needed more memory than the database was given, even spilling (DuckDB past
+    ``warehouse.duckdb_memory``); `MemoryBounded.bounded_memory` names the setting to raise."""
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """One table of the logical schema: ordered (column, portable SQL type) pairs and its key."""
@@ -305,6 +310,16 @@ class ParquetInserter(Protocol):
 
 
 @runtime_checkable
+class MemoryBounded(Protocol):
+    """A backend whose heavy statements run under a memory bound of the task (DuckDB's ``memory_limit``,
+    ``warehouse.duckdb_memory``), spilling past it: the load holds it around its whole transaction."""
+
+    def bounded_memory(self, what: str) -> AbstractContextManager[None]:
+        """The bound for the block; past it even spilling, `WarehouseMemoryError` naming `what` and the setting."""
+        ...
+
+
+@runtime_checkable
 class RowCounter(Protocol):
     """A backend whose UPDATE and DELETE report the rows they changed (DuckDB, PostgreSQL): the load reads
     that count instead of scanning the table a second time to count first."""
@@ -359,7 +374,7 @@ def open_warehouse(config: WarehouseConfig, read_only: bool = False) -> Warehous
     if config.backend == "duckdb":
         from packwise.warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(config.path, read_only=read_only, extract_memory=config.duckdb_extract_memory)
+        return DuckDBWarehouse(config.path, read_only=read_only, memory_limit=config.duckdb_memory)
     if config.backend == "postgres":
         from packwise.warehouse.postgres import PostgresWarehouse
 

@@ -18,7 +18,14 @@ import pyarrow.parquet as pq
 
 from packwise.errors import WarehouseError, first_line
 from packwise.files import atomic_write
-from packwise.warehouse import ClosingWarehouse, QueryError, check_identifier, referenced_params, wrap_ordered
+from packwise.warehouse import (
+    ClosingWarehouse,
+    QueryError,
+    WarehouseMemoryError,
+    check_identifier,
+    referenced_params,
+    wrap_ordered,
+)
 
 if TYPE_CHECKING:
     from packwise.warehouse import TableData
@@ -53,19 +60,19 @@ class DuckDBWarehouse(ClosingWarehouse):
     Args:
         path: The database file, or ":memory:".
         read_only: Open without write access; the file must exist.
-        extract_memory: DuckDB's ``memory_limit`` while an extract (`copy_query_to_parquet`) runs, e.g.
-            ``"256MB"``: past it the query's sort spills to the connection's temporary directory (of this
-            process, never beside the database file, which other tasks share; removed at close). None:
-            DuckDB's default.
+        memory_limit: DuckDB's ``memory_limit`` while an extract (`copy_query_to_parquet`) or a prediction
+            load (`bounded_memory`) runs, e.g. ``"256MB"`` (``warehouse.duckdb_memory``): past it sorts, joins
+            and aggregates spill to the connection's temporary directory (of this process, never beside the
+            database file, which other tasks share; removed at close). None: DuckDB's default.
 
     Raises:
         WarehouseError: The file is missing (read-only) or locked by another process.
     """
 
-    def __init__(self, path: Path | str, read_only: bool = False, extract_memory: str | None = None) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False, memory_limit: str | None = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.read_only = read_only
-        self.extract_memory = extract_memory
+        self.memory_limit = memory_limit
         self._closed = False
         if self.path is not None:
             if read_only and not self.path.exists():
@@ -105,7 +112,7 @@ class DuckDBWarehouse(ClosingWarehouse):
             self._con.execute(sql, referenced_params(sql, params))
             self._con.complete()
         except duckdb.Error as err:
-            raise QueryError(first_line(err)) from None
+            raise _query_error(err) from None
 
     def execute_count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         """Runs one UPDATE or DELETE and returns the rows it changed (`RowCounter`).
@@ -116,7 +123,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         try:
             found = self._con.execute(sql, referenced_params(sql, params)).fetchone()
         except duckdb.Error as err:
-            raise QueryError(first_line(err)) from None
+            raise _query_error(err) from None
         return int(found[0]) if found else 0
 
     def fetch_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -128,7 +135,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         try:
             return self._con.execute(sql, referenced_params(sql, params)).df()
         except duckdb.Error as err:
-            raise QueryError(first_line(err)) from None
+            raise _query_error(err) from None
 
     def copy_query_to_parquet(
         self,
@@ -160,36 +167,41 @@ class DuckDBWarehouse(ClosingWarehouse):
         try:
             relation = self._con.sql(ordered, params=referenced_params(ordered, params))
         except duckdb.Error as err:
-            raise QueryError(first_line(err)) from None
+            raise _query_error(err) from None
         if relation is None:
             raise QueryError("the statement returns no rows; it must be a SELECT query")
         rows = 0
-        try:
-            with self._bounded_memory(), atomic_write(path) as tmp:
-                reader = relation.to_arrow_reader(_READ_BATCH_ROWS)
-                try:
-                    rows = _write_parquet(reader, tmp, order_by if fast else None)
-                finally:
-                    reader.close()
-        except duckdb.Error as err:
-            if isinstance(err, duckdb.OutOfMemoryException) and self.extract_memory is not None:
-                raise QueryError(
-                    f"{first_line(err)}: the extract needs more than warehouse.duckdb_extract_memory "
-                    f"({self.extract_memory}) even spilling; raise it"
-                ) from None
-            raise QueryError(first_line(err)) from None
+        with self.bounded_memory("the extract"):
+            try:
+                with atomic_write(path) as tmp:
+                    reader = relation.to_arrow_reader(_READ_BATCH_ROWS)
+                    try:
+                        rows = _write_parquet(reader, tmp, order_by if fast else None)
+                    finally:
+                        reader.close()
+            except duckdb.Error as err:
+                raise _query_error(err) from None
         return rows
 
     @contextmanager
-    def _bounded_memory(self) -> Iterator[None]:
-        """DuckDB's memory limit set to `extract_memory` for the block (past it the sort spills into this
-        connection's private temporary directory), restored afterwards."""
-        if self.extract_memory is None:
+    def bounded_memory(self, what: str) -> Iterator[None]:
+        """DuckDB's memory limit set to `memory_limit` for the block (past it sorts, joins and aggregates
+        spill into this connection's private temporary directory), restored afterwards (`MemoryBounded`).
+
+        Raises:
+            WarehouseMemoryError: `what` (e.g. "the load") needs more even spilling: raise the setting.
+        """
+        if self.memory_limit is None:
             yield
             return
-        self._con.execute(f"SET memory_limit = '{self.extract_memory}'")
+        self._con.execute(f"SET memory_limit = '{self.memory_limit}'")
         try:
             yield
+        except WarehouseMemoryError as err:  # a statement of the block (`_query_error`)
+            raise WarehouseMemoryError(
+                f"{err}: {what} needs more than warehouse.duckdb_memory ({self.memory_limit}) even spilling; "
+                "raise it"
+            ) from None
         finally:
             # a failed query may have invalidated the connection; it closes next
             with contextlib.suppress(duckdb.Error):
@@ -272,7 +284,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         try:
             found = self._con.execute(sql, bound).fetchone()
         except duckdb.Error as err:
-            raise QueryError(first_line(err)) from None
+            raise _query_error(err) from None
         return int(found[0]) if found else 0
 
     @contextmanager
@@ -285,6 +297,13 @@ class DuckDBWarehouse(ClosingWarehouse):
             self._con.unregister(view)
 
 
+def _query_error(err: duckdb.Error) -> QueryError:
+    """DuckDB's error as the warehouse's: out of memory (past ``memory_limit``, even spilling) apart."""
+    if isinstance(err, duckdb.OutOfMemoryException):
+        return WarehouseMemoryError(first_line(err))
+    return QueryError(first_line(err))
+
+
 def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
     """The reader's batches; a query failing mid-stream surfaces as an Arrow error, turned back here."""
     while True:
@@ -293,7 +312,7 @@ def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         except StopIteration:
             return
         except (pa.ArrowException, OSError, duckdb.Error) as err:
-            raise QueryError(first_line(err)) from None
+            raise _query_error(err) from None
         yield batch
 
 
