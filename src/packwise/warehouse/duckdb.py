@@ -297,7 +297,7 @@ class DuckDBWarehouse(ClosingWarehouse):
             self._con.unregister(view)
 
 
-def _query_error(err: duckdb.Error) -> QueryError:
+def _query_error(err: BaseException) -> QueryError:
     """DuckDB's error as the warehouse's: out of memory (past ``memory_limit``, even spilling) apart."""
     if isinstance(err, duckdb.OutOfMemoryException):
         return WarehouseMemoryError(first_line(err))
