@@ -295,3 +295,20 @@ def test_a_load_that_cannot_fit_even_spilling_names_the_setting_and_writes_nothi
         pd.testing.assert_frame_equal(table(wh), before)
         pd.testing.assert_frame_equal(wh.fetch_df(f"SELECT * FROM {PREDICTION_RUNS}"), ledger)
         assert read_watermark(wh, "monthly") == datetime(2026, 2, 1)
+
+
+def test_a_load_after_large_writes_on_the_same_connection_still_fits_its_bound(tmp_path: Path) -> None:
+    """What the connection's earlier statements hold in memory (here a keyed table's ART index of 1M ids,
+    appended and not yet written out) does not count against the load's bound: the load writes it out
+    first, then runs under `warehouse.duckdb_memory`."""
+    scored = scored_file(tmp_path / "a.parquet", _ids(1, 100_000), 1)
+    with DuckDBWarehouse(tmp_path / "wh.duckdb", memory_limit="32MB") as wh:
+        wh.ensure_schema()
+        wh.execute("CREATE TABLE keyed (id VARCHAR PRIMARY KEY, n BIGINT)")
+        for start in range(0, 1_000_000, 250_000):  # appended in slices, as `packwise seed` fills products
+            wh.append("keyed", pa.table({"id": _ids(start, 250_000), "n": np.arange(250_000)}))
+        held = wh.fetch_df("SELECT sum(memory_usage_bytes) AS b FROM duckdb_memory() WHERE tag = 'ART_INDEX'")
+        assert int(held["b"].iloc[0]) > 32 * 2**20  # more than the load's bound, before the load
+        result = _load(wh, [scored], "run-1")
+        assert result.loaded and result.n_products == 100_000
+        assert len(current_predictions(wh)) == 100_000

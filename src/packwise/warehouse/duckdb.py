@@ -201,7 +201,20 @@ class DuckDBWarehouse(ClosingWarehouse):
         if self.memory_limit is None:
             yield
             return
-        self._con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        if not self.read_only and not self._tx_depth:
+            # What earlier statements of this connection left in memory (rows appended and not yet written
+            # out, the ART index of a keyed table they filled) would count against the bound: written out
+            # first, so the bound is the block's own. Nothing to do on a connection that only opened.
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error as err:
+                raise _query_error(err) from None
+        try:
+            self._con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        except duckdb.Error as err:  # what the connection holds cannot be freed down to the bound
+            raise WarehouseMemoryError(
+                f"{first_line(err)}: {what} needs more than warehouse.duckdb_memory ({self.memory_limit}); raise it"
+            ) from None
         try:
             yield
         except WarehouseMemoryError as err:  # a statement of the block (`_query_error`)
