@@ -94,6 +94,9 @@ def served(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri, "MLFLOW_REGISTRY_URI": registry.tracking_uri}
+    # `mlflow models serve` runs `exec uvicorn` through bash, found on PATH: this environment's scripts first,
+    # as for a user who activated it (a fresh clone's CI runs .venv/bin/pytest with no venv on PATH)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     uri = f"models:/{registry.model_name('mailer')}@champion"
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local"]
     command += ["-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
