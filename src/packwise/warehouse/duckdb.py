@@ -212,20 +212,18 @@ class DuckDBWarehouse(ClosingWarehouse):
         try:
             self._con.execute(f"SET memory_limit = '{self.memory_limit}'")
         except duckdb.Error as err:  # what the connection holds cannot be freed down to the bound
-            raise WarehouseMemoryError(
-                f"{first_line(err)}: {what} needs more than warehouse.duckdb_memory ({self.memory_limit}); raise it"
-            ) from None
+            raise WarehouseMemoryError(f"{first_line(err)}: {self._needs_more(what)}; raise it") from None
         try:
             yield
         except WarehouseMemoryError as err:  # a statement of the block (`_query_error`)
-            raise WarehouseMemoryError(
-                f"{err}: {what} needs more than warehouse.duckdb_memory ({self.memory_limit}) even spilling; "
-                "raise it"
-            ) from None
+            raise WarehouseMemoryError(f"{err}: {self._needs_more(what)} even spilling; raise it") from None
         finally:
             # a failed query may have invalidated the connection; it closes next
             with contextlib.suppress(duckdb.Error):
                 self._con.execute("RESET memory_limit")
+
+    def _needs_more(self, what: str) -> str:
+        return f"{what} needs more than warehouse.duckdb_memory ({self.memory_limit})"
 
     # -- writes ----------------------------------------------------------------------------------
 
