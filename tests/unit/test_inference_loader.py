@@ -271,12 +271,17 @@ def test_a_load_runs_under_warehouse_duckdb_memory_spills_and_comes_out_whole(
         _load(wh, [first], "run-1")
         result = _load(wh, [second], "run-2")
         assert seen == ["30.5 MiB", "30.5 MiB"] and _memory_limit(wh) == default_limit
+        # the insert's own setting (rows in any order: no second write of them at commit) is restored too
+        assert wh.fetch_df("SELECT current_setting('preserve_insertion_order') AS p")["p"].iloc[0]
         assert result.loaded and result.superseded == 300_000
-        current = wh.fetch_df(
-            f"SELECT count(*) AS n, count(DISTINCT product_id) AS d, min(run_id) AS r "
-            f"FROM {PREDICTIONS} WHERE is_current"
-        )
-        assert current.iloc[0].tolist() == [300_000, 300_000, "run-2"]
+    current_rows = (
+        f"SELECT count(*) AS n, count(DISTINCT product_id) AS d, min(run_id) AS r, sum(prob_bag) AS s "
+        f"FROM {PREDICTIONS} WHERE is_current"
+    )
+    with DuckDBWarehouse(tmp_path / "wh.duckdb", read_only=True) as wh:  # what the close wrote out
+        current = wh.fetch_df(current_rows).iloc[0].tolist()
+    expected = pq.read_table(second, columns=["prob_bag"]).column(0).to_numpy().astype("float64").sum()
+    assert current[:3] == [300_000, 300_000, "run-2"] and current[3] == pytest.approx(expected, rel=1e-9)
 
 
 def test_a_load_that_cannot_fit_even_spilling_names_the_setting_and_writes_nothing(tmp_path: Path) -> None:

@@ -291,6 +291,11 @@ class DuckDBWarehouse(ClosingWarehouse):
 
         Raises:
             QueryError: The database rejected the statement (a missing column, a bad cast).
+
+        The rows land in no particular order (``preserve_insertion_order`` is off for the statement): the
+        table is read with an ORDER BY wherever order matters. In order, DuckDB's threads write the new row
+        groups out during the insert and the commit (or the checkpoint at close) then writes them a second
+        time: measured on 5M predictions under 256MB, 3.9 s of a 7.7 s load, against 0.2 s out of order.
         """
         name = check_identifier(name)
         if not files:
@@ -300,7 +305,12 @@ class DuckDBWarehouse(ClosingWarehouse):
         sql = f"INSERT INTO {name} ({targets}) SELECT {exprs} FROM read_parquet($packwise_files)"
         bound = {**referenced_params(sql, params), "packwise_files": [str(f) for f in files]}
         try:
-            found = self._con.execute(sql, bound).fetchone()
+            self._con.execute("SET preserve_insertion_order = false")
+            try:
+                found = self._con.execute(sql, bound).fetchone()
+            finally:
+                with contextlib.suppress(duckdb.Error):  # a failed statement may have invalidated the connection
+                    self._con.execute("RESET preserve_insertion_order")
         except duckdb.Error as err:
             raise _query_error(err) from None
         return int(found[0]) if found else 0
