@@ -312,3 +312,45 @@ def test_an_extract_that_cannot_fit_even_spilling_names_the_setting_to_raise(tmp
         wh.copy_query_to_parquet("SELECT * FROM big", None, out, ["id"])
     assert "the extract needs more than warehouse.duckdb_memory (4MB)" in str(err.value)
     assert not out.exists()
+
+
+def test_an_extract_of_rows_stored_in_key_order_skips_the_sort_and_gives_the_sorted_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table stored in product id order (an inventory appended in id order) streams straight out, in the
+    memory of a batch (4MB, where the sort of the same rows needs more), with the very bytes of the same
+    rows sorted; rows out of order anywhere (the last one, a tie, a null, or a scan that disagrees with the
+    check before it) are sorted as before. The extract directory stays content-addressed either way."""
+    monkeypatch.setattr(duckdb_backend, "PARQUET_ROW_GROUP_ROWS", 50_000)
+    db = tmp_path / "warehouse.duckdb"
+    rows = "SELECT md5(i::VARCHAR) AS id, i, 'v' || (i % 7) AS v FROM range(300000) t(i)"
+    with DuckDBWarehouse(db) as wh:
+        wh.execute(f"CREATE TABLE stored AS SELECT * FROM ({rows}) ORDER BY id")
+        wh.execute(f"CREATE TABLE shuffled AS SELECT * FROM ({rows}) ORDER BY i")  # md5 order is not i's
+        wh.execute("CREATE TABLE last_late AS SELECT * FROM stored ORDER BY id = (SELECT min(id) FROM stored), id")
+        wh.execute("CREATE TABLE tied AS SELECT * FROM stored UNION ALL SELECT * FROM stored WHERE i = 7")
+        wh.execute("CREATE TABLE with_null AS SELECT * FROM stored UNION ALL SELECT NULL, -1, 'v'")
+    with DuckDBWarehouse(db, read_only=True) as wh:
+        sorted_bytes = {}
+        for name in ("stored", "shuffled", "last_late"):
+            out = tmp_path / f"{name}.parquet"
+            assert wh.copy_query_to_parquet(f"SELECT * FROM {name}", None, out, ["id"], fast=True) == 300_000
+            sorted_bytes[name] = out.read_bytes()
+        assert len(set(sorted_bytes.values())) == 1
+        for name, n in (("tied", 300_001), ("with_null", 300_001)):
+            out = tmp_path / f"{name}.parquet"
+            assert wh.copy_query_to_parquet(f"SELECT * FROM {name}", None, out, ["id"], fast=True) == n
+            ids = pq.read_table(out, columns=["id"]).column("id").to_pylist()
+            assert ids[:-1] == sorted(ids[:-1]) and (ids[-1] is None if name == "with_null" else ids == sorted(ids))
+        # the check while writing, when the scan disagrees with the check before it: sorted all the same
+        with monkeypatch.context() as patched:
+            patched.setattr(DuckDBWarehouse, "_comes_in_order", lambda *args: True)
+            out = tmp_path / "disagrees.parquet"
+            assert wh.copy_query_to_parquet("SELECT * FROM shuffled", None, out, ["id"], fast=True) == 300_000
+        assert out.read_bytes() == sorted_bytes["stored"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with DuckDBWarehouse(db, read_only=True, memory_limit="4MB") as wh:
+        wh.copy_query_to_parquet("SELECT * FROM stored", None, tmp_path / "small.parquet", ["id"], fast=True)
+        with pytest.raises(WarehouseMemoryError, match=r"the extract needs more than warehouse\.duckdb_memory"):
+            wh.copy_query_to_parquet("SELECT * FROM shuffled", None, tmp_path / "x.parquet", ["id"], fast=True)
+    assert (tmp_path / "small.parquet").read_bytes() == sorted_bytes["stored"]
