@@ -9,6 +9,7 @@ warnings. Every error is a one-line `DataValidationError` naming the column and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,6 +211,38 @@ def suspicious_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
         f"column {col!r} has {n} rows above {SUSPICIOUS_ABOVE[col]:g} (implausible; check the source data)"
         for col, n in sorted(counts.get("suspicious", {}).items())
     ]
+
+
+def check_sorted_product_ids(source: str, ids: pa.Array | pa.ChunkedArray, last: Any, query_key: str) -> Any:
+    """`check_product_ids` of one batch of ids in sorted order (an extract ordered by product_id), in Arrow.
+
+    Sorted, a duplicate sits right after its twin: comparing neighbours finds every one (the whole-batch
+    hash of `check_product_ids` took 1.2 s of a 5M-product prepare). `last` is the previous batch's last
+    id (None for the first batch), so a duplicate across two batches is found too.
+
+    Returns:
+        The batch's last id (`last` for an empty batch), to pass with the next batch.
+    """
+    import pyarrow.compute as pc
+
+    if ids.null_count:
+        raise DataValidationError(
+            f"{source}: {ids.null_count} products have a null product_id; filter them out in {query_key}"
+        )
+    n = len(ids)
+    if n == 0:
+        return last
+    repeats = pc.equal(ids.slice(1), ids.slice(0, n - 1))
+    n_dup = int(pc.sum(repeats).as_py() or 0)
+    example = ids.slice(1).filter(repeats)[0].as_py() if n_dup else None
+    if last is not None and ids[0].as_py() == last:
+        n_dup, example = n_dup + 1, last
+    if n_dup:
+        raise DataValidationError(
+            f"{source}: products has {n_dup} duplicate product_id rows (e.g. {example!r}); "
+            f"make {query_key} return one row per product"
+        )
+    return ids[n - 1].as_py()
 
 
 def check_product_ids(source: str, ids: pd.Series, query_key: str = PRODUCTS_QUERY_KEY) -> None:

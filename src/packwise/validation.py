@@ -33,6 +33,7 @@ from packwise.column_checks import (
     check_boolean_values,
     check_columns,
     check_product_ids,
+    check_sorted_product_ids,
     count_bad_values,
     expected_text,
     feature_groups,
@@ -118,6 +119,7 @@ def validate_products_frame(
     *,
     source: str = "inventory",
     query_key: str = PRODUCTS_QUERY_KEY,
+    check_ids: bool = True,
 ) -> dict[str, dict[str, int]]:
     """Checks product rows before features are built from them (the inference path).
 
@@ -133,6 +135,7 @@ def validate_products_frame(
         needs_text: Whether the model type reads the text column (`features.text`).
         source: Prefix of error messages.
         query_key: Configuration key of the query that produced the rows, named in fixes.
+        check_ids: Check product ids here; False when the caller does (`check_sorted_product_ids`).
 
     Returns:
         Bad-value counts of the frame (`count_bad_values`).
@@ -144,7 +147,8 @@ def validate_products_frame(
     kinds = {col: (pandas_kind(df[col]), str(df[col].dtype)) for col in groups if col in df.columns}
     check_columns(source, kinds, groups, query_key)
     check_boolean_values(source, df, features.boolean, query_key)
-    check_product_ids(source, df[PRODUCT_ID], query_key)
+    if check_ids:
+        check_product_ids(source, df[PRODUCT_ID], query_key)
     return count_bad_values(df, numeric_columns(df, groups))
 
 
@@ -331,6 +335,7 @@ __all__ = [  # the column checks are re-exported: callers validate through this 
     "LabelStats",
     "SnapshotStats",
     "check_product_ids",
+    "check_sorted_product_ids",
     "count_bad_values",
     "merge_counts",
     "raise_on_bad_values",

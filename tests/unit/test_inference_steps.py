@@ -71,6 +71,28 @@ def test_prepare_finds_a_duplicate_across_a_batch_boundary(cfg: PackwiseConfig, 
         prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
 
 
+def test_prepare_counts_duplicates_inside_a_batch_and_refuses_null_ids(
+    cfg: PackwiseConfig, models: dict[str, Any]
+) -> None:
+    """The neighbour comparison on the sorted extract counts every repeated row of a batch (each row past
+    the first of its id), and a null id is its own error, as the whole-frame check said."""
+    twice = "SELECT * FROM products WHERE product_id IN ('P0000007', 'P0000500')"
+    inference = InferenceConfig(
+        inventory_query=f"SELECT * FROM products UNION ALL {twice} UNION ALL {twice} UNION ALL "
+        "SELECT * FROM products WHERE product_id = 'P0000500'"
+    )
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "dups")
+    with pytest.raises(DataValidationError, match=r"products has 5 duplicate product_id rows \(e.g. 'P0000007'\)"):
+        prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
+    inference = InferenceConfig(
+        inventory_query="SELECT * REPLACE (CASE WHEN product_id = 'P0000009' THEN NULL ELSE product_id END "
+        "AS product_id) FROM products"
+    )
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", "null")
+    with pytest.raises(DataValidationError, match=r"^inventory: 1 products have a null product_id; filter them out"):
+        prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
+
+
 def test_prepare_names_the_model_that_reads_a_missing_column(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
     inference = InferenceConfig(new_products_query="SELECT * EXCLUDE (material) FROM products WHERE added_at > $since")
     record = extract_products(cfg.warehouse, inference, cfg.storage.root, "daily", "missing")

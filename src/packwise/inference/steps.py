@@ -239,8 +239,8 @@ def prepare_products(
 
     Every column a model reads must be present with a usable type (`validation.validate_products_frame`,
     batch by batch); product ids must be present and unique. The extract is ordered by product_id, so a
-    duplicate across two batches is the last id of one and the first of the next: the whole inventory is
-    checked in the memory of one batch.
+    duplicate is the row after its twin, in one batch or across two (`check_sorted_product_ids`): the
+    whole inventory is checked in the memory of one batch.
 
     `extract_dir` is a local directory or an ``s3://`` URI (its products file is staged into the task).
 
@@ -257,6 +257,7 @@ def prepare_products(
     from packwise.storage import join, task_storage
     from packwise.validation import (
         PRODUCT_ID,
+        check_sorted_product_ids,
         merge_counts,
         raise_on_bad_values,
         suspicious_warnings,
@@ -281,22 +282,17 @@ def prepare_products(
                 )
         columns = [PRODUCT_ID, *[c for c in needed_by if c != PRODUCT_ID]]
         n_rows = 0
-        last_id: str | None = None
+        last_id: Any = None
         value_counts: dict[str, dict[str, int]] = {}
         total_rows = source.metadata.num_rows
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
             progress.advance(n_rows, total_rows, "rows")
+            last_id = check_sorted_product_ids("inventory", batch.column(PRODUCT_ID), last_id, key)
             frame = batch.to_pandas()
-            merge_counts(
-                value_counts, validate_products_frame(frame, features, needs_text, source="inventory", query_key=key)
+            counts = validate_products_frame(
+                frame, features, needs_text, source="inventory", query_key=key, check_ids=False
             )
-            if len(frame) and last_id is not None and str(frame[PRODUCT_ID].iloc[0]) == last_id:
-                raise DataValidationError(
-                    f"inventory: products has duplicate product_id rows (e.g. {last_id!r}); "
-                    f"make {key} return one row per product"
-                )
-            if len(frame):
-                last_id = str(frame[PRODUCT_ID].iloc[-1])
+            merge_counts(value_counts, counts)
             n_rows += len(frame)
         progress.advance(n_rows, n_rows, "rows")
         raise_on_bad_values("inventory", value_counts, key)  # infinite values are refused, never scored
