@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from packwise import progress
 from packwise.cores import task_threads
-from packwise.engine import load_onedal_cache, predict_proba, resolve_engine, set_onedal_threads
+from packwise.engine import predict_proba, prepare_onedal, resolve_engine, set_onedal_threads
 from packwise.features import FeatureRows, FeatureSpec, build_features
 from packwise.files import atomic_write
 from packwise.score_stats import ScoreStats
@@ -70,8 +70,6 @@ class ScoringModel:
     booster: xgb.Booster
     spec: FeatureSpec
     threshold: float
-    # The model file the booster came from: oneDAL keeps its conversion beside it (`packwise.engine`).
-    model_file: Path | None = None
 
 
 def recommend(prob: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
@@ -140,8 +138,8 @@ class Scorer:
         if self.engine == "onedal":
             set_onedal_threads(nthread)
             for m in self.models:
-                if m.model_file is not None and m.spec.text_column is None:  # hashed text goes to XGBoost
-                    load_onedal_cache(m.booster, m.model_file)
+                if m.spec.text_column is None:  # hashed text goes to XGBoost
+                    prepare_onedal(m.booster)
 
     @property
     def _dictionary_columns(self) -> list[str]:

@@ -172,7 +172,6 @@ def load_scoring_models(plan: Mapping[str, Any]) -> list[Any]:
                 booster=loaded.booster,
                 spec=loaded.spec,
                 threshold=float(entry["threshold"]),
-                model_file=Path(entry["path"]),
             )
         )
     return out
