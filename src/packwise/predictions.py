@@ -7,9 +7,9 @@ callers use.
 A load stages the run's rows in a table of its own (DuckDB: inserts them straight from the scored files
 with its own Parquet reader and checks them in place), then, in the same transaction, supersedes the
 current rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
-history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs that
-scored products are deleted; a current row is never deleted, whatever its run; the ledger keeps one row per
-run id forever, so a pruned run is still never loaded twice). The ledger
+history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs of
+its mode that scored products are deleted; a current row is never deleted, whatever its run; the ledger
+keeps one row per run id forever, so a pruned run is still never loaded twice). The ledger
 row makes it exactly once per run id: loading a run id again changes nothing. A failure anywhere before
 the commit (or a killed process) rolls all of it back, the stage included, so the previous predictions
 and the watermark stay as they were.
@@ -78,27 +78,31 @@ __all__ = [
 
 
 def _kept_runs(keep_runs: int) -> str:
-    """SQL selecting the run ids whose history is kept: the newest `keep_runs` runs that scored products."""
+    """SQL selecting the run ids whose history is kept: of each mode, the newest `keep_runs` runs that scored
+    products (a month of daily runs does not push the monthly runs' history out)."""
     return (
-        f"SELECT run_id FROM {PREDICTION_RUNS} WHERE n_products > 0 "
-        f"ORDER BY loaded_at DESC, run_id DESC LIMIT {int(keep_runs)}"
+        "SELECT run_id FROM (SELECT run_id, row_number() OVER (PARTITION BY mode ORDER BY loaded_at DESC, "
+        f"run_id DESC) AS newest FROM {PREDICTION_RUNS} WHERE n_products > 0) AS ranked "
+        f"WHERE newest <= {int(keep_runs)}"
     )
 
 
 def _runs_outside(warehouse: Warehouse, keep_runs: int | None) -> bool:
-    """Whether the ledger holds more runs that scored products than `keep_runs` keeps: until it does, no
-    row can be pruned and the prune's scan of the whole predictions table is skipped."""
+    """Whether the ledger holds, of some mode, more runs that scored products than `keep_runs` keeps: until
+    it does, no row can be pruned and the prune's scan of the whole predictions table is skipped."""
     if keep_runs is None:
         return False
-    found = warehouse.fetch_df(f"SELECT count(*) AS n FROM {PREDICTION_RUNS} WHERE n_products > 0")
-    return int(found["n"].iloc[0]) > keep_runs
+    found = warehouse.fetch_df(
+        f"SELECT count(*) AS n FROM {PREDICTION_RUNS} WHERE n_products > 0 GROUP BY mode ORDER BY n DESC LIMIT 1"
+    )
+    return len(found) > 0 and int(found["n"].iloc[0]) > keep_runs
 
 
 def prune_statements(keep_runs: int | None) -> list[str]:
     """The retention statements a load runs in its transaction, after its ledger row (none when unbounded).
 
-    Superseded rows (``NOT is_current``) of the runs outside the newest `keep_runs` go; current rows stay,
-    so every product keeps exactly one current prediction.
+    Superseded rows (``NOT is_current``) of the runs outside the newest `keep_runs` of their mode go;
+    current rows stay, so every product keeps exactly one current prediction.
     """
     if keep_runs is None:
         return []

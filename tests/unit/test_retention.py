@@ -57,6 +57,25 @@ def test_after_keep_plus_two_loads_only_keep_runs_remain(wh: Any, tmp_path: Path
     assert not again.loaded and _runs_held(wh) == held
 
 
+def test_daily_runs_keep_their_own_history_and_do_not_push_the_monthly_runs_out(wh: Any, tmp_path: Path) -> None:
+    """keep_runs counts the runs of each mode: a month of daily runs (more than keep_runs of them) leaves the
+    monthly runs' history alone, and the daily runs' own history is bounded the same way."""
+    inventory, new = _ids(1, 300), _ids(5_000, 40)
+    for month in range(KEEP):
+        files = [scored_file(tmp_path / f"m{month}.parquet", inventory, seed=month)]
+        _load(wh, files, f"monthly-{month}", keep_runs=KEEP)
+    for day in range(KEEP + 3):  # the same new products, rescored every day
+        files = [scored_file(tmp_path / f"d{day}.parquet", new, seed=100 + day)]
+        _load(wh, files, f"daily-{day}", mode="daily", keep_runs=KEEP)
+    held = _runs_held(wh)
+    assert [r for r in held if r.startswith("monthly")] == ["monthly-0", "monthly-1", "monthly-2"]
+    assert [r for r in held if r.startswith("daily")] == ["daily-3", "daily-4", "daily-5"]
+    superseded = wh.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS} WHERE run_id = 'monthly-0'")["n"].iloc[0]
+    assert superseded == len(inventory)  # the oldest month's whole history is still there
+    _load(wh, [scored_file(tmp_path / "m3.parquet", inventory, seed=3)], "monthly-3", keep_runs=KEEP)
+    assert [r for r in _runs_held(wh) if r.startswith("monthly")] == ["monthly-1", "monthly-2", "monthly-3"]
+
+
 def test_a_failed_load_prunes_nothing(wh: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = _ids(1, 50)
     for i in range(KEEP):

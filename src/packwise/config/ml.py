@@ -303,8 +303,8 @@ class InferenceConfig(_Strict):
     keep_runs: int | None = Field(
         12,
         ge=1,
-        description="Runs whose superseded predictions are kept (newest first); older history is pruned by each "
-        "load, current rows never; null keeps every run.",
+        description="Runs of each mode (daily, monthly) whose superseded predictions are kept (newest first); "
+        "older history is pruned by each load, current rows never; null keeps every run.",
     )
     engine: Literal["auto", "xgboost", "onedal"] = Field(
         "auto",
