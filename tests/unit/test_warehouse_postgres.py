@@ -14,13 +14,14 @@ import pytest
 
 from packwise.config import WarehouseConfig
 from packwise.errors import WarehouseError
+from packwise.prediction_ledger import predictions_columns
 from packwise.predictions import PREDICTION_RUNS, PREDICTIONS, current_predictions, read_watermark
 from packwise.snapshot import extract_snapshot
 from packwise.warehouse import QueryError, Warehouse, open_warehouse
 from packwise.warehouse.duckdb import DuckDBWarehouse
 from packwise.warehouse.postgres import PostgresWarehouse, bind_positional
 from tests.postgres_server import PostgresServer
-from tests.unit.test_inference_loader import _ids, _load, scored_file
+from tests.unit.test_inference_loader import TYPES, _ids, _load, scored_file
 from tests.unit.test_warehouse import _labels
 
 
@@ -122,6 +123,34 @@ def test_exactly_once_load_supersedes_and_moves_the_watermark(pg: Any, tmp_path:
     assert current.groupby("run_id").size().to_dict() == {"run-1": 500, "run-2": 1_000}
     assert read_watermark(pg, "monthly") == datetime(2026, 2, 1)
     assert _stages(pg) == []
+
+
+def _keys(wh: Any) -> list[str]:
+    found = wh.fetch_df(
+        "SELECT constraint_name FROM information_schema.table_constraints "
+        f"WHERE table_name = '{PREDICTIONS}' AND constraint_type = 'PRIMARY KEY'"
+    )
+    return list(found["constraint_name"])
+
+
+def test_predictions_get_no_key_index_and_a_table_keyed_before_still_loads(pg: Any, tmp_path: Path) -> None:
+    """A key on (product_id, run_id) is an index PostgreSQL updates row by row (a monthly load's UPDATE and
+    INSERT took 2.5x as long with it), and the load already guarantees it: a new table gets none. A table an
+    earlier release created with the key keeps it and loads the same way."""
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1")
+    assert _keys(pg) == []
+    unkeyed = _table(pg)
+    pg.execute(f"DROP TABLE {PREDICTIONS}")
+    pg.execute(f"DELETE FROM {PREDICTION_RUNS}")
+    pg.execute("DELETE FROM run_watermarks")
+    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))  # as an earlier release did
+    pg.execute(f"CREATE TABLE {PREDICTIONS} ({columns}, PRIMARY KEY (product_id, run_id))")
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1")
+    result = _load(pg, [scored_file(tmp_path / "b.parquet", _ids(101, 300), 2)], "run-2")
+    assert _keys(pg) == [f"{PREDICTIONS}_pkey"] and result.superseded == 200
+    first_run = _table(pg).query("run_id == 'run-1'").reset_index(drop=True)
+    pd.testing.assert_frame_equal(first_run, unkeyed.assign(is_current=[i < 100 for i in range(300)]))
+    assert current_predictions(pg)["product_id"].is_unique
 
 
 class _FailingAt:
