@@ -142,7 +142,7 @@ class Scorer:
                     prepare_onedal(m.booster)
 
     @property
-    def _dictionary_columns(self) -> list[str]:
+    def dictionary_columns(self) -> list[str]:
         """Categorical columns read dictionary-encoded (a dozen distinct strings, not a string per row),
         unless a recipe reads pandas frames (stacked columns, hashed text): those read plain strings."""
         if any(spec.stacked is not None or spec.text_column for spec in self._specs.values()):
@@ -202,7 +202,7 @@ class Scorer:
         names = pa.array(self.package_types, type=pa.string())
         schema = output_schema(self.package_types)
         # pre_buffer caches every row group read until the reader closes: memory grew with the file
-        source = pq.ParquetFile(in_path, pre_buffer=False, read_dictionary=self._dictionary_columns)
+        source = pq.ParquetFile(in_path, pre_buffer=False, read_dictionary=self.dictionary_columns)
         total_rows = source.metadata.num_rows
         progress.advance(0, total_rows, "rows")
         with atomic_write(out_path) as tmp, pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS) as writer:
