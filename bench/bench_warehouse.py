@@ -4,7 +4,9 @@ For N products (default 1M):
 
 1. extract: `copy_query_to_parquet` of the inventory query (every product, ordered by product_id) into
    one Parquet file, as the inference extract does (``fast=True``: LZ4, dictionaries for text only), at
-   N and at ``--scale`` x N products (memory flat: the peak RSS of both is printed).
+   N and at ``--scale`` x N products (memory flat: the peak RSS of both is printed). The products are
+   stored in id order (no sort needed); on DuckDB the same N products stored shuffled are extracted too
+   (DuckDB sorts them), beside it.
 2. load: `load_predictions` of a monthly run of N scored rows (4 package types, 8 shard files) while a
    previous monthly run of the same N products is current (the supersede path a monthly run takes),
    with ``keep_runs=12``; the seconds of each load phase (inserting/staging, checking, superseding,
@@ -133,15 +135,17 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
     """Runs one phase in this process; returns rows, seconds and peak RSS."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = _config(backend, workdir)
-    if name in ("setup", "setup-products"):
+    if name in ("setup", "setup-products", "setup-shuffled"):
         with open_warehouse(config) as wh:
             _drop_all(wh)
             wh.ensure_schema()
             products = _products(n)
+            if name == "setup-shuffled":  # the same rows stored out of id order: the extract sorts them
+                products = products.take(np.random.default_rng(7).permutation(n))
             for start in range(0, n, 250_000):
                 wh.append("products", products.slice(start, 250_000))
             del products
-            if name == "setup-products":
+            if name != "setup":
                 return {"rows": n}
             if not (workdir / "scored-00.parquet").exists():
                 _scored(workdir, n)
@@ -207,7 +211,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/packwise-bench-warehouse"))
     parser.add_argument("--scale", type=int, default=5, help="The second extract: this many times --products.")
     parser.add_argument("--retention-products", type=int, default=20_000)
-    parser.add_argument("--phase", choices=["setup", "setup-products", "extract", "load", "retention"])
+    parser.add_argument(
+        "--phase", choices=["setup", "setup-products", "setup-shuffled", "extract", "load", "retention"]
+    )
     parser.add_argument("--backend", choices=["duckdb", "postgres"])
     parser.add_argument("--backends", default="duckdb,postgres", help="Comma-separated backends to compare.")
     args = parser.parse_args()
@@ -234,8 +240,11 @@ def main() -> None:
             results[backend] = {p: _child(p, backend, args.workdir, args.products) for p in ("extract", "load")}
             results[backend]["retention"] = _child("retention", backend, args.workdir / "retention",
                                                    args.retention_products)  # fmt: skip
-            if backend == "duckdb":  # the same extract without its memory bound, beside it
+            if backend == "duckdb":  # the same extract without its memory bound, and of the rows shuffled
                 results[backend]["extract-unbounded"] = _child("extract", backend, args.workdir, args.products, True)
+                _child("setup-shuffled", backend, args.workdir / "shuffled", args.products)
+                results[backend]["extract-shuffled"] = _child("extract", backend, args.workdir / "shuffled",
+                                                              args.products)  # fmt: skip
             if args.scale > 1:
                 _child("setup-products", backend, args.workdir / "big", big)
                 results[backend]["extract-big"] = _child("extract", backend, args.workdir / "big", big)
@@ -279,6 +288,12 @@ def main() -> None:
                       f"{bounded['rows'] / bounded['seconds']:,.0f} / {free['rows'] / free['seconds']:,.0f} rows/s "
                       f"({bounded['seconds'] / free['seconds']:.2f}x the time), peak RSS {bounded['rss_mib']:.0f} / "
                       f"{free['rss_mib']:.0f} MiB")  # fmt: skip
+        if "extract-shuffled" in results[b]:
+            ordered, shuffled = results[b]["extract"], results[b]["extract-shuffled"]
+            print(f"{b} extract of {args.products:,} stored in id order (no sort) / stored shuffled (sorted): "
+                  f"{ordered['rows'] / ordered['seconds']:,.0f} / {shuffled['rows'] / shuffled['seconds']:,.0f} rows/s "
+                  f"({shuffled['seconds'] / ordered['seconds']:.2f}x the time), peak RSS {ordered['rss_mib']:.0f} / "
+                  f"{shuffled['rss_mib']:.0f} MiB")  # fmt: skip
         r = results[b]["retention"]
         verdict = "ok" if r["runs_held"] <= KEEP_RUNS else "OVER"
         print(f"{b} retention: after {r['loads']} monthly loads of {r['rows']:,} products with keep_runs={KEEP_RUNS}, "
