@@ -182,6 +182,12 @@ def test_copy_query_to_parquet_orders_rows_and_counts_them(wh: DuckDBWarehouse, 
     ids = table.column("product_id").to_pylist()
     assert ids == sorted(ids)
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+    # rows already in key order take the unsorted path: the same trailing comment and semicolon are fine
+    wh.execute("CREATE TABLE in_order AS SELECT * FROM labels ORDER BY product_id")
+    again = tmp_path / "again.parquet"
+    sql = "SELECT product_id, label FROM in_order WHERE week <= $week -- trailing comment\n;"
+    assert wh.copy_query_to_parquet(sql, {"week": 1}, again, order_by=["product_id"]) == 50
+    assert pq.read_table(again).equals(table)
 
 
 def test_copy_query_to_parquet_bytes_do_not_depend_on_batch_sizes(
