@@ -132,11 +132,13 @@ def stage_inputs(
         return
     delete_keys(clients, input_uri)  # parts of an interrupted earlier staging
     ids = products[PRODUCT_ID].astype(str).to_numpy()
-    rows = build_features(products, spec)
     count = 0
     for index, (start, stop) in enumerate(row_ranges(len(products), rows_per_file)):
         path = scratch / f"part-{index:05d}.csv"
-        write_scoring_csv(ids[start:stop], FeatureRows(dense=rows.dense[start:stop]), path)
+        # the feature rows of one file at a time (a row's features depend on that row only): a 5M-row
+        # shard's whole matrix would be 660 MB beside its frame
+        rows = build_features(products.iloc[start:stop], spec)
+        write_scoring_csv(ids[start:stop], FeatureRows(dense=rows.dense), path)
         upload_file(clients, path, input_uri.child(path.name))
         count += 1
     put_text(clients, marker, f"{count} files\n")
