@@ -226,9 +226,7 @@ def check_sorted_product_ids(source: str, ids: pa.Array | pa.ChunkedArray, last:
     import pyarrow.compute as pc
 
     if ids.null_count:
-        raise DataValidationError(
-            f"{source}: {ids.null_count} products have a null product_id; filter them out in {query_key}"
-        )
+        raise _null_ids(source, ids.null_count, query_key)
     n = len(ids)
     if n == 0:
         return last
@@ -238,10 +236,7 @@ def check_sorted_product_ids(source: str, ids: pa.Array | pa.ChunkedArray, last:
     if last is not None and ids[0].as_py() == last:
         n_dup, example = n_dup + 1, last
     if n_dup:
-        raise DataValidationError(
-            f"{source}: products has {n_dup} duplicate product_id rows (e.g. {example!r}); "
-            f"make {query_key} return one row per product"
-        )
+        raise _duplicate_ids(source, n_dup, example, query_key)
     return ids[n - 1].as_py()
 
 
@@ -255,10 +250,18 @@ def check_product_ids(source: str, ids: pd.Series, query_key: str = PRODUCTS_QUE
     """
     n_null = int(ids.isna().sum())
     if n_null:
-        raise DataValidationError(f"{source}: {n_null} products have a null product_id; filter them out in {query_key}")
+        raise _null_ids(source, n_null, query_key)
     dup = ids[ids.duplicated()]
     if len(dup):
-        raise DataValidationError(
-            f"{source}: products has {len(dup)} duplicate product_id rows (e.g. {dup.iloc[0]!r}); "
-            f"make {query_key} return one row per product"
-        )
+        raise _duplicate_ids(source, len(dup), dup.iloc[0], query_key)
+
+
+def _null_ids(source: str, n: int, query_key: str) -> DataValidationError:
+    return DataValidationError(f"{source}: {n} products have a null product_id; filter them out in {query_key}")
+
+
+def _duplicate_ids(source: str, n: int, example: Any, query_key: str) -> DataValidationError:
+    return DataValidationError(
+        f"{source}: products has {n} duplicate product_id rows (e.g. {example!r}); "
+        f"make {query_key} return one row per product"
+    )

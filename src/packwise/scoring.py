@@ -142,7 +142,7 @@ class Scorer:
                     prepare_onedal(m.booster)
 
     @property
-    def dictionary_columns(self) -> list[str]:
+    def _dictionary_columns(self) -> list[str]:
         """Categorical columns read dictionary-encoded (a dozen distinct strings, not a string per row),
         unless a recipe reads pandas frames (stacked columns, hashed text): those read plain strings."""
         if any(spec.stacked is not None or spec.text_column for spec in self._specs.values()):
@@ -201,14 +201,9 @@ class Scorer:
         stats = ScoreStats(recommended={t: 0 for t in self.package_types})
         names = pa.array(self.package_types, type=pa.string())
         schema = output_schema(self.package_types)
-        # pre_buffer caches every row group read until the reader closes: memory grew with the file
-        source = pq.ParquetFile(in_path, pre_buffer=False, read_dictionary=self.dictionary_columns)
-        total_rows = source.metadata.num_rows
+        total_rows, batches = self._read(in_path, batch_rows)
         progress.advance(0, total_rows, "rows")
         with atomic_write(out_path) as tmp, pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS) as writer:
-            # One thread per reader: Arrow's column-parallel decoding let peak memory grow with the
-            # file (+16% from 1M to 5M rows), one reader thread keeps it flat.
-            batches = source.iter_batches(batch_size=batch_rows, columns=self.input_columns, use_threads=False)
             prepared = (
                 _prefetch(batches, self._prepare) if self.prefetch else ((b, self._prepare(b)) for b in batches)
             )
@@ -232,6 +227,23 @@ class Scorer:
                 progress.advance(stats.rows, total_rows, "rows")
         stats.seconds = time.perf_counter() - start
         return stats
+
+    def unseen_in_file(self, in_path: Path, batch_rows: int = 131_072) -> dict[str, int]:
+        """`unseen` of a whole product file, counted batch by batch as `score_file` counts it (feature rows of
+        one batch at a time, never the file's whole matrix): for a shard scored elsewhere (SageMaker)."""
+        total = ScoreStats(recommended={})
+        for batch in self._read(in_path, batch_rows)[1]:
+            total.add(ScoreStats(recommended={}, unseen=self.unseen(self._prepare(batch))))
+        return dict(total.unseen)
+
+    def _read(self, in_path: Path, batch_rows: int) -> tuple[int, Iterator[pa.RecordBatch]]:
+        """The file's row count and its record batches of the models' input columns."""
+        # pre_buffer caches every row group read until the reader closes: memory grew with the file
+        source = pq.ParquetFile(in_path, pre_buffer=False, read_dictionary=self._dictionary_columns)
+        # One thread per reader: Arrow's column-parallel decoding let peak memory grow with the
+        # file (+16% from 1M to 5M rows), one reader thread keeps it flat.
+        batches = source.iter_batches(batch_size=batch_rows, columns=self.input_columns, use_threads=False)
+        return source.metadata.num_rows, batches
 
     def _prepare(self, batch: pa.RecordBatch) -> dict[str, FeatureRows]:
         # Arrow columns straight into the feature rows: no pandas copy (recipes that read pandas get one)

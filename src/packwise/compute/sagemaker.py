@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from packwise.config import SageMakerConfig
     from packwise.features import FeatureSpec
     from packwise.sagemaker.session import Clients
-    from packwise.scoring import Scorer
 
 
 class SageMakerCompute:
@@ -221,22 +220,8 @@ class SageMakerCompute:
         stats = ScoreStats(
             rows=len(rec),
             recommended={t: int(c) for t, c in zip(package_types, counts, strict=True)},
-            unseen=_unseen_by_batch(scorer, shard_path),
+            unseen=scorer.unseen_in_file(shard_path),
             seconds=time.perf_counter() - start,
             seconds_predict=seconds_predict,
         )
         return stats.model_dump()
-
-
-def _unseen_by_batch(scorer: Scorer, shard_path: Path) -> dict[str, int]:
-    """Unseen category counts of a shard, its feature rows built one record batch at a time (as a local
-    scoring task counts them), never the whole shard's matrix at once."""
-    import pyarrow.parquet as pq
-
-    from packwise.score_stats import ScoreStats
-
-    total = ScoreStats(recommended={})
-    source = pq.ParquetFile(shard_path, pre_buffer=False, read_dictionary=scorer.dictionary_columns)
-    for batch in source.iter_batches(batch_size=131_072, columns=scorer.input_columns, use_threads=False):
-        total.add(ScoreStats(recommended={}, unseen=scorer.unseen(scorer.features(batch))))
-    return dict(total.unseen)

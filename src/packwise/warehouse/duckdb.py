@@ -199,9 +199,8 @@ class DuckDBWarehouse(ClosingWarehouse):
         keys = f"SELECT {key} FROM (\n{wrap_ordered(sql, ())}\n) AS packwise_keys"
         reader = self._relation(keys, params).to_arrow_reader(_READ_BATCH_ROWS)
         try:
-            last = None
-            for batch in _batches(reader):
-                last = _increasing_after(last, batch.column(0))
+            for _ in _checked(reader, key):
+                pass
         except _OutOfOrderError:
             return False
         finally:
