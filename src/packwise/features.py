@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     Products: TypeAlias = pd.DataFrame | pa.RecordBatch | pa.Table
 
 _DIMS = ("length_cm", "width_cm", "height_cm")
+# Rows per block of `build_features`' fill: 4096 rows of a few dozen float32 columns is well inside L2.
+_FILL_ROWS = 4096
 
 
 class StackedColumns(Protocol):
@@ -303,42 +305,46 @@ def build_features(products: Products, spec: FeatureSpec) -> FeatureRows:
         products = _arrow_to_pandas(products, spec.input_columns)
     n = len(products)
     n_dense = len(spec.dense_names)
-    # Row-major: XGBoost predicts 3-4% slower from column-major rows, which this function builds twice
-    # as fast; transposing them afterwards costs what it saves. Zeroed pages come free (calloc).
-    dense = np.zeros((n, n_dense), dtype=np.float32)
-    j = 0
-    for col in spec.numeric:
-        dense[:, j] = _float(products, col)
-        j += 1
-    for col in spec.boolean:
-        dense[:, j] = _float(products, col)
-        j += 1
+    # The source columns first (each contiguous), then copied into the rows block by block.
+    columns: list[np.ndarray] = [_float(products, col) for col in (*spec.numeric, *spec.boolean)]
     if spec.derived:
         length, width, height = (_float(products, c) for c in _DIMS)
         for d in spec.derived:
             if d == "volume_cm3":
-                dense[:, j] = length * width * height
+                columns.append(length * width * height)
             elif d == "max_dim_cm":
-                dense[:, j] = np.fmax(np.fmax(length, width), height)
+                columns.append(np.fmax(np.fmax(length, width), height))
             elif d == "min_dim_cm":
-                dense[:, j] = np.fmin(np.fmin(length, width), height)
+                columns.append(np.fmin(np.fmin(length, width), height))
             elif d == "density_kg_per_l":
                 volume_l = length * width * height / 1000.0
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    dense[:, j] = np.where(volume_l > 0, _float(products, "weight_kg") / volume_l, np.nan)
-            j += 1
+                    columns.append(np.where(volume_l > 0, _float(products, "weight_kg") / volume_l, np.nan))
     unseen: dict[str, int] = {}
+    one_hot: list[tuple[int, np.ndarray]] = []  # (first column of the block, each row's code or -1)
+    j = len(columns)
     for col, vocab in spec.categorical.items():
         codes, n_unseen = (
             _vocabulary_codes(products[col], vocab)
             if isinstance(products, pd.DataFrame)
             else _vocabulary_codes_arrow(products.column(col), vocab)
         )
-        block = dense[:, j : j + len(vocab)]
-        known = codes >= 0
-        block[np.nonzero(known)[0], codes[known]] = 1.0
+        one_hot.append((j, codes))
         unseen[col] = n_unseen
         j += len(vocab)
+    # Row-major: XGBoost predicts 3-4% slower from column-major rows. Filled a block of rows at a time so
+    # the rows being written stay in cache; column by column over the whole matrix, every column pass
+    # went out to memory (3.6x slower on 131k-row batches). Zeroed pages come free (calloc).
+    dense = np.zeros((n, n_dense), dtype=np.float32)
+    for lo in range(0, n, _FILL_ROWS):
+        hi = min(n, lo + _FILL_ROWS)
+        rows = dense[lo:hi]
+        for k, values in enumerate(columns):
+            rows[:, k] = values[lo:hi]
+        for first, codes in one_hot:
+            block = codes[lo:hi]
+            known = np.nonzero(block >= 0)[0]
+            rows[known, first + block[known]] = 1.0
     if spec.stacked is not None:
         assert isinstance(products, pd.DataFrame)  # converted above (_needs_pandas)
         dense[:, j : j + len(spec.stacked.names)] = spec.stacked.transform(products)

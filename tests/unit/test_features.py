@@ -92,3 +92,24 @@ def test_arrow_batches_give_the_rows_and_counts_a_pandas_frame_gives() -> None:
         got = build_features(products_in, spec)
         np.testing.assert_array_equal(got.dense, expected.dense)
         assert got.unseen == expected.unseen and expected.unseen["category"] > 0
+
+
+def test_a_products_row_is_the_same_wherever_it_sits_in_the_frame() -> None:
+    # The rows are filled a block of rows at a time: a product's row must not depend on its position,
+    # the block edges included.
+    from packwise import features
+    from packwise.synthetic import generate_products
+
+    n = 2 * features._FILL_ROWS + 7
+    products = generate_products(n, seed=11)
+    spec = fit_feature_spec(products.iloc[:3_000], FeatureConfig())
+    products.loc[products.index[::97], "category"] = "never-seen"
+    products.loc[products.index[::89], "weight_kg"] = np.nan
+    whole = build_features(products, spec)
+    edges = [0, features._FILL_ROWS - 1, features._FILL_ROWS, 2 * features._FILL_ROWS, n - 1]
+    for i in edges:
+        one = build_features(products.iloc[[i]], spec)
+        np.testing.assert_array_equal(whole.dense[i], one.dense[0])
+    reversed_rows = build_features(products.iloc[::-1], spec)
+    np.testing.assert_array_equal(reversed_rows.dense[::-1], whole.dense)
+    assert whole.dense.flags["C_CONTIGUOUS"] and whole.unseen["category"] == len(products.index[::97])
