@@ -5,9 +5,12 @@ six-fold in the prototype; and without pre_buffer, which keeps every row group r
 feature rows come from `packwise.features.build_features` with each model's own recipe (built once per
 distinct recipe: models trained on the same snapshot share one), and `Booster.inplace_predict` scores
 them without a DMatrix copy (or oneDAL does, on dense rows: `packwise.engine`, ``inference.engine``).
-Memory is bounded by a batch, whatever the shard size. With four cores or more, reading and feature
-building of the next batch overlap the prediction of the current one (XGBoost releases the GIL while it
-predicts).
+Memory is bounded by a batch, whatever the shard size. With four cores or more, or with oneDAL, reading and
+feature building of the next batch overlap the prediction of the current one in a thread of their own, and
+the scored batches are encoded and written in another (both engines release the GIL while they predict),
+so the predicting thread only predicts. Measured on two cores, 5M rows, four oneDAL models: 7.3-7.6 s for the
+file with the writer thread, 7.5-7.6 s without it (it wrote from the predicting thread), 7.9 s with neither
+thread; the predictions alone take 6.4 s.
 
 Output rows: product_id, `prob_<package type>` (float32, in configuration order) and `recommended_type`,
 the least protective type whose probability clears its threshold, the last (most protective) type when
@@ -21,9 +24,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -203,7 +207,11 @@ class Scorer:
         schema = output_schema(self.package_types)
         total_rows, batches = self._read(in_path, batch_rows)
         progress.advance(0, total_rows, "rows")
-        with atomic_write(out_path) as tmp, pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS) as writer:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_write(out_path))
+            writer: _BatchWriter = stack.enter_context(pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS))
+            if self.prefetch:  # encoding and compressing the output off the predicting thread too
+                writer = stack.enter_context(_background_writer(writer))
             prepared = (
                 _prefetch(batches, self._prepare) if self.prefetch else ((b, self._prepare(b)) for b in batches)
             )
@@ -251,6 +259,56 @@ class Scorer:
 
 
 _DONE = object()
+
+
+class _BatchWriter(Protocol):
+    def write_batch(self, batch: pa.RecordBatch) -> None: ...
+
+
+class _WriterThread:
+    """`write_batch` handed to a thread of its own, one batch queued at most; its error is raised here."""
+
+    def __init__(self, writer: _BatchWriter) -> None:
+        self._writer = writer
+        self._slots: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="packwise-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (batch := self._slots.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._writer.write_batch(batch)
+                except BaseException as err:  # raised by the next write_batch or by finish
+                    self._error = err
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._raise()
+        self._slots.put(batch)
+
+    def finish(self) -> None:
+        self._slots.put(_DONE)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+@contextmanager
+def _background_writer(writer: _BatchWriter) -> Iterator[_WriterThread]:
+    """A `_WriterThread` for `writer`, finished (every batch written, or the first error raised) on a clean
+    exit and stopped on an error, so the file is closed only once the thread is done with it."""
+    thread = _WriterThread(writer)
+    try:
+        yield thread
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            thread.finish()
+        raise
+    thread.finish()
 
 
 def _prefetch(

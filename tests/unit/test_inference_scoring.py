@@ -137,6 +137,31 @@ def test_a_failing_batch_stops_the_prefetch_thread_and_raises(model_files: dict[
     assert not list(tmp_path.glob(".out.parquet.*"))
 
 
+def test_a_failing_write_in_the_writer_thread_raises_and_leaves_no_file(
+    model_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With prefetch, a thread of its own encodes and writes the scored batches: a write that fails there
+    # (here a full disk on the second batch) reaches the caller, and no scored file, whole or part, is left.
+    products = generate_products(5_000, seed=97)
+    src = _write_products(tmp_path / "in.parquet", products)
+    real_write = pq.ParquetWriter.write_batch
+    written: list[int] = []
+
+    def write_batch(self: pq.ParquetWriter, batch: pa.RecordBatch, *args: Any, **kwargs: Any) -> None:
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(batch.num_rows)
+        real_write(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", write_batch)
+    scorer = Scorer(_scoring_models(model_files), prefetch=True)
+    with pytest.raises(OSError, match="No space left on device"):
+        scorer.score_file(src, tmp_path / "out.parquet", batch_rows=1_000)
+    assert written == [1_000]
+    assert not (tmp_path / "out.parquet").exists()
+    assert not list(tmp_path.glob(".out.parquet.*"))
+
+
 def test_empty_file_gives_an_empty_scored_file(model_files: dict[str, Path], tmp_path: Path) -> None:
     products = generate_products(10, seed=5).iloc[:0]
     src = _write_products(tmp_path / "in.parquet", products)
