@@ -109,7 +109,7 @@ def step(name: str, workdir: Path, mode: str, engine: str) -> dict[str, Any]:
         dest = workdir / "scored" / mode / f"{shard.stem}.parquet"
         stats = steps.score_shard(shard, state[key + "plan"], ComputeConfig(), None, inference, dest)
         state.setdefault(key + "scored", {})[str(i)] = [str(dest), stats]
-        out = {"rows": stats["rows"], "seconds_predict": stats["seconds_predict"]}
+        out = {"rows": stats["rows"], "seconds_predict": stats["seconds_predict"], "seconds_file": stats["seconds"]}
     elif name == "collect":
         scored = [(Path(p), s) for p, s in state[key + "scored"].values()]
         state[key + "manifest"] = steps.collect_scores(scored, state[key + "plan"])
@@ -293,12 +293,14 @@ def main() -> None:
     print(f"\n{n:,} products, engine {args.engine}, {shards} shards; one run, compare ratios; load average {_load()}")
     score_wall = sum(w for name, _, w in monthly if name.startswith("score-shard"))
     score_in = sum(r.get("seconds_predict", 0.0) for name, r, _ in monthly if name.startswith("score-shard"))
+    score_file = sum(r.get("seconds_file", 0.0) for name, r, _ in monthly if name.startswith("score-shard"))
     total = _print("monthly pipeline", monthly, n)
     print(f"\n{'':<34} {'rows/s':>12} {'seconds':>9}")
     lines = [
         ("whole monthly pipeline", total),
         ("score-shard tasks (process wall)", score_wall),
-        ("  of which tree predict", score_in),
+        ("  scoring end to end (score_file)", score_file),
+        ("    of which tree predict", score_in),
         ("bare XGBoost inplace_predict", bare_result["xgboost"]),
     ]
     if "onedal" in bare_result:
@@ -307,7 +309,10 @@ def main() -> None:
         print(f"{label:<34} {n / seconds:>12,.0f} {seconds:>9.2f}")
     print()
     if "onedal" in bare_result:
-        print(f"scoring tasks / bare oneDAL throughput: {bare_result['onedal'] / score_wall:.2f} (target >= 0.85)")
+        # The target's "scoring end to end" is the file's read, features, predict, recommendation and write
+        # (`Scorer.score_file`); the task's process wall adds the interpreter, imports and model loading.
+        print(f"scoring end to end / bare oneDAL:       {bare_result['onedal'] / score_file:.2f} (target >= 0.85)")
+        print(f"score-shard tasks / bare oneDAL:        {bare_result['onedal'] / score_wall:.2f} (process wall)")
         print(f"whole pipeline / bare oneDAL time:      {total / bare_result['onedal']:.2f}x (target <= 2x)")
         print(f"bare oneDAL vs bare XGBoost:            {bare_result['xgboost'] / bare_result['onedal']:.2f}x faster")
     print(f"whole pipeline / bare XGBoost time:     {total / bare_result['xgboost']:.2f}x")
