@@ -192,22 +192,23 @@ def gc(
     """Prune snapshot, inference extract and kfp output directories under storage.root (README, "packwise gc")."""
     try:
         cfg = load(config, overrides)
-        if isinstance(cfg.storage.root, str):
-            raise ConfigError(
-                f"packwise gc prunes a local storage.root; {cfg.storage.root} is an object store: expire "
-                "snapshots/ and inference/extracts/ with a bucket lifecycle rule"
-            )
         from packwise.registry import open_registry
+        from packwise.storage import check_storage_root
         from packwise.storage_gc import collect_garbage
 
+        if cfg.storage.is_object_store:
+            check_storage_root(cfg.storage.root, write=not dry_run)
         fingerprints = {v.data_fingerprint for v in open_registry(cfg.registry).list_versions()}
-        result = collect_garbage(cfg.storage.root, cfg.storage.cache_root, fingerprints, keep, dry_run)
+        result = collect_garbage(
+            cfg.storage.root, cfg.storage.cache_root, fingerprints, keep, dry_run, cfg.storage.pipeline_root
+        )
     except PackwiseError as err:
         fail(err)
     table = Table("kind", "directory", "MiB", "action")
     for c in result.candidates:
         action = f"keep: {c.keep_reason}" if c.kept else ("would delete" if dry_run else "deleted")
-        table.add_row(c.kind, str(c.path.relative_to(cfg.storage.workspace)), f"{c.bytes / 2**20:.1f}", action)
+        shown = c.path if isinstance(c.path, str) else c.path.relative_to(cfg.storage.workspace)
+        table.add_row(c.kind, str(shown), f"{c.bytes / 2**20:.1f}", action)
     console.print(table)
     verb = "would free" if dry_run else "freed"
     console.print(

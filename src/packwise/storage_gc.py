@@ -1,21 +1,32 @@
-"""`packwise gc`: prunes the local state that grows with every run, by one documented rule.
+"""`packwise gc`: prunes the state that grows with every run, by one documented rule.
 
-Candidates are the directories each run adds under ``storage.root``:
+Candidates are the directories each run adds:
 
-- ``snapshots/<fingerprint>/`` (a training extract, content-addressed),
-- ``inference/extracts/<...>/`` (an inference extract with its prepared products and shards),
-- ``kfp/<pipeline run>/`` (kfp.local's outputs of one pipeline run: splits, models, scored shards).
+- ``snapshots/<fingerprint>/`` under ``storage.root`` (a training extract, content-addressed),
+- ``inference/extracts/<...>/`` under ``storage.root`` (an inference extract with its shards),
+- ``kfp/<pipeline run>/`` under the local workspace (kfp.local's outputs of one pipeline run: splits, models,
+  scored shards; ``storage.root`` itself, or ``storage.local_dir`` with an ``s3://`` root).
 
-Of each kind the newest `keep` (by modification time) stay. Beside those, a directory stays when:
+``storage.root`` may be a local directory or an ``s3://`` URI (its "directories" are key prefixes, listed
+and deleted through the same pyarrow S3 filesystem the tasks use). Of each kind the newest `keep` complete
+ones (by modification time; on S3 the newest object's) stay. Beside those, a directory stays when:
 
 - it is a snapshot whose fingerprint a registered model version names (``data_fingerprint``): the gate's
   label-quality check and replays read the champion's snapshot;
 - a kfp.local cache entry (``storage.cache_root/*.json``, the outputs of a cached task) names a path inside
-  it, or a path it lies inside: a cache hit hands those paths to the next task, so they must still exist.
+  it, or a path it lies inside: a cache hit hands those paths to the next task, so they must still exist;
+- it is a task's work in progress: locally a dot-directory (renamed when complete); on S3 a directory whose
+  manifest (uploaded last) is not there yet and whose newest object is less than a day old (older, it is
+  an abandoned upload: deleted, and never one of the newest).
 
-A dot-directory (a running task's work in progress, renamed when complete) is never a candidate.
-Everything else is deleted; ``dry_run`` only lists it. The kfp cache, the logs, the run records, the
-warehouse and the registry are never touched.
+Everything else is deleted; ``dry_run`` only lists it. On S3 the manifest goes first, so a deletion cut
+short leaves a directory every reader already treats as absent (they look for the manifest). The kfp cache,
+the logs, the run records, the warehouse and the registry are never touched.
+
+A cluster's KFP cache is not visible from here, and it is safe without being seen: the tasks that make
+these directories (the training and inference extracts) never come from the cache, and neither does
+shard-products, so a run after a gc writes again whatever it needs; what a cached task hands on otherwise
+lives under KFP's own pipeline root (``cluster.pipeline_root``), which gc does not touch.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +42,17 @@ from pathlib import Path
 from packwise.errors import ConfigError
 
 KINDS = ("snapshot", "extract", "kfp-run")
+MANIFEST_FILE = "manifest.json"  # snapshots and extracts alike: written last (packwise.files.publish_directory)
+# An object-store directory without its manifest younger than this is an upload in progress.
+UPLOAD_GRACE_S = 86_400.0
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One prunable directory and why it stays, if it does."""
+    """One prunable directory (a local path, or an ``s3://`` URI) and why it stays, if it does."""
 
     kind: str
-    path: Path
+    path: Path | str
     bytes: int
     keep_reason: str | None  # None: it is deleted
 
@@ -66,6 +81,15 @@ class GcResult:
         return sum(c.bytes for c in self.deleted)
 
 
+@dataclass(frozen=True)
+class _Dir:
+    path: Path | str
+    mtime: float
+    bytes: int
+    complete: bool  # an object-store directory has its manifest (a local one is complete once renamed)
+    in_progress: bool
+
+
 def _size(path: Path) -> int:
     total = 0
     for base, _, files in os.walk(path):
@@ -77,72 +101,165 @@ def _size(path: Path) -> int:
     return total
 
 
-def _dirs(parent: Path) -> list[Path]:
+def _local_dirs(parent: Path) -> list[_Dir]:
     if not parent.is_dir():
         return []
     # a dot-directory is a task's work in progress (written beside, renamed when complete): never a candidate
-    return [p for p in parent.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+    found = [p for p in parent.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+    return [_Dir(p, p.stat().st_mtime, _size(p), True, False) for p in found]
 
 
-def cached_paths(cache_root: Path, storage_root: Path) -> set[Path]:
-    """Every path under `storage_root` that a kfp.local cache entry names (its outputs' URIs and values)."""
-    found: set[Path] = set()
+def _object_dirs(parent: str, now: float) -> list[_Dir]:
+    """The directories (key prefixes) directly under the ``s3://`` URI `parent`, from one recursive listing."""
+    import pyarrow.fs as pafs
+
+    from packwise.storage import filesystem, join, storage_error
+
+    fs, path = filesystem(parent)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    except OSError as err:
+        raise storage_error(err, parent) from None
+    groups: dict[str, list[tuple[str, pafs.FileInfo]]] = {}
+    for info in infos:
+        top, _, rest = info.path[len(path) + 1 :].partition("/")
+        if info.type == pafs.FileType.File and rest and not top.startswith("."):
+            groups.setdefault(top, []).append((rest, info))
+    out = []
+    for name, files in sorted(groups.items()):
+        mtime = max((i.mtime.timestamp() for _, i in files if i.mtime is not None), default=0.0)
+        complete = any(rest == MANIFEST_FILE for rest, _ in files)
+        size = sum(i.size or 0 for _, i in files)
+        out.append(_Dir(join(parent, name), mtime, size, complete, not complete and now - mtime < UPLOAD_GRACE_S))
+    return out
+
+
+def _dirs(parent: Path | str, now: float) -> list[_Dir]:
+    from packwise.storage import is_object_store
+
+    return _object_dirs(str(parent), now) if is_object_store(parent) else _local_dirs(Path(parent))
+
+
+def _normalized(location: Path | str) -> str:
+    from packwise.storage import is_object_store
+
+    return str(location).rstrip("/") if is_object_store(location) else os.path.normpath(location)
+
+
+def cached_paths(cache_root: Path, roots: Sequence[Path | str]) -> set[str]:
+    """Every path (or ``s3://`` URI) under one of `roots` that a kfp.local cache entry names (its outputs'
+    URIs and values)."""
+    found: set[str] = set()
     if not cache_root.is_dir():
         return found
-    prefix = re.compile(re.escape(str(storage_root)) + r"(?:/[^\s\"'\\,}\]]*)?")
+    prefixes = [re.compile(re.escape(_normalized(r)) + r"(?:/[^\s\"'\\,}\]]*)?") for r in roots]
     for entry in cache_root.glob("*.json"):
         try:
             text = entry.read_text(errors="replace")
         except OSError:
             continue
-        for match in prefix.finditer(text):
-            found.add(Path(os.path.normpath(match.group(0))))
+        for prefix in prefixes:
+            for match in prefix.finditer(text):
+                found.add(_normalized(match.group(0)))
     return found
 
 
-def _related(candidate: Path, referenced: Iterable[Path]) -> bool:
-    return any(p == candidate or p.is_relative_to(candidate) or candidate.is_relative_to(p) for p in referenced)
+def _related(candidate: str, referenced: Iterable[str]) -> bool:
+    return any(p == candidate or p.startswith(candidate + "/") or candidate.startswith(p + "/") for p in referenced)
+
+
+def _child(location: Path | str, *parts: str) -> Path | str:
+    from packwise.storage import join
+
+    return join(location, *parts) if isinstance(location, str) else Path(location, *parts)
 
 
 def plan_gc(
-    storage_root: Path, cache_root: Path, registered_fingerprints: Iterable[str], keep: int
+    storage_root: Path | str,
+    cache_root: Path,
+    registered_fingerprints: Iterable[str],
+    keep: int,
+    pipeline_root: Path | None = None,
 ) -> list[Candidate]:
     """Every candidate directory with the reason it stays (None when it is deleted); see the module rule.
 
+    Args:
+        storage_root: ``storage.root``: a local directory or an ``s3://`` URI.
+        cache_root: ``storage.cache_root``, kfp.local's cache (always local).
+        registered_fingerprints: The ``data_fingerprint`` of every registered model version.
+        keep: The newest directories of each kind kept whatever else holds.
+        pipeline_root: kfp.local's outputs (``storage.pipeline_root``); default ``storage_root/kfp`` for a
+            local root, none for an object store.
+
     Raises:
         ConfigError: `keep` is negative.
+        StorageError: The object store cannot be listed.
     """
     if keep < 0:
         raise ConfigError(f"gc: --keep is {keep}; use 0 or more (the newest directories of each kind kept)")
-    root = Path(os.path.normpath(storage_root))
+    root = storage_root if isinstance(storage_root, str) else Path(os.path.normpath(storage_root))
+    if pipeline_root is None and isinstance(root, Path):
+        pipeline_root = root / "kfp"
     fingerprints = set(registered_fingerprints)
-    referenced = {p for p in cached_paths(cache_root, root) if p != root}
-    groups: Sequence[tuple[str, list[Path]]] = (
-        ("snapshot", _dirs(root / "snapshots")),
-        ("extract", _dirs(root / "inference" / "extracts")),
-        ("kfp-run", _dirs(root / "kfp")),
+    roots = [root] if pipeline_root is None else [root, pipeline_root]
+    top = {_normalized(r) for r in roots}
+    referenced = {p for p in cached_paths(cache_root, roots) if p not in top}
+    now = time.time()
+    groups: Sequence[tuple[str, list[_Dir]]] = (
+        ("snapshot", _dirs(_child(root, "snapshots"), now)),
+        ("extract", _dirs(_child(root, "inference", "extracts"), now)),
+        ("kfp-run", [] if pipeline_root is None else _dirs(pipeline_root, now)),
     )
     out: list[Candidate] = []
     for kind, dirs in groups:
-        newest = sorted(dirs, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
-        for rank, path in enumerate(newest):
+        newest = sorted(dirs, key=lambda d: (d.mtime, str(d.path)), reverse=True)
+        # the newest `keep` complete ones: an upload in progress (or abandoned) is not one of them
+        ranks = {id(d): rank for rank, d in enumerate(d for d in newest if d.complete)}
+        for d in newest:
+            rank = ranks.get(id(d), keep)
             reason: str | None = None
-            if kind == "snapshot" and path.name in fingerprints:
+            name = str(d.path).rstrip("/").rsplit("/", 1)[-1]
+            if kind == "snapshot" and name in fingerprints:
                 reason = "a registered version was trained on it"
-            elif _related(path, referenced):
+            elif _related(_normalized(d.path), referenced):
                 reason = "a cached task's outputs name it"
+            elif d.in_progress:
+                reason = "an upload in progress (no manifest yet)"
             elif rank < keep:
                 reason = f"among the newest {keep}"
-            out.append(Candidate(kind, path, _size(path), reason))
+            out.append(Candidate(kind, d.path, d.bytes, reason))
     return out
 
 
+def _delete(path: Path | str) -> None:
+    """Removes a directory; on an object store its manifest first (see the module docstring)."""
+    if isinstance(path, Path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    from packwise.storage import delete, filesystem, join, storage_error
+
+    delete(join(path, MANIFEST_FILE))
+    fs, key = filesystem(path)
+    try:
+        fs.delete_dir(key)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise storage_error(err, path) from None
+
+
 def collect_garbage(
-    storage_root: Path, cache_root: Path, registered_fingerprints: Iterable[str], keep: int, dry_run: bool
+    storage_root: Path | str,
+    cache_root: Path,
+    registered_fingerprints: Iterable[str],
+    keep: int,
+    dry_run: bool,
+    pipeline_root: Path | None = None,
 ) -> GcResult:
     """Deletes the candidates `plan_gc` does not keep (lists them only when `dry_run`)."""
-    result = GcResult(dry_run=dry_run, candidates=plan_gc(storage_root, cache_root, registered_fingerprints, keep))
+    plan = plan_gc(storage_root, cache_root, registered_fingerprints, keep, pipeline_root)
+    result = GcResult(dry_run=dry_run, candidates=plan)
     if not dry_run:
         for candidate in result.deleted:
-            shutil.rmtree(candidate.path, ignore_errors=True)
+            _delete(candidate.path)
     return result
