@@ -11,7 +11,8 @@ scores in the task or in SageMaker batch transform jobs, as `compute.inference` 
 Only pipeline parameters and the `plan` artifact enter the loop body: kfp.local replaces a task output
 parameter used inside a ParallelFor with the loop item.
 Extract, resolve and load look at live state (warehouse, registry, load ledger) and never come from the
-cache; everything between them is keyed on content (the extract directory is named by its fingerprint,
+cache, nor does shard, whose files `packwise gc` may have pruned (it reuses them when they are there);
+everything between them is keyed on content (the extract directory is named by its fingerprint,
 the plan carries the model versions), so a re-run after a failure resumes where it stopped.
 """
 
@@ -98,7 +99,12 @@ def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> Base
                 mode=mode,
                 inference_json=inference_json,
             )
-            shard_task = c.shard(plan=prepare_task.outputs["plan"], inference_json=inference_json)
+            # Not cached: the shard files live under storage.root, which `packwise gc` prunes, and a cluster's
+            # KFP cache cannot be seen from there. Re-run, it finds its shards by their layout and reuses
+            # them (nothing rewritten), so scoring still comes from the cache; after a gc it cuts them again.
+            shard_task = c.shard(plan=prepare_task.outputs["plan"], inference_json=inference_json).set_caching_options(
+                False
+            )
             with dsl.ParallelFor(
                 shard_task.output, parallelism=defaults.inference.local_parallelism, name="per-shard"
             ) as shard:

@@ -121,8 +121,11 @@ def test_the_same_run_twice_leaves_the_table_identical(trained: PackwiseConfig) 
     assert run.succeeded
     pd.testing.assert_frame_equal(_table(cfg), before)
     assert summary["already_loaded"] and not summary["loaded"]
-    # live state is looked at again; everything keyed on content comes from the cache
-    assert _executed(run) == ["extract-products", "load-predictions", "notify-inference", "resolve-models"]
+    # live state is looked at again, and shard-products finds its shards (reused, not rewritten); everything
+    # else, scoring included, comes from the cache
+    assert _executed(run) == [
+        "extract-products", "load-predictions", "notify-inference", "resolve-models", "shard-products"
+    ]  # fmt: skip
 
 
 def test_a_run_killed_during_the_load_and_run_again_equals_one_clean_run(
@@ -281,3 +284,25 @@ def test_cli_infer_prints_the_summary_table(trained: PackwiseConfig) -> None:
     assert bad.exit_code == 2 and "'weekly' is not one of" in bad.output
     bad = CliRunner().invoke(app, ["infer", "--mode", "daily", "--model", "crate=2"])
     assert bad.exit_code == 2 and "'crate' is not a configured type" in bad.output
+
+
+def test_a_run_after_its_shards_were_pruned_cuts_them_again(trained: PackwiseConfig) -> None:
+    # `packwise gc` on a bucket cannot see a cluster's KFP cache, so it may delete an extract directory
+    # (shards included) that cached tasks were made from. shard-products never comes from the cache: a later
+    # run over the same products cuts its shards again, even when scoring is not a cache hit (here the
+    # sagemaker section changed: an input of score-shard, not of shard-products).
+    cfg = trained
+    first, _ = _run(cfg, "monthly", "pruned-1")
+    assert first.succeeded, first.log_path.read_text()[-3000:]
+    extracts = cfg.storage.root / "inference" / "extracts"
+    used = sorted(p.name for p in extracts.iterdir() if not p.name.startswith("."))
+    shutil.rmtree(extracts)
+    warehouse = {"path": str(cfg.warehouse.path)}
+    changed = make_config(cfg.storage.root, inference=INFERENCE, warehouse=warehouse, sagemaker={"prefix": "other"})
+    run, summary = _run(changed, "monthly", "pruned-2")
+    assert run.succeeded, run.log_path.read_text()[-3000:]
+    executed = _executed(run)
+    assert "shard-products" in executed and executed.count("score-shard") == 3, executed
+    assert summary["loaded"] and summary["n_products"] == len(_current(cfg))
+    assert set(_current(cfg)["run_id"]) == {"pruned-2"}
+    assert any((extracts / name).is_dir() for name in used)  # the same extract, cut again
