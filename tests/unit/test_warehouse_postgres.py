@@ -125,6 +125,29 @@ def test_exactly_once_load_supersedes_and_moves_the_watermark(pg: Any, tmp_path:
     assert _stages(pg) == []
 
 
+def test_a_load_stores_the_rows_duckdb_stores(pg: Any, tmp_path: Path) -> None:
+    # PostgreSQL stages only the columns that vary by row and writes the run's constants in its INSERT:
+    # every column of every row must still be what DuckDB's direct insert stores, to the bit.
+    first = scored_file(tmp_path / "a.parquet", _ids(1, 1_500), 5)
+    files = [first, scored_file(tmp_path / "b.parquet", _ids(1_501, 7), 7)]
+    versions = {t: 3 + i for i, t in enumerate(TYPES)}
+    duck = DuckDBWarehouse(tmp_path / "w.duckdb")
+    try:
+        for wh in (pg, duck):
+            _load(wh, files[:1], "run-1", versions={t: 1 for t in TYPES})
+            _load(wh, files, "run-2", mode="daily", versions=versions)
+        expected = _table(duck)
+    finally:
+        duck.close()
+    got = _table(pg)
+    assert len(got) == 3_007 and got["is_current"].sum() == 1_507
+    assert set(got.loc[got["is_current"], "run_id"]) == {"run-2"}
+    run_2 = got[got["run_id"] == "run-2"]
+    assert set(run_2["mode"]) == {"daily"}
+    assert run_2[[f"model_version_{t}" for t in TYPES]].drop_duplicates().values.tolist() == [[3, 4, 5, 6]]
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
+
+
 def _keys(wh: Any) -> list[str]:
     found = wh.fetch_df(
         "SELECT constraint_name FROM information_schema.table_constraints "
