@@ -14,7 +14,7 @@ that are not configured. The per-column checks live in `packwise.column_checks`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,7 @@ def validate_products_frame(
     source: str = "inventory",
     query_key: str = PRODUCTS_QUERY_KEY,
     check_ids: bool = True,
+    kinds_of: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Checks product rows before features are built from them (the inference path).
 
@@ -136,6 +137,7 @@ def validate_products_frame(
         source: Prefix of error messages.
         query_key: Configuration key of the query that produced the rows, named in fixes.
         check_ids: Check product ids here; False when the caller does (`check_sorted_product_ids`).
+        kinds_of: (kind, type name) of columns the caller left out of `df` and typed itself (`pandas_kind`).
 
     Returns:
         Bad-value counts of the frame (`count_bad_values`).
@@ -145,7 +147,7 @@ def validate_products_frame(
     """
     groups = feature_groups(features, needs_text)
     kinds = {col: (pandas_kind(df[col]), str(df[col].dtype)) for col in groups if col in df.columns}
-    check_columns(source, kinds, groups, query_key)
+    check_columns(source, {**(kinds_of or {}), **kinds}, groups, query_key)
     check_boolean_values(source, df, features.boolean, query_key)
     if check_ids:
         check_product_ids(source, df[PRODUCT_ID], query_key)

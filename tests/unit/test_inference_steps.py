@@ -104,6 +104,34 @@ def test_prepare_names_the_model_that_reads_a_missing_column(cfg: PackwiseConfig
     )
 
 
+@pytest.mark.parametrize(
+    ("replace", "expected"),
+    [
+        (
+            "CAST(substr(product_id, 2) AS BIGINT) AS product_id",
+            "inventory: column 'product_id' in products has type int64; expected string; cast it in "
+            "inference.inventory_query",
+        ),
+        (
+            "length(category) AS category",
+            "inventory: column 'category' in products has type int64; expected string; cast it in "
+            "inference.inventory_query or remove it from features.categorical",
+        ),
+    ],
+    ids=["integer-ids", "integer-category"],
+)
+def test_prepare_names_a_wrongly_typed_id_or_category_column(
+    cfg: PackwiseConfig, models: dict[str, Any], replace: str, expected: str
+) -> None:
+    # product ids are typed on a sample of each batch and categories are read dictionary-encoded: the
+    # message is still the column's own, with its type and the fix
+    inference = InferenceConfig(inventory_query=f"SELECT * REPLACE ({replace}) FROM products")
+    record = extract_products(cfg.warehouse, inference, cfg.storage.root, "monthly", f"typed-{len(replace)}")
+    with pytest.raises(DataValidationError) as err:
+        prepare_products(Path(record["extract_dir"]), models, "monthly", 1_024)
+    assert str(err.value) == expected
+
+
 def test_shards_follow_the_row_and_byte_targets(cfg: PackwiseConfig, models: dict[str, Any]) -> None:
     record = extract_products(cfg.warehouse, InferenceConfig(), cfg.storage.root, "monthly", "shards")
     plan = prepare_products(Path(record["extract_dir"]), models, "monthly", 65_536)
