@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from packwise.config import FeatureConfig, ModelConfig, SageMakerConfig
 from packwise.errors import ConfigError, DataValidationError
@@ -44,7 +45,7 @@ from packwise.sagemaker.session import (
     upload_model_file,
 )
 from packwise.sagemaker.training import TrainingJobResult, tags, training_request
-from packwise.sagemaker.transform import returned_ids_match, unique_ids
+from packwise.sagemaker.transform import ScoringRows, as_rows, check_unique_ids
 
 PARQUET = "application/x-parquet"
 ENTRY = ["python", "-m", "packwise.sagemaker.entry"]
@@ -288,7 +289,7 @@ def processing_request(
 def score_with_processing(
     clients: Clients,
     config: SageMakerConfig,
-    products: pd.DataFrame,
+    products: pd.DataFrame | ScoringRows,
     models: Sequence[ProcessingModel],
     kind: str,
     fingerprint: str,
@@ -298,10 +299,13 @@ def score_with_processing(
 
     As `packwise.sagemaker.transform.score_with_transform` (same arguments, probabilities in ``products``
     order per model key, same errors), but one job for all models; returns the job's name beside them.
+    The products are staged as one Parquet file, written (and the job's output read back) a slice at a time.
     """
     import pyarrow.parquet as pq
 
-    ids = unique_ids(products)
+    rows = as_rows(products)
+    ids = rows.ids()
+    check_unique_ids(ids)
     image = packwise_image(config)
     digests = [sha256_file(m.model_file) for m in models]
     label = "-".join(sorted({m.key for m in models})) if len(models) == 1 else "all"
@@ -309,7 +313,7 @@ def score_with_processing(
         # the staged products are content-addressed: tasks scoring other rows under the same data
         # fingerprint (each package type's labelled validation rows) never share a folder or a job
         data_file = Path(tmp) / "products.parquet"
-        products.to_parquet(data_file, index=False, compression="zstd")
+        rows.write_parquet(data_file)
         data_digest = sha256_file(data_file)
         data_uri = base_uri(config, "processing", "input", data_digest[:32])
         base = job_name(kind, label, fingerprint, data_digest, *digests, *(m.key for m in models), *identity)
@@ -326,16 +330,40 @@ def score_with_processing(
             clients.sagemaker, PROCESSING, base, request, stage, config.poll_interval_s, config.timeout_s
         )
         output = S3Uri.parse(described["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
-        scored = pq.read_table(download_file(clients, output.child("products.parquet"), Path(tmp) / "out.parquet"))
-    out = scored.to_pandas()
-    by_id = out.set_index(PRODUCT_ID)
-    if not returned_ids_match(out, by_id.index, ids):
+        from packwise.sagemaker.entry import PROB_PREFIX
+
+        columns = [PRODUCT_ID, *(f"{PROB_PREFIX}{m.key}" for m in models)]
+        out_file = download_file(clients, output.child("products.parquet"), Path(tmp) / "out.parquet")
+        scored = pq.read_table(out_file, columns=columns, use_threads=False)
+    order = _positions(scored.column(PRODUCT_ID), ids)
+    if order is None:
         raise SageMakerError(
-            f"processing job {job.name} returned {len(out)} rows for {len(ids)} products (or other ids); "
+            f"processing job {job.name} returned {scored.num_rows} rows for {len(ids)} products (or other ids); "
             f"check its output under {output}"
         )
-    from packwise.sagemaker.entry import PROB_PREFIX
-
-    ordered = by_id.reindex(ids.to_numpy())
-    prob = {m.key: ordered[f"{PROB_PREFIX}{m.key}"].to_numpy(dtype=np.float32) for m in models}
+    prob = {}
+    for m in models:
+        values = scored.column(f"{PROB_PREFIX}{m.key}").to_numpy().astype(np.float32, copy=False)
+        prob[m.key] = values if order is _IN_ORDER else values[order]
     return prob, [job.name]
+
+
+_IN_ORDER = np.empty(0, dtype=np.int64)
+
+
+def _positions(returned: pa.ChunkedArray, ids: pa.Array) -> np.ndarray | None:
+    """Where each of `ids` is among the `returned` rows (`_IN_ORDER` when row for row the same); None
+    unless the rows are exactly those products, once each."""
+    import pyarrow.compute as pc
+
+    got = returned.cast(pa.string()).combine_chunks()
+    if len(got) != len(ids) or got.null_count:
+        return None
+    if len(ids) == 0 or pc.all(pc.equal(got, ids)).as_py():
+        return _IN_ORDER
+    if pc.count_distinct(got).as_py() != len(got):
+        return None
+    index = pc.index_in(ids, value_set=got)
+    if index.null_count:
+        return None
+    return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -16,13 +16,14 @@ import hashlib
 import io
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from packwise.config import SageMakerConfig
 from packwise.errors import DataValidationError
@@ -117,10 +118,94 @@ def transform_request(config: SageMakerConfig, model: str, input_uri: S3Uri, out
     }
 
 
+class ScoringRows(Protocol):
+    """Products to score, read in order a slice at a time: a shard is never held whole (a 5M-product shard
+    read into pandas peaked at 1.1 GiB)."""
+
+    def ids(self) -> pa.Array:
+        """The product ids as strings, in order."""
+        ...
+
+    def frames(self, rows: int) -> Iterator[pd.DataFrame]:
+        """The products in order, `rows` at a time (the last slice shorter): product_id and model inputs."""
+        ...
+
+    def write_parquet(self, path: Path) -> None:
+        """The products (product_id and model inputs) as one Parquet file."""
+        ...
+
+
+@dataclass(frozen=True)
+class FrameRows:
+    """`ScoringRows` of a frame in memory (a validation split)."""
+
+    products: pd.DataFrame
+
+    def ids(self) -> pa.Array:
+        return pa.array(self.products[PRODUCT_ID].astype(str).to_numpy(), type=pa.string())
+
+    def frames(self, rows: int) -> Iterator[pd.DataFrame]:
+        for start, stop in row_ranges(len(self.products), rows):
+            yield self.products.iloc[start:stop]
+
+    def write_parquet(self, path: Path) -> None:
+        self.products.to_parquet(path, index=False, compression="zstd")
+
+
+@dataclass(frozen=True)
+class FileRows:
+    """`ScoringRows` of a Parquet file (an inference shard), its `columns` only, read batch by batch."""
+
+    path: Path
+    columns: Sequence[str]
+
+    def ids(self) -> pa.Array:
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(self.path, columns=[PRODUCT_ID], use_threads=False).column(0)
+        return ids.cast(pa.string()).combine_chunks()
+
+    def _tables(self, rows: int) -> Iterator[pa.Table]:
+        """The file's rows as tables of exactly `rows` rows (the last shorter), whatever its row groups."""
+        import pyarrow.parquet as pq
+
+        source = pq.ParquetFile(self.path, pre_buffer=False)
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for batch in source.iter_batches(batch_size=rows, columns=list(self.columns), use_threads=False):
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= rows:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, rows)
+                rest = table.slice(rows)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            yield pa.Table.from_batches(pending)
+
+    def frames(self, rows: int) -> Iterator[pd.DataFrame]:
+        for table in self._tables(rows):
+            yield table.to_pandas()
+
+    def write_parquet(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(self.path)
+        projected = pa.schema([schema.field(c) for c in self.columns])
+        with pq.ParquetWriter(path, projected, compression="zstd") as writer:
+            for table in self._tables(131_072):
+                writer.write_table(table)
+
+
+def as_rows(products: pd.DataFrame | ScoringRows) -> ScoringRows:
+    """`products` as `ScoringRows` (a frame is wrapped in `FrameRows`)."""
+    return FrameRows(products) if isinstance(products, pd.DataFrame) else products
+
+
 def stage_inputs(
-    clients: Clients, products: pd.DataFrame, spec: FeatureSpec, input_uri: S3Uri, rows_per_file: int, scratch: Path
+    clients: Clients, products: ScoringRows, spec: FeatureSpec, input_uri: S3Uri, rows_per_file: int, scratch: Path
 ) -> None:
-    """Writes the products' feature rows as CSV files under ``input_uri``, once.
+    """Writes the products' feature rows as CSV files under ``input_uri``, once, one file's rows at a time.
 
     The folder is content-addressed; a marker beside it (not inside: the job reads the whole folder) says
     it is complete, so a retried step never rewrites files a running job is reading.
@@ -131,15 +216,15 @@ def stage_inputs(
     if exists(clients, marker):
         return
     delete_keys(clients, input_uri)  # parts of an interrupted earlier staging
-    ids = products[PRODUCT_ID].astype(str).to_numpy()
     count = 0
-    for index, (start, stop) in enumerate(row_ranges(len(products), rows_per_file)):
+    for index, frame in enumerate(products.frames(rows_per_file)):
         path = scratch / f"part-{index:05d}.csv"
         # the feature rows of one file at a time (a row's features depend on that row only): a 5M-row
         # shard's whole matrix would be 660 MB beside its frame
-        rows = build_features(products.iloc[start:stop], spec)
-        write_scoring_csv(ids[start:stop], FeatureRows(dense=rows.dense), path)
+        rows = build_features(frame, spec)
+        write_scoring_csv(frame[PRODUCT_ID].astype(str).to_numpy(), FeatureRows(dense=rows.dense), path)
         upload_file(clients, path, input_uri.child(path.name))
+        path.unlink()
         count += 1
     put_text(clients, marker, f"{count} files\n")
 
@@ -151,29 +236,48 @@ def job_locations(described: dict[str, Any]) -> tuple[S3Uri, S3Uri]:
     return S3Uri.parse(source.rstrip("/")), S3Uri.parse(output.rstrip("/"))
 
 
-def read_outputs(clients: Clients, input_uri: S3Uri, output_uri: S3Uri) -> pd.DataFrame:
-    """The ``product_id, probability`` lines of every ``.out`` file of a finished job, in input order."""
-    inputs = sorted(k.removeprefix(input_uri.key.rstrip("/") + "/") for k in list_keys(clients, input_uri))
-    frames = []
-    for name in inputs:
-        text = get_text(clients, output_uri.child(f"{name}.out"))
-        frame = pd.read_csv(io.StringIO(text), header=None, names=[PRODUCT_ID, "probability"], dtype={PRODUCT_ID: str})
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame({PRODUCT_ID: pd.Series(dtype=str), "probability": pd.Series(dtype=np.float64)})
-    return pd.concat(frames, ignore_index=True)
+def _read_output(clients: Clients, uri: S3Uri) -> pd.DataFrame:
+    text = get_text(clients, uri)
+    return pd.read_csv(io.StringIO(text), header=None, names=[PRODUCT_ID, "probability"], dtype={PRODUCT_ID: str})
 
 
-def unique_ids(products: pd.DataFrame) -> pd.Series:
-    """The products' ids as strings, the order scores come back in.
+def _input_names(clients: Clients, input_uri: S3Uri) -> list[str]:
+    return sorted(k.removeprefix(input_uri.key.rstrip("/") + "/") for k in list_keys(clients, input_uri))
+
+
+def read_probabilities(clients: Clients, input_uri: S3Uri, output_uri: S3Uri, ids: pa.Array) -> np.ndarray | None:
+    """The probabilities of a finished job in `ids` order (float32), one output file at a time; None when
+    the outputs do not hold exactly those products once each.
+
+    Input file ``k`` holds the products after those of the files before it, so its ``.out`` file must
+    return exactly the next ids (in any order within the file).
+    """
+    prob = np.empty(len(ids), dtype=np.float32)
+    offset = 0
+    for name in _input_names(clients, input_uri):
+        out = _read_output(clients, output_uri.child(f"{name}.out"))
+        expected = pd.Series(ids.slice(offset, len(out)).to_numpy(zero_copy_only=False), dtype=object)
+        by_id = out.set_index(PRODUCT_ID)["probability"]
+        if offset + len(out) > len(ids) or not returned_ids_match(out, by_id.index, expected):
+            return None
+        prob[offset : offset + len(out)] = by_id.reindex(expected.to_numpy()).to_numpy(dtype=np.float32)
+        offset += len(out)
+    return prob if offset == len(ids) else None
+
+
+def check_unique_ids(ids: pa.Array) -> None:
+    """Raises unless every product id appears once.
 
     Raises:
-        DataValidationError: An id appears twice.
+        DataValidationError: An id appears twice (the message names the first).
     """
-    ids = products[PRODUCT_ID].astype(str)
-    if ids.duplicated().any():
-        raise DataValidationError(f"product id {ids[ids.duplicated()].iloc[0]!r} appears twice; score unique products")
-    return ids
+    import pyarrow.compute as pc
+
+    if len(ids) and pc.count_distinct(ids).as_py() != len(ids):
+        series = pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object)
+        raise DataValidationError(
+            f"product id {series[series.duplicated()].iloc[0]!r} appears twice; score unique products"
+        )
 
 
 def returned_ids_match(out: pd.DataFrame, returned: pd.Index, ids: pd.Series) -> bool:
@@ -193,7 +297,7 @@ class TransformRun:
 def score_with_transform(
     clients: Clients,
     config: SageMakerConfig,
-    products: pd.DataFrame,
+    products: pd.DataFrame | ScoringRows,
     models: Sequence[TransformModel],
     kind: str,
     fingerprint: str,
@@ -204,7 +308,8 @@ def score_with_transform(
     Args:
         clients: AWS clients.
         config: The ``sagemaker`` section.
-        products: Products with ``product_id`` (unique) and the models' input columns.
+        products: Products with ``product_id`` (unique) and the models' input columns: a frame, or
+            `ScoringRows` read a file's rows at a time (a shard: `FileRows`).
         models: The models (one job each; models sharing a recipe share the staged input).
         kind: ``eval`` or ``score``, part of the job names.
         fingerprint: Fingerprint of the product data, part of the job and input names.
@@ -218,7 +323,9 @@ def score_with_transform(
         SageMakerError: An output does not match the input ids.
         JobFailedError, JobTimeoutError: A job failed or took too long.
     """
-    ids = unique_ids(products)
+    rows = as_rows(products)
+    ids = rows.ids()
+    check_unique_ids(ids)
     jobs: list[JobHandle] = []
     planned: list[tuple[str, JobHandle]] = []
     with stop_on_cancel(clients.sagemaker, jobs), tempfile.TemporaryDirectory(prefix="packwise-transform-") as tmp:
@@ -232,7 +339,7 @@ def score_with_transform(
 
             def stage(_: str, uri: S3Uri = input_uri, spec: FeatureSpec = model.spec, folder: Path = scratch) -> None:
                 folder.mkdir()
-                stage_inputs(clients, products, spec, uri, config.transform_rows_per_file, folder)
+                stage_inputs(clients, rows, spec, uri, config.transform_rows_per_file, folder)
 
             request = transform_request(config, sm_model, input_uri, output_uri)
 
@@ -247,14 +354,13 @@ def score_with_transform(
     runs = []
     for key, job in planned:
         input_uri, output_uri = job_locations(described[job.name])
-        out = read_outputs(clients, input_uri, output_uri)
-        by_id = out.set_index(PRODUCT_ID)["probability"]
-        if not returned_ids_match(out, by_id.index, ids):
+        prob = read_probabilities(clients, input_uri, output_uri, ids)
+        if prob is None:
             raise SageMakerError(
-                f"{key}: transform job {job.name} returned {len(out)} rows for {len(ids)} products "
-                f"(or other ids); check its output under {output_uri}"
+                f"{key}: transform job {job.name} did not return exactly the {len(ids)} products it was given "
+                f"(rows missing, repeated or of other ids); check its output under {output_uri}"
             )
-        probabilities[key] = by_id.reindex(ids.to_numpy()).to_numpy(dtype=np.float32)
+        probabilities[key] = prob
         runs.append(TransformRun(key, job, described[job.name]))
     return probabilities, runs
 
