@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,9 +206,21 @@ def delete(uri: str | Path) -> None:
     if not is_object_store(uri):
         Path(uri).unlink(missing_ok=True)
         return
+    _remove(uri, lambda fs, path: fs.delete_file(path))
+
+
+def delete_tree(uri: str | Path) -> None:
+    """Removes the directory `uri` and everything under it; nothing when it is absent."""
+    if not is_object_store(uri):
+        shutil.rmtree(uri, ignore_errors=True)
+        return
+    _remove(uri, lambda fs, path: fs.delete_dir(path))
+
+
+def _remove(uri: str | Path, action: Callable[[pafs.FileSystem, str], None]) -> None:
     fs, path = filesystem(uri)
     try:
-        fs.delete_file(path)
+        action(fs, path)
     except FileNotFoundError:
         return
     except OSError as err:

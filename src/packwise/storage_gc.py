@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -233,19 +232,11 @@ def plan_gc(
 
 def _delete(path: Path | str) -> None:
     """Removes a directory; on an object store its manifest first (see the module docstring)."""
-    if isinstance(path, Path):
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    from packwise.storage import delete, filesystem, join, storage_error
+    from packwise.storage import delete, delete_tree, join
 
-    delete(join(path, MANIFEST_FILE))
-    fs, key = filesystem(path)
-    try:
-        fs.delete_dir(key)
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        raise storage_error(err, path) from None
+    if isinstance(path, str):
+        delete(join(path, MANIFEST_FILE))
+    delete_tree(path)
 
 
 def collect_garbage(
