@@ -19,7 +19,10 @@ from packwise_components.images import ImageSet
 
 IMAGES = ImageSet(registry="registry.example/ml", tag="1.2.3")
 # Tasks that must look at live state every run (data, registry, ledger) or always report: never cached.
-NEVER_CACHED = {"extract", "notify", "extract-products", "resolve-models", "load-predictions", "notify-inference"}
+# live state (warehouse, registry, ledger), and shard-products: its files live under storage.root, which gc prunes
+NEVER_CACHED = {
+    "extract", "notify", "extract-products", "resolve-models", "shard-products", "load-predictions", "notify-inference"
+}  # fmt: skip
 
 
 def cluster_config() -> PackwiseConfig:

@@ -180,12 +180,16 @@ def test_cli_gc_on_an_object_store_root(bucket_root: tuple[str, Path], s3: S3Ser
     }
     config.write_text(yaml.safe_dump(settings))
     args = ["gc", "--config", str(config), "--keep", "1"]
+    prefix = root.removeprefix(f"s3://{s3.bucket}/")
+    before = s3.keys(prefix)
     result = CliRunner().invoke(app, [*args, "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert f"{root}/snapshots/fp2" in result.output and "would delete" in result.output
+    # the bucket's directories named relative to storage.root, as local ones are to the workspace
+    assert "snapshots/fp2" in result.output and "would delete" in result.output and "s3://" not in result.output
+    assert "4 of 9 directories, would free" in result.output and s3.keys(prefix) == before
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    prefix = root.removeprefix(f"s3://{s3.bucket}/")
+    assert "4 of 9 directories, freed" in result.output
     # nothing registered in this empty registry: of the snapshots only the newest stays
     assert {k.split("/")[2] for k in s3.keys(f"{prefix}/snapshots/")} == {"fp0"}
     assert {k.split("/")[3] for k in s3.keys(f"{prefix}/inference/extracts/")} == {"ex0", "ex2", "uploading"}
