@@ -169,7 +169,9 @@ def _train_week(cfg: PackwiseConfig, tasks: Tasks, week: int, run_id: str) -> di
     return {"fingerprint": fingerprint, "evaluations": evaluations, "summary": notified}
 
 
-def test_both_pipelines_through_the_object_store(world: tuple[PackwiseConfig, Path], s3: S3Server) -> None:
+def test_both_pipelines_through_the_object_store(
+    world: tuple[PackwiseConfig, Path], s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg, base = world
     tasks = Tasks(base)
     root = str(cfg.storage.root)
@@ -208,6 +210,22 @@ def test_both_pipelines_through_the_object_store(world: tuple[PackwiseConfig, Pa
     with tasks.task("shard-products"):
         shards = inference_components.shard_products(plan, cfg.section_json("inference"))
     assert len(shards) == 2 and all(s.startswith(f"{extract_dir}/shards-") for s in shards)
+    # shard-products is never cached: re-run, it finds its shards from the products' footer and the shards'
+    # manifest, and downloads nothing
+    from packwise.storage import TaskStorage
+
+    staged: list[str] = []
+    real_stage_in = TaskStorage.stage_in
+
+    def stage_in(self: TaskStorage, uri: str | Path, marker: str | None = None) -> Path:
+        staged.append(str(uri))
+        return real_stage_in(self, uri, marker)
+
+    monkeypatch.setattr(TaskStorage, "stage_in", stage_in)
+    with tasks.task("shard-products (again)"):
+        assert inference_components.shard_products(plan, cfg.section_json("inference")) == shards
+    monkeypatch.undo()
+    assert staged == []
     scored = []
     for index, shard in enumerate(shards):
         with tasks.task(f"score-shard-{index}"):

@@ -31,11 +31,21 @@ def inference_dir(storage_root: Path) -> Path:
     return storage_root / "inference"
 
 
-def rows_per_shard(products_path: Path, columns: Sequence[str], target_rows: int, target_bytes: int) -> int:
-    """Rows per shard: the row target, or fewer when the columns' uncompressed bytes would pass the byte target."""
+def rows_per_shard(products: Path | str, columns: Sequence[str], target_rows: int, target_bytes: int) -> int:
+    """Rows per shard: the row target, or fewer when the columns' uncompressed bytes would pass the byte target.
+
+    Reads the file's footer only, where it is (a local path or an ``s3://`` URI: a ranged read, no download).
+    """
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(products_path).metadata
+    from packwise.storage import filesystem, storage_error
+
+    fs, path = filesystem(products)
+    try:
+        with fs.open_input_file(path) as source:
+            meta = pq.ParquetFile(source).metadata
+    except OSError as err:
+        raise storage_error(err, products, "storage") from None
     if meta.num_rows == 0:
         return target_rows
     wanted = set(columns)
@@ -73,9 +83,9 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
     extract_dir = plan["extract_dir"]
     with task_report("shard-products", None), task_storage(extract_dir) as storage:
         maybe_fail("shard-products")
-        products_path = storage.stage_in(plan["products_path"])
         columns = list(plan["columns"])
-        per_shard = rows_per_shard(products_path, columns, inference.shard_target_rows, inference.shard_target_bytes)
+        targets = (inference.shard_target_rows, inference.shard_target_bytes)
+        per_shard = rows_per_shard(plan["products_path"], columns, *targets)
         layout = hashlib.sha256(json.dumps([columns, per_shard]).encode()).hexdigest()[:16]
         final_uri = join(extract_dir, f"shards-{layout}")
         stored = read_bytes(join(final_uri, MANIFEST_FILE))
@@ -83,6 +93,9 @@ def shard_products(plan: Mapping[str, Any], inference: InferenceConfig) -> list[
             reused = json.loads(stored.decode())["shards"]
             progress.advance(len(reused), len(reused), "shards")
             return [join(final_uri, name) for name in reused]
+        # only now the products themselves: a re-run (this task is never cached) that finds its shards
+        # downloads nothing
+        products_path = storage.stage_in(plan["products_path"])
         final = storage.local(final_uri)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=final.parent))
         try:
