@@ -136,18 +136,17 @@ def _stage_batches(files: Sequence[Path], package_types: Sequence[str], batch_ro
             yield pa.table(arrays)
 
 
-def _stage_expressions(package_types: Sequence[str], versions: Mapping[str, int]) -> dict[str, str]:
-    """Every predictions column but is_current as SQL over a scored file's columns (DuckDB's direct insert)."""
-    exprs = {
-        PRODUCT_ID: f"CAST({PRODUCT_ID} AS VARCHAR)",
-        "run_id": "CAST($run_id AS VARCHAR)",
-        "mode": "CAST($mode AS VARCHAR)",
-        RECOMMENDED: f"CAST({RECOMMENDED} AS VARCHAR)",
-    }
+def _row_expressions(package_types: Sequence[str], versions: Mapping[str, int]) -> dict[str, str]:
+    """Every predictions column, in the table's types, as SQL over rows of product_id, recommended_type and
+    the probabilities (a scored file, DuckDB's direct insert; or PostgreSQL's stage) and the run's $run_id
+    and $mode. float32 to float64 is exact: the stored probabilities are the scored ones."""
+    declared = dict(predictions_columns(package_types))
+    exprs = {c: f"CAST({c} AS {declared[c]})" for c in (PRODUCT_ID, RECOMMENDED, *map(prob_column, package_types))}
+    exprs["run_id"] = f"CAST($run_id AS {declared['run_id']})"
+    exprs["mode"] = f"CAST($mode AS {declared['mode']})"
     for t in package_types:
-        exprs[prob_column(t)] = f"CAST({prob_column(t)} AS DOUBLE)"
-    for t in package_types:
-        exprs[model_version_column(t)] = f"CAST({int(versions[t])} AS INTEGER)"
+        exprs[model_version_column(t)] = f"CAST({int(versions[t])} AS {declared[model_version_column(t)]})"
+    exprs["is_current"] = "TRUE"
     return exprs
 
 
@@ -176,7 +175,7 @@ def _insert_direct(
     commit with its ledger row), so ``run_id = $run_id`` selects exactly the rows just inserted.
     """
     progress.phase("inserting")
-    columns = {**_stage_expressions(package_types, versions), "is_current": "TRUE"}
+    columns = _row_expressions(package_types, versions)
     from packwise.warehouse import QueryError, WarehouseMemoryError
 
     try:
@@ -359,7 +358,7 @@ class _InTransaction:
                 superseded = self.counter.execute_count(
                     f"UPDATE {PREDICTIONS} SET is_current = FALSE WHERE {superseded_by(run.stage)}"
                 )
-                columns = _insert_from_stage(run.package_types, run.versions)
+                columns = _row_expressions(run.package_types, run.versions)
                 wh.execute(
                     f"INSERT INTO {PREDICTIONS} ({', '.join(columns)}) SELECT {', '.join(columns.values())} "
                     f"FROM {run.stage}",
@@ -398,19 +397,6 @@ class _InTransaction:
 def _stage_columns(package_types: Sequence[str]) -> list[tuple[str, str]]:
     """The in-transaction stage (PostgreSQL): the columns that vary by row, probabilities as scored (REAL)."""
     return [(PRODUCT_ID, "VARCHAR"), (RECOMMENDED, "VARCHAR"), *((prob_column(t), "REAL") for t in package_types)]
-
-
-def _insert_from_stage(package_types: Sequence[str], versions: Mapping[str, int]) -> dict[str, str]:
-    """Every predictions column as SQL over the stage (`_stage_columns`) and the run's $run_id and $mode."""
-    declared = dict(predictions_columns(package_types))
-    columns = {PRODUCT_ID: PRODUCT_ID, "run_id": "CAST($run_id AS VARCHAR)", "mode": "CAST($mode AS VARCHAR)"}
-    columns[RECOMMENDED] = RECOMMENDED
-    for t in package_types:  # float32 to float64 is exact: the stored values are the scored ones
-        columns[prob_column(t)] = f"CAST({prob_column(t)} AS {declared[prob_column(t)]})"
-    for t in package_types:
-        columns[model_version_column(t)] = f"CAST({int(versions[t])} AS INTEGER)"
-    columns["is_current"] = "TRUE"
-    return columns
 
 
 def _now() -> datetime:
