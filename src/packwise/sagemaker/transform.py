@@ -169,19 +169,11 @@ class FileRows:
         """The file's rows as tables of exactly `rows` rows (the last shorter), whatever its row groups."""
         import pyarrow.parquet as pq
 
+        from packwise.arrow_rows import fixed_size_tables
+
         source = pq.ParquetFile(self.path, pre_buffer=False)
-        pending: list[pa.RecordBatch] = []
-        held = 0
-        for batch in source.iter_batches(batch_size=rows, columns=list(self.columns), use_threads=False):
-            pending.append(batch)
-            held += batch.num_rows
-            while held >= rows:
-                table = pa.Table.from_batches(pending)
-                yield table.slice(0, rows)
-                rest = table.slice(rows)
-                pending, held = rest.to_batches(), rest.num_rows
-        if held:
-            yield pa.Table.from_batches(pending)
+        batches = source.iter_batches(batch_size=rows, columns=list(self.columns), use_threads=False)
+        return fixed_size_tables(batches, rows)
 
     def frames(self, rows: int) -> Iterator[pd.DataFrame]:
         for table in self._tables(rows):

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from packwise.arrow_rows import fixed_size_tables
 from packwise.errors import WarehouseError, first_line
 from packwise.files import atomic_write
 from packwise.warehouse import (
@@ -440,25 +441,12 @@ def _write_parquet(reader: pa.RecordBatchReader, path: Path, fast_order_by: Sequ
     """Writes a batch stream in fixed-size row groups; returns the row count. `fast_order_by`: write a
     working file ordered by those columns (`_fast_options`) instead of an archive."""
     schema = reader.schema
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
     total = 0
     options = _PARQUET_OPTIONS if fast_order_by is None else _fast_options(schema, fast_order_by)
     with pq.ParquetWriter(path, schema, **options) as writer:
-        for batch in _batches(reader):
-            if batch.num_rows == 0:
-                continue
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            while pending_rows >= PARQUET_ROW_GROUP_ROWS:
-                buffered = pa.Table.from_batches(pending, schema)
-                # one chunk per row group: Parquet's pages follow the chunks written, and the batches a
-                # database hands over vary in size (DuckDB's sorted and unsorted scans differ)
-                writer.write_table(buffered.slice(0, PARQUET_ROW_GROUP_ROWS).combine_chunks(), PARQUET_ROW_GROUP_ROWS)
-                rest = buffered.slice(PARQUET_ROW_GROUP_ROWS)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-                total += PARQUET_ROW_GROUP_ROWS
-        if pending_rows:
-            writer.write_table(pa.Table.from_batches(pending, schema).combine_chunks(), PARQUET_ROW_GROUP_ROWS)
-            total += pending_rows
+        for group in fixed_size_tables(_batches(reader), PARQUET_ROW_GROUP_ROWS, schema):
+            # one chunk per row group: Parquet's pages follow the chunks written, and the batches a
+            # database hands over vary in size (DuckDB's sorted and unsorted scans differ)
+            writer.write_table(group.combine_chunks(), PARQUET_ROW_GROUP_ROWS)
+            total += group.num_rows
     return total
