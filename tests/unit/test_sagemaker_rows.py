@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from packwise.errors import DataValidationError
-from packwise.sagemaker.packwise_image import _IN_ORDER, _positions
-from packwise.sagemaker.transform import FileRows, FrameRows, check_unique_ids
+from packwise.sagemaker.transform import IN_ORDER, FileRows, FrameRows, check_unique_ids, output_order
 from packwise.synthetic import generate_products
 from tests.s3_server import S3Server
 
@@ -52,14 +51,14 @@ def test_a_repeated_id_is_named() -> None:
         check_unique_ids(pa.array(["a", "b", "c", "b"]))
 
 
-def test_processing_output_rows_are_matched_back_to_the_products_or_refused() -> None:
+def test_job_output_rows_are_matched_back_to_the_products_or_refused() -> None:
     ids = pa.array(["a", "b", "c", "d"])
-    assert _positions(pa.chunked_array([ids]), ids) is _IN_ORDER
+    assert output_order(pa.chunked_array([ids]), ids) is IN_ORDER
     shuffled = pa.chunked_array([["c", "a"], ["d", "b"]])
-    order = _positions(shuffled, ids)
+    order = output_order(shuffled, ids)
     assert order is not None and np.asarray(shuffled.to_pylist())[order].tolist() == ["a", "b", "c", "d"]
     for wrong in (["a", "b", "c"], ["a", "b", "c", "c"], ["a", "b", "c", "e"], ["a", "b", None, "d"]):
-        assert _positions(pa.chunked_array([pa.array(wrong, pa.string())]), ids) is None, wrong
+        assert output_order(pa.chunked_array([pa.array(wrong, pa.string())]), ids) is None, wrong
 
 
 def test_transform_outputs_are_matched_file_by_file_or_refused(s3: S3Server) -> None:

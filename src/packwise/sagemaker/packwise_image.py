@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from packwise.config import FeatureConfig, ModelConfig, SageMakerConfig
 from packwise.errors import ConfigError, DataValidationError
@@ -45,7 +44,7 @@ from packwise.sagemaker.session import (
     upload_model_file,
 )
 from packwise.sagemaker.training import TrainingJobResult, tags, training_request
-from packwise.sagemaker.transform import ScoringRows, as_rows, check_unique_ids
+from packwise.sagemaker.transform import IN_ORDER, ScoringRows, as_rows, check_unique_ids, output_order
 
 PARQUET = "application/x-parquet"
 ENTRY = ["python", "-m", "packwise.sagemaker.entry"]
@@ -335,7 +334,7 @@ def score_with_processing(
         columns = [PRODUCT_ID, *(f"{PROB_PREFIX}{m.key}" for m in models)]
         out_file = download_file(clients, output.child("products.parquet"), Path(tmp) / "out.parquet")
         scored = pq.read_table(out_file, columns=columns, use_threads=False)
-    order = _positions(scored.column(PRODUCT_ID), ids)
+    order = output_order(scored.column(PRODUCT_ID), ids)
     if order is None:
         raise SageMakerError(
             f"processing job {job.name} returned {scored.num_rows} rows for {len(ids)} products (or other ids); "
@@ -344,26 +343,5 @@ def score_with_processing(
     prob = {}
     for m in models:
         values = scored.column(f"{PROB_PREFIX}{m.key}").to_numpy().astype(np.float32, copy=False)
-        prob[m.key] = values if order is _IN_ORDER else values[order]
+        prob[m.key] = values if order is IN_ORDER else values[order]
     return prob, [job.name]
-
-
-_IN_ORDER = np.empty(0, dtype=np.int64)
-
-
-def _positions(returned: pa.ChunkedArray, ids: pa.Array) -> np.ndarray | None:
-    """Where each of `ids` is among the `returned` rows (`_IN_ORDER` when row for row the same); None
-    unless the rows are exactly those products, once each."""
-    import pyarrow.compute as pc
-
-    got = returned.cast(pa.string()).combine_chunks()
-    if len(got) != len(ids) or got.null_count:
-        return None
-    if len(ids) == 0 or pc.all(pc.equal(got, ids)).as_py():
-        return _IN_ORDER
-    if pc.count_distinct(got).as_py() != len(got):
-        return None
-    index = pc.index_in(ids, value_set=got)
-    if index.null_count:
-        return None
-    return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)

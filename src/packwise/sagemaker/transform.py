@@ -248,13 +248,38 @@ def read_probabilities(clients: Clients, input_uri: S3Uri, output_uri: S3Uri, id
     offset = 0
     for name in _input_names(clients, input_uri):
         out = _read_output(clients, output_uri.child(f"{name}.out"))
-        expected = pd.Series(ids.slice(offset, len(out)).to_numpy(zero_copy_only=False), dtype=object)
-        by_id = out.set_index(PRODUCT_ID)["probability"]
-        if offset + len(out) > len(ids) or not returned_ids_match(out, by_id.index, expected):
+        returned = pa.array(out[PRODUCT_ID], type=pa.string(), from_pandas=True)
+        order = output_order(returned, ids.slice(offset, len(out)))
+        if order is None:
             return None
-        prob[offset : offset + len(out)] = by_id.reindex(expected.to_numpy()).to_numpy(dtype=np.float32)
+        values = out["probability"].to_numpy(dtype=np.float32)
+        prob[offset : offset + len(out)] = values if order is IN_ORDER else values[order]
         offset += len(out)
     return prob if offset == len(ids) else None
+
+
+# `output_order`'s answer when the rows came back in the order sent
+IN_ORDER = np.empty(0, dtype=np.int64)
+
+
+def output_order(returned: pa.Array | pa.ChunkedArray, ids: pa.Array) -> np.ndarray | None:
+    """Where each of `ids` is among a job's `returned` product ids (`IN_ORDER` when row for row the same);
+    None unless they are exactly those products, once each."""
+    import pyarrow.compute as pc
+
+    got = returned.cast(pa.string())
+    if isinstance(got, pa.ChunkedArray):
+        got = got.combine_chunks()
+    if len(got) != len(ids) or got.null_count:
+        return None
+    if len(ids) == 0 or pc.all(pc.equal(got, ids)).as_py():
+        return IN_ORDER
+    if pc.count_distinct(got).as_py() != len(got):
+        return None
+    index = pc.index_in(ids, value_set=got)
+    if index.null_count:
+        return None
+    return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def check_unique_ids(ids: pa.Array) -> None:
@@ -270,11 +295,6 @@ def check_unique_ids(ids: pa.Array) -> None:
         raise DataValidationError(
             f"product id {series[series.duplicated()].iloc[0]!r} appears twice; score unique products"
         )
-
-
-def returned_ids_match(out: pd.DataFrame, returned: pd.Index, ids: pd.Series) -> bool:
-    """Whether a job's output rows (ids ``returned``) are exactly the products scored, once each."""
-    return len(out) == len(ids) and returned.is_unique and bool(ids.isin(returned).all())
 
 
 @dataclass(frozen=True)
