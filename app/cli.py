@@ -205,10 +205,10 @@ def gc(
     except PackwiseError as err:
         fail(err)
     table = Table("kind", "directory", "MiB", "action")
+    # relative to storage.root (a bucket) or to the local workspace, as the rule names them
+    root = str(cfg.storage.root).rstrip("/") + "/"
     for c in result.candidates:
         action = f"keep: {c.keep_reason}" if c.kept else ("would delete" if dry_run else "deleted")
-        # relative to storage.root (a bucket) or to the local workspace, as the rule names them
-        root = str(cfg.storage.root).rstrip("/") + "/"
         shown = c.path.removeprefix(root) if isinstance(c.path, str) else c.path.relative_to(cfg.storage.workspace)
         table.add_row(c.kind, str(shown), f"{c.bytes / 2**20:.1f}", action)
     console.print(table)

@@ -41,7 +41,6 @@ from pathlib import Path
 from packwise.errors import ConfigError
 
 KINDS = ("snapshot", "extract", "kfp-run")
-MANIFEST_FILE = "manifest.json"  # snapshots and extracts alike: written last (packwise.files.publish_directory)
 # An object-store directory without its manifest younger than this is an upload in progress.
 UPLOAD_GRACE_S = 86_400.0
 
@@ -86,7 +85,6 @@ class _Dir:
     mtime: float
     bytes: int
     complete: bool  # an object-store directory has its manifest (a local one is complete once renamed)
-    in_progress: bool
 
 
 def _size(path: Path) -> int:
@@ -105,10 +103,10 @@ def _local_dirs(parent: Path) -> list[_Dir]:
         return []
     # a dot-directory is a task's work in progress (written beside, renamed when complete): never a candidate
     found = [p for p in parent.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
-    return [_Dir(p, p.stat().st_mtime, _size(p), True, False) for p in found]
+    return [_Dir(p, p.stat().st_mtime, _size(p), True) for p in found]
 
 
-def _object_dirs(parent: str, now: float) -> list[_Dir]:
+def _object_dirs(parent: str, manifest: str) -> list[_Dir]:
     """The directories (key prefixes) directly under the ``s3://`` URI `parent`, from one recursive listing."""
     import pyarrow.fs as pafs
 
@@ -127,16 +125,24 @@ def _object_dirs(parent: str, now: float) -> list[_Dir]:
     out = []
     for name, files in sorted(groups.items()):
         mtime = max((i.mtime.timestamp() for _, i in files if i.mtime is not None), default=0.0)
-        complete = any(rest == MANIFEST_FILE for rest, _ in files)
+        complete = any(rest == manifest for rest, _ in files)
         size = sum(i.size or 0 for _, i in files)
-        out.append(_Dir(join(parent, name), mtime, size, complete, not complete and now - mtime < UPLOAD_GRACE_S))
+        out.append(_Dir(join(parent, name), mtime, size, complete))
     return out
 
 
-def _dirs(parent: Path | str, now: float) -> list[_Dir]:
+def _dirs(parent: Path | str, kind: str) -> list[_Dir]:
     from packwise.storage import is_object_store
 
-    return _object_dirs(str(parent), now) if is_object_store(parent) else _local_dirs(Path(parent))
+    return _object_dirs(str(parent), _manifest(kind)) if is_object_store(parent) else _local_dirs(Path(parent))
+
+
+def _manifest(kind: str) -> str:
+    """The file a directory of `kind` is published with, last (`packwise.files.publish_directory`)."""
+    import packwise.inference.shards as extracts
+    import packwise.snapshot as snapshots
+
+    return snapshots.MANIFEST_FILE if kind == "snapshot" else extracts.MANIFEST_FILE
 
 
 def _normalized(location: Path | str) -> str:
@@ -205,9 +211,9 @@ def plan_gc(
     referenced = {p for p in cached_paths(cache_root, roots) if p not in top}
     now = time.time()
     groups: Sequence[tuple[str, list[_Dir]]] = (
-        ("snapshot", _dirs(_child(root, "snapshots"), now)),
-        ("extract", _dirs(_child(root, "inference", "extracts"), now)),
-        ("kfp-run", [] if pipeline_root is None else _dirs(pipeline_root, now)),
+        ("snapshot", _dirs(_child(root, "snapshots"), "snapshot")),
+        ("extract", _dirs(_child(root, "inference", "extracts"), "extract")),
+        ("kfp-run", [] if pipeline_root is None else _dirs(pipeline_root, "kfp-run")),
     )
     out: list[Candidate] = []
     for kind, dirs in groups:
@@ -222,7 +228,7 @@ def plan_gc(
                 reason = "a registered version was trained on it"
             elif _related(_normalized(d.path), referenced):
                 reason = "a cached task's outputs name it"
-            elif d.in_progress:
+            elif not d.complete and now - d.mtime < UPLOAD_GRACE_S:
                 reason = "an upload in progress (no manifest yet)"
             elif rank < keep:
                 reason = f"among the newest {keep}"
@@ -230,13 +236,13 @@ def plan_gc(
     return out
 
 
-def _delete(path: Path | str) -> None:
+def _delete(candidate: Candidate) -> None:
     """Removes a directory; on an object store its manifest first (see the module docstring)."""
     from packwise.storage import delete, delete_tree, join
 
-    if isinstance(path, str):
-        delete(join(path, MANIFEST_FILE))
-    delete_tree(path)
+    if isinstance(candidate.path, str):
+        delete(join(candidate.path, _manifest(candidate.kind)))
+    delete_tree(candidate.path)
 
 
 def collect_garbage(
@@ -252,5 +258,5 @@ def collect_garbage(
     result = GcResult(dry_run=dry_run, candidates=plan)
     if not dry_run:
         for candidate in result.deleted:
-            _delete(candidate.path)
+            _delete(candidate)
     return result

@@ -12,6 +12,7 @@ Used for the evaluation of a candidate and its champion on the validation split 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import tempfile
@@ -160,6 +161,11 @@ class FileRows:
     columns: Sequence[str]
 
     def ids(self) -> pa.Array:
+        return self._ids
+
+    @functools.cached_property
+    def _ids(self) -> pa.Array:
+        """Read once: the scoring call checks and matches them, its caller writes them beside the scores."""
         import pyarrow.parquet as pq
 
         ids = pq.read_table(self.path, columns=[PRODUCT_ID], use_threads=False).column(0)
