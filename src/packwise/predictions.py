@@ -115,25 +115,26 @@ def _stage_name(run_id: str) -> str:
     return f"prediction_stage_{hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
 
 
-def _stage_batches(files: Sequence[Path], package_types: Sequence[str], batch_rows: int) -> Any:
+def _stage_schema(package_types: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of `_stage_batches`' tables."""
+    fields = [(PRODUCT_ID, pa.string()), (RECOMMENDED, pa.string())]
+    return pa.schema(fields + [(prob_column(t), pa.float32()) for t in package_types])
+
+
+def _stage_batches(files: Sequence[Path], package_types: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
     """The scored rows as staging batches: the columns that vary by row (`_stage_columns`), as scored.
 
     The run's constants (run id, mode, model versions) are not staged: `_InTransaction.swap_run` writes
     them in its INSERT, so the COPY carries 6 columns of about 40 bytes a row, not 12 of about 90.
     """
+    schema = _stage_schema(package_types)
     for path in files:
         source = pq.ParquetFile(path, pre_buffer=False)
         for batch in source.iter_batches(batch_size=batch_rows, use_threads=False):
             n = batch.num_rows
             if n == 0:
                 continue
-            arrays: dict[str, pa.Array] = {
-                PRODUCT_ID: batch.column(PRODUCT_ID).cast(pa.string()),
-                RECOMMENDED: batch.column(RECOMMENDED).cast(pa.string()),
-            }
-            for t in package_types:
-                arrays[prob_column(t)] = batch.column(prob_column(t)).cast(pa.float32())
-            yield pa.table(arrays)
+            yield pa.table([batch.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def _row_expressions(package_types: Sequence[str], versions: Mapping[str, int]) -> dict[str, str]:
@@ -327,14 +328,21 @@ class _InTransaction:
     def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
         """PostgreSQL's stage: the rows through Arrow batches (DuckDB inserts straight into predictions,
         `_insert_direct`, and has no stage)."""
+        from packwise.warehouse import BatchAppender
+
         wh = self.warehouse
         stage_cols = _stage_columns(run.package_types)
         wh.execute(f"DROP TABLE IF EXISTS {run.stage}")
         # UNLOGGED (PostgreSQL): the stage skips the write-ahead log; it lives and dies inside this
         # transaction, so a crash loses nothing a rollback would not have dropped anyway.
         wh.execute(f"CREATE UNLOGGED TABLE {run.stage} ({', '.join(f'{n} {t}' for n, t in stage_cols)})")
-        for table in _stage_batches(files, run.package_types, batch_rows):
-            wh.append(run.stage, table)
+        tables = _stage_batches(files, run.package_types, batch_rows)
+        if isinstance(wh, BatchAppender):  # PostgreSQL: every batch in one COPY
+            batches = (batch for table in tables for batch in table.to_batches())
+            wh.append_batches(run.stage, _stage_schema(run.package_types), batches)
+        else:
+            for table in tables:
+                wh.append(run.stage, table)
         wh.execute(f"ANALYZE {run.stage}")  # row counts for the planner: a hash join in the swap
 
     def drop_stage(self, stage: str) -> None:

@@ -67,6 +67,35 @@ def test_transaction_rolls_back_everything_and_nested_blocks_join(pg: Any) -> No
     assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == 4
 
 
+def test_a_stream_of_batches_is_appended_whole_or_not_at_all(pg: Any) -> None:
+    import pyarrow as pa
+
+    from packwise.warehouse import BatchAppender
+    from packwise.warehouse.postgres import COPY_BATCH_ROWS
+
+    assert isinstance(pg, BatchAppender)
+    rows = pa.Table.from_pandas(_labels(2 * COPY_BATCH_ROWS + 7), preserve_index=False)
+    # label as int64 and week as int64: cast batch by batch to the table's declared widths
+    assert pg.append_batches("labels", rows.schema, iter(rows.to_batches(max_chunksize=40_000))) == rows.num_rows
+    got = pg.fetch_df("SELECT count(*) AS n, count(DISTINCT product_id) AS d, sum(label) AS s FROM labels")
+    assert got.iloc[0].tolist() == [rows.num_rows, rows.num_rows, sum(i % 2 for i in range(rows.num_rows))]
+
+    texts = rows.schema.set(2, pa.field("label", pa.string()))
+
+    def broken() -> Any:
+        good = _labels(COPY_BATCH_ROWS + 1).assign(label="1")  # text that casts to the column's integers
+        yield pa.RecordBatch.from_pandas(good, preserve_index=False, schema=texts)
+        bad = _labels(3).assign(label=["x", "y", "z"])  # and a label that is no number, after it
+        yield pa.RecordBatch.from_pandas(bad, preserve_index=False, schema=texts)
+
+    with pytest.raises(WarehouseError, match=r"labels\.label is int\d+, the rows hold string"), pg.transaction():
+        pg.execute("DELETE FROM labels")
+        pg.append_batches("labels", texts, broken())
+    assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == rows.num_rows  # the DELETE rolled back
+    pg.append("labels", _labels(1))  # the connection is usable after the aborted COPY
+    assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == rows.num_rows + 1
+
+
 def test_replace_table_replaces_every_row_and_creates_a_missing_table(pg: Any) -> None:
     pg.append("labels", _labels(5))
     assert pg.replace_table("labels", _labels(2)) == 2
