@@ -7,10 +7,13 @@ For N products (default 1M):
    N and at ``--scale`` x N products (memory flat: the peak RSS of both is printed). The products are
    stored in id order (no sort needed); on DuckDB the same N products stored shuffled are extracted too
    (DuckDB sorts them), beside it.
-2. load: `load_predictions` of a monthly run of N scored rows (4 package types, 8 shard files) while a
-   previous monthly run of the same N products is current (the supersede path a monthly run takes),
-   with ``keep_runs=12``; the seconds of each load phase (inserting/staging, checking, superseding,
-   recording, pruning, committing, closing) are printed beside the total.
+2. load: `load_predictions` of a monthly run of N scored rows (4 package types, 8 shard files) after
+   ``--history`` earlier monthly runs of the same N products (default 12, ``keep_runs``: the steady state,
+   where the load supersedes N current rows and prunes the oldest run's N superseded rows), with
+   ``keep_runs=12``; the seconds of each load phase (inserting/staging, checking, superseding, recording,
+   pruning, committing, closing) are printed beside the total. Backend ``postgres-plain`` is PostgreSQL
+   with the predictions table an earlier release created (one table, not `packwise.prediction_tables`'
+   current table and history), for the ratio.
 3. retention: 13 monthly loads of ``--retention-products`` products with ``keep_runs=12``; prints how many
    runs the predictions tables hold afterwards (the target: at most 12).
 
@@ -21,7 +24,7 @@ PostgreSQL: the DSN in $PACKWISE_BENCH_PG_DSN, else a throwaway cluster started 
 (and stopped afterwards).
 
 Usage: python bench/bench_warehouse.py [--products 1000000] [--scale 5] [--retention-products 20000]
-       [--workdir /tmp/packwise-bench-warehouse] [--backends duckdb,postgres]
+       [--history 12] [--workdir /tmp/packwise-bench-warehouse] [--backends duckdb,postgres,postgres-plain]
 """
 
 from __future__ import annotations
@@ -61,7 +64,10 @@ def _config(backend: str, workdir: Path) -> WarehouseConfig:
         if os.environ.get(UNBOUNDED_ENV):
             return WarehouseConfig(path=workdir / "warehouse.duckdb", duckdb_memory=None)
         return WarehouseConfig(path=workdir / "warehouse.duckdb")
-    return WarehouseConfig(backend="postgres", dsn_env=DSN_ENV)
+    return WarehouseConfig(backend="postgres", dsn_env=DSN_ENV)  # postgres or postgres-plain
+
+
+BACKENDS = ("duckdb", "postgres", "postgres-plain")
 
 
 def _products(n: int, seed: int = 0) -> pa.Table:
@@ -113,25 +119,32 @@ def _load(wh: Any, files: list[Path], run: int, n: int) -> Any:
 
 
 def _drop_all(wh: Any) -> None:
-    for table in ("predictions", "predictions_history", "prediction_runs", "run_watermarks", "products", "labels"):
+    kinds = wh.fetch_df(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    if "VIEW" in set(kinds.loc[kinds["table_name"] == "predictions", "table_type"]):  # PostgreSQL's layout
+        wh.execute("DROP VIEW predictions")
+        wh.execute("DROP TABLE predictions_history CASCADE")  # and the history tables inheriting it
+    tables = ("predictions", "predictions_current", "prediction_history_tables", "prediction_runs", "run_watermarks")
+    for table in (*tables, "products", "labels"):
         wh.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _runs_held(wh: Any) -> int:
-    """Distinct run ids with a row in any predictions table (current or history)."""
-    from packwise.warehouse import QueryError
-
-    held: set[str] = set()
-    for table in ("predictions", "predictions_history"):
-        try:
-            found = wh.fetch_df(f"SELECT DISTINCT run_id FROM {table}")
-        except QueryError:
-            continue
-        held |= set(found["run_id"])
-    return len(held)
+    """Distinct run ids with a row in predictions (current or history: on PostgreSQL a view of both)."""
+    return len(wh.fetch_df("SELECT DISTINCT run_id FROM predictions"))
 
 
-def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
+def _plain_table(wh: Any, backend: str) -> None:
+    """postgres-plain: the predictions table as an earlier release created it (one table)."""
+    if backend == "postgres-plain":
+        from packwise.prediction_ledger import predictions_columns
+
+        columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))
+        wh.execute(f"CREATE TABLE predictions ({columns})")
+
+
+def phase(name: str, backend: str, workdir: Path, n: int, history: int = 1) -> dict[str, Any]:
     """Runs one phase in this process; returns rows, seconds and peak RSS."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = _config(backend, workdir)
@@ -151,11 +164,15 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
                 _scored(workdir, n)
             previous = workdir / "previous"
             previous.mkdir(exist_ok=True)
-            _load(wh, _scored(previous, n, seed=0), 0, n)  # the current run the timed load supersedes
+            _plain_table(wh, backend)
+            earlier = _scored(previous, n, seed=0)
+            for run in range(history):  # the history; the last is the current run the timed load supersedes
+                _load(wh, earlier, run, n)
         return {"rows": n}
     if name == "retention":
         with open_warehouse(config) as wh:
             _drop_all(wh)
+            _plain_table(wh, backend)
         files = _scored(workdir, n, seed=2)
         loads = []
         for run in range(KEEP_RUNS + 1):
@@ -181,7 +198,7 @@ def phase(name: str, backend: str, workdir: Path, n: int) -> dict[str, Any]:
         progress.phase = lambda step: marks.append((step, time.perf_counter()))  # type: ignore[assignment]
         files = sorted(workdir.glob("scored-*.parquet"))
         with open_warehouse(config) as wh:
-            rows = _load(wh, files, 1, n).n_products
+            rows = _load(wh, files, history, n).n_products
             marks.append(("closing", time.perf_counter()))
         marks.append(("end", time.perf_counter()))
         for (step, at), (_, until) in itertools.pairwise(marks):
@@ -194,11 +211,11 @@ def _rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(name: str, backend: str, workdir: Path, n: int, unbounded: bool = False) -> dict[str, Any]:
+def _child(name: str, backend: str, workdir: Path, n: int, unbounded: bool = False, history: int = 1) -> dict[str, Any]:
     env = {**os.environ, UNBOUNDED_ENV: "1"} if unbounded else os.environ
     out = subprocess.run(
         [sys.executable, __file__, "--phase", name, "--backend", backend, "--workdir", str(workdir),
-         "--products", str(n)],
+         "--products", str(n), "--history", str(history)],
         check=True, capture_output=True, text=True, env=env,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -214,19 +231,21 @@ def main() -> None:
     parser.add_argument(
         "--phase", choices=["setup", "setup-products", "setup-shuffled", "extract", "load", "retention"]
     )
-    parser.add_argument("--backend", choices=["duckdb", "postgres"])
+    parser.add_argument("--history", type=int, default=KEEP_RUNS, help="Monthly runs loaded before the timed one.")
+    parser.add_argument("--backend", choices=BACKENDS)
     parser.add_argument("--backends", default="duckdb,postgres", help="Comma-separated backends to compare.")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
-    if not backends or any(b not in ("duckdb", "postgres") for b in backends):
-        parser.error(f"--backends {args.backends!r}: a comma-separated list of duckdb and postgres")
+    if not backends or any(b not in BACKENDS for b in backends) or args.history < 1:
+        parser.error(f"--backends {args.backends!r}, --history {args.history}: a comma-separated list of "
+                     f"{', '.join(BACKENDS)}; --history 1 or more")  # fmt: skip
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.phase:
-        print(json.dumps(phase(args.phase, args.backend, args.workdir, args.products)))
+        print(json.dumps(phase(args.phase, args.backend, args.workdir, args.products, args.history)))
         return
 
     cluster_dir = None
-    if "postgres" in backends and not os.environ.get(DSN_ENV):
+    if any(b.startswith("postgres") for b in backends) and not os.environ.get(DSN_ENV):
         script = str(REPO / "scripts/ci-postgres.sh")
         started = subprocess.run(["bash", script], check=True, capture_output=True, text=True)
         exports = dict(line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines())
@@ -236,8 +255,10 @@ def main() -> None:
         results: dict[str, dict[str, dict[str, Any]]] = {}
         big = args.products * args.scale
         for backend in backends:
-            _child("setup", backend, args.workdir, args.products)
-            results[backend] = {p: _child(p, backend, args.workdir, args.products) for p in ("extract", "load")}
+            _child("setup", backend, args.workdir, args.products, history=args.history)
+            results[backend] = {
+                p: _child(p, backend, args.workdir, args.products, history=args.history) for p in ("extract", "load")
+            }
             results[backend]["retention"] = _child("retention", backend, args.workdir / "retention",
                                                    args.retention_products)  # fmt: skip
             if backend == "duckdb":  # the same extract without its memory bound, and of the rows shuffled
@@ -257,17 +278,18 @@ def main() -> None:
             subprocess.run(["bash", str(REPO / "scripts/ci-postgres.sh"), "stop", cluster_dir], check=False)
         shutil.rmtree(args.workdir, ignore_errors=True)
 
-    print(f"{args.products:,} products; rows/s and peak RSS per phase (one process each); load average "
-          f"{os.getloadavg()[0]:.2f}\n")  # fmt: skip
+    print(f"{args.products:,} products, the load after {args.history} runs of history; rows/s and peak RSS per "
+          f"phase (one process each); load average {os.getloadavg()[0]:.2f}\n")  # fmt: skip
     header = f"{'phase':<12}" + "".join(f" {b + ' rows/s':>16} {b + ' RSS':>14}" for b in backends)
-    print(header + (f" {'pg/duck':>8}" if len(backends) == 2 else ""))
+    pair = "duckdb" in backends and "postgres" in backends
+    print(header + (f" {'pg/duck':>8}" if pair else ""))
     shown = ["extract", "load"] + (["extract-big"] if args.scale > 1 else [])
     for p in shown:
         line = f"{(p if p != 'extract-big' else f'extract x{args.scale}'):<12}"
         for b in backends:
             r = results[b][p]
             line += f" {r['rows'] / r['seconds']:>16,.0f} {r['rss_mib']:>10.0f} MiB"
-        if len(backends) == 2:
+        if pair:
             d, g = results["duckdb"][p], results["postgres"][p]
             line += f" {(g['rows'] / g['seconds']) / (d['rows'] / d['seconds']):>8.2f}"
         print(line)
@@ -299,6 +321,12 @@ def main() -> None:
         print(f"{b} retention: after {r['loads']} monthly loads of {r['rows']:,} products with keep_runs={KEEP_RUNS}, "
               f"the predictions tables hold {r['runs_held']} runs ({verdict}); "
               f"{r['seconds'] / r['loads']:.2f} s a load")
+    if "postgres" in backends and "postgres-plain" in backends:
+        part, plain = results["postgres"]["load"], results["postgres-plain"]["load"]
+        print(f"\npostgres load after {args.history} runs of history, current table swapped / one table "
+              "(earlier releases): "
+              f"{part['rows'] / part['seconds']:,.0f} / {plain['rows'] / plain['seconds']:,.0f} rows/s "
+              f"({plain['seconds'] / part['seconds']:.2f}x faster)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -143,8 +143,16 @@ def daily_since(warehouse: Warehouse) -> datetime | None:
 
 
 def ensure_tables(warehouse: Warehouse, package_types: Sequence[str]) -> None:
-    from packwise.warehouse import RunStager
+    from packwise import prediction_tables
+    from packwise.warehouse import InheritsTables, RunStager
 
+    if isinstance(warehouse, InheritsTables) and not isinstance(warehouse, RunStager):
+        if not warehouse.table_exists(PREDICTIONS):
+            prediction_tables.create(warehouse, package_types)
+        if prediction_tables.uses_swapped_tables(warehouse):
+            prediction_tables.add_columns(warehouse, package_types)
+            _ensure_ledger_tables(warehouse)
+            return
     cols = ", ".join(f"{n} {t}" for n, t in predictions_columns(package_types))
     # (product_id, run_id) is unique by construction: the ledger admits a run id once and the load checks
     # the run's products are distinct. Where a key is an index kept up row by row (DuckDB, PostgreSQL) the
@@ -165,6 +173,10 @@ def ensure_tables(warehouse: Warehouse, package_types: Sequence[str]) -> None:
         if name not in have:
             # a package type added to the configuration; older rows hold NULL for it
             warehouse.execute(f"ALTER TABLE {PREDICTIONS} ADD COLUMN {name} {sql_type}")
+    _ensure_ledger_tables(warehouse)
+
+
+def _ensure_ledger_tables(warehouse: Warehouse) -> None:
     runs = ", ".join(f"{n} {t}" for n, t in RUNS_COLUMNS)
     warehouse.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTION_RUNS} ({runs}, PRIMARY KEY (run_id))")
     warehouse.execute(

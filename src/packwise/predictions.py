@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from packwise import progress
+from packwise import prediction_tables, progress
 from packwise.errors import WarehouseError
 from packwise.prediction_ledger import (
     MODES,
@@ -252,8 +252,10 @@ def load_predictions(
         moves = expected_rows > 0 and watermark is not None
         if expected_rows > 0 and watermark is not None:
             after = watermark if before is None else max(before, watermark)
+        # PostgreSQL's monthly run stages straight into its next current table (`prediction_tables`)
+        next_table = prediction_tables.stages_next(warehouse, mode) and isinstance(stager, _InTransaction)
         run = StagedRun(
-            stage=_stage_name(run_id),
+            stage=prediction_tables.NEXT if next_table else _stage_name(run_id),
             run_id=run_id,
             mode=mode,
             package_types=package_types,
@@ -331,6 +333,10 @@ class _InTransaction:
         from packwise.warehouse import BatchAppender
 
         wh = self.warehouse
+        if run.stage == prediction_tables.NEXT:
+            prediction_tables.stage_next(wh, run, _stage_batches(files, run.package_types, batch_rows))
+            wh.execute(f"ANALYZE {run.stage}")
+            return
         stage_cols = _stage_columns(run.package_types)
         wh.execute(f"DROP TABLE IF EXISTS {run.stage}")
         # UNLOGGED (PostgreSQL): the stage skips the write-ahead log; it lives and dies inside this
@@ -353,7 +359,15 @@ class _InTransaction:
 
         wh = self.warehouse
         superseded = 0
-        if run.n_products > 0:
+        swapped = not self.direct and prediction_tables.uses_swapped_tables(wh)  # PostgreSQL's layout
+        if run.n_products > 0 and swapped:
+            progress.phase("superseding")
+            exprs = _row_expressions(run.package_types, run.versions)
+            params = {"run_id": run.run_id, "mode": run.mode}
+            superseded = prediction_tables.swap(wh, self.counter, run, exprs, params)
+            if run.stage != prediction_tables.NEXT:  # the next table is the current one now
+                wh.execute(f"DROP TABLE {run.stage}")
+        elif run.n_products > 0:
             progress.phase("superseding")
             if self.direct:  # DuckDB's rows are in already, under their run id
                 this_run = f"SELECT product_id FROM {PREDICTIONS} WHERE run_id = $run_id"
@@ -395,8 +409,11 @@ class _InTransaction:
         )
         pruned = 0
         progress.phase("pruning")
-        for statement in prune_statements(keep_runs) if _runs_outside(wh, keep_runs) else []:
-            pruned += self.counter.execute_count(statement)
+        if swapped and keep_runs is not None and _runs_outside(wh, keep_runs):
+            pruned = prediction_tables.prune(wh, self.counter, _kept_runs(keep_runs))
+        elif not swapped:
+            for statement in prune_statements(keep_runs) if _runs_outside(wh, keep_runs) else []:
+                pruned += self.counter.execute_count(statement)
         # Resume drills: PACKWISE_FAIL_TASK=load-predictions/commit fails here, everything written, not committed.
         maybe_fail("load-predictions", "commit")
         return SwapCounts(superseded=superseded, pruned=pruned)

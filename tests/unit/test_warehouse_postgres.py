@@ -177,12 +177,121 @@ def test_a_load_stores_the_rows_duckdb_stores(pg: Any, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
 
 
-def _keys(wh: Any) -> list[str]:
+def _history_children(wh: Any) -> dict[str, dict[str, int]]:
+    """Each table inheriting predictions_history, named by the run whose swap left it: its rows per run."""
+    from packwise.prediction_tables import history_table
+
+    names = wh.fetch_df(
+        "SELECT c.relname AS child FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = CAST('predictions_history' AS regclass)"
+    )["child"]
+    by_run = {history_table(f"run-{i}"): f"run-{i}" for i in range(9)}
+    out = {}
+    for child in names:
+        rows = wh.fetch_df(f"SELECT run_id, count(*) AS n FROM {child} GROUP BY run_id ORDER BY run_id")
+        out[by_run[child]] = dict(zip(rows["run_id"], rows["n"].astype(int), strict=True))
+    return out
+
+
+def test_a_monthly_run_swaps_the_current_table_and_retention_drops_whole_history_tables(
+    pg: Any, tmp_path: Path
+) -> None:
+    """PostgreSQL's predictions are a view of a current table and its history. A monthly run's rows become a
+    new current table and the old one a history child (no row rewritten); a daily run supersedes in place;
+    retention drops a child whose runs are all outside keep_runs. Every step leaves exactly the rows the one
+    table of DuckDB holds, and an index a user put on the current table is on every new one."""
+    ids, gone, new = _ids(1, 200), _ids(9_000, 5), _ids(20_000, 30)  # gone: scored by run-0 only
+    steps = [
+        ("run-0", ids + gone, "monthly"),
+        ("run-1", ids, "monthly"),
+        ("run-2", ids[:50] + new, "daily"),
+        ("run-3", ids, "monthly"),
+        ("run-4", ids + new + gone, "monthly"),
+    ]
+    duck = DuckDBWarehouse(tmp_path / "w.duckdb")
+    try:
+        for i, (run_id, products, mode) in enumerate(steps):
+            files = [scored_file(tmp_path / f"{run_id}.parquet", products, i)]
+            results = [_load(wh, files, run_id, mode=mode, keep_runs=2) for wh in (pg, duck)]
+            assert [(r.n_products, r.superseded, r.pruned) for r in results] == [
+                (results[1].n_products, results[1].superseded, results[1].pruned)
+            ] * 2
+            pd.testing.assert_frame_equal(_table(pg), _table(duck), check_dtype=False, check_exact=True)
+            if run_id == "run-0":
+                assert pg.fetch_df(
+                    "SELECT table_type FROM information_schema.tables WHERE table_name = 'predictions'"
+                )["table_type"].tolist() == ["VIEW"]
+                assert _history_children(pg) == {}  # the first swap replaced an empty table: dropped
+                pg.execute("CREATE INDEX lookups ON predictions_current (product_id)")
+            if run_id == "run-1":  # run-0's rows, but for the gone products' (still current), are history
+                assert _history_children(pg) == {"run-1": {"run-0": 200}}
+            if run_id == "run-2":  # 50 rows superseded in place, in predictions_history itself
+                assert results[0].superseded == 50 and _history_children(pg) == {"run-1": {"run-0": 200}}
+            if run_id == "run-3":  # monthly runs 1 and 3 and daily run 2 are kept: run-0's child goes whole
+                assert results[0].pruned == 200
+                assert _history_children(pg) == {"run-3": {"run-1": 150, "run-2": 50}}
+    finally:
+        duck.close()
+    # run-4 keeps monthly runs 3 and 4 (and daily 2): run-1's rows go from predictions_history (50) and from
+    # run-3's child (150), and run-0's gone rows, superseded at last, from run-4's own child (5)
+    assert results[0].superseded == 235 and results[0].pruned == 50 + 150 + 5
+    assert _history_children(pg) == {"run-3": {"run-2": 50}, "run-4": {"run-2": 30, "run-3": 200}}
+    indexed = pg.fetch_df("SELECT indexdef FROM pg_indexes WHERE tablename = 'predictions_current'")["indexdef"]
+    assert [d for d in indexed if "(product_id)" in d]  # the user's index, on the table run-4 made current
+
+
+def _scored_types(path: Path, ids: list[str], types: list[str], seed: int) -> Path:
+    import numpy as np
+    import pyarrow as pa
+
+    from packwise.scoring import output_schema
+
+    rng = np.random.default_rng(seed)
+    arrays = [pa.array(ids, pa.string())] + [pa.array(rng.random(len(ids)).astype(np.float32)) for _ in types]
+    recommended = rng.integers(0, len(types), len(ids)).astype(np.int32)
+    arrays.append(pa.DictionaryArray.from_arrays(pa.array(recommended), pa.array(types)))
+    pq.write_table(pa.Table.from_arrays(arrays, schema=output_schema(types)), path)
+    return path
+
+
+def test_a_package_type_added_then_dropped_keeps_both_layouts_alike(pg: Any, tmp_path: Path) -> None:
+    """A type added to the configuration adds its columns (to the view's end on PostgreSQL, to both tables
+    and the history tables inheriting them); a run without it leaves them NULL. PostgreSQL's view and
+    DuckDB's table hold the same rows and columns, in the same order, after every step."""
+    more = [*TYPES, "crate"]
+    steps = [("run-1", TYPES, "monthly"), ("run-2", more, "monthly"), ("run-3", TYPES, "daily")]
+    steps.append(("run-4", TYPES, "monthly"))  # crate's columns are in the current table: NULL in its rows
+    duck = DuckDBWarehouse(tmp_path / "w.duckdb")
+    try:
+        for i, (run_id, types, mode) in enumerate(steps):
+            ids = _ids(1, 120) if mode == "monthly" else _ids(100, 40)
+            files = [_scored_types(tmp_path / f"{run_id}.parquet", ids, types, i)]
+            versions = dict.fromkeys(types, i + 1)
+            for wh in (pg, duck):
+                _load(wh, files, run_id, mode=mode, package_types=types, versions=versions)
+            got, expected = _table(pg), _table(duck)
+            pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
+    finally:
+        duck.close()
+    assert list(got.columns[-3:]) == ["is_current", "prob_crate", "model_version_crate"]
+    assert got.loc[got["run_id"] == "run-2", "model_version_crate"].eq(2).all()
+    assert got.loc[got["run_id"] != "run-2", "prob_crate"].isna().all()
+    assert set(got.loc[got["is_current"], "run_id"]) == {"run-4", "run-3"}  # run-3's new products stay current
+
+
+def _keys(wh: Any, table: str = PREDICTIONS) -> list[str]:
     found = wh.fetch_df(
         "SELECT constraint_name FROM information_schema.table_constraints "
-        f"WHERE table_name = '{PREDICTIONS}' AND constraint_type = 'PRIMARY KEY'"
+        f"WHERE table_name = '{table}' AND constraint_type = 'PRIMARY KEY'"
     )
     return list(found["constraint_name"])
+
+
+def _drop_predictions(wh: Any) -> None:
+    """Drops the predictions view, its tables and the history's children (CASCADE)."""
+    wh.execute(f"DROP VIEW {PREDICTIONS}")
+    wh.execute("DROP TABLE predictions_current, prediction_history_tables")
+    wh.execute("DROP TABLE predictions_history CASCADE")
 
 
 def test_predictions_get_no_key_index_and_a_table_keyed_before_still_loads(pg: Any, tmp_path: Path) -> None:
@@ -190,9 +299,9 @@ def test_predictions_get_no_key_index_and_a_table_keyed_before_still_loads(pg: A
     INSERT took 2.5x as long with it), and the load already guarantees it: a new table gets none. A table an
     earlier release created with the key keeps it and loads the same way."""
     _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1")
-    assert _keys(pg) == []
+    assert _keys(pg) == [] and _keys(pg, "predictions_current") == [] and _keys(pg, "predictions_history") == []
     unkeyed = _table(pg)
-    pg.execute(f"DROP TABLE {PREDICTIONS}")
+    _drop_predictions(pg)
     pg.execute(f"DELETE FROM {PREDICTION_RUNS}")
     pg.execute("DELETE FROM run_watermarks")
     columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))  # as an earlier release did
@@ -220,35 +329,48 @@ class _FailingAt:
         self._count()
         self._inner.execute(sql, params)
 
+    def execute_count(self, sql: str, params: Any = None) -> int:
+        self._count()
+        return int(self._inner.execute_count(sql, params))
+
     def append(self, name: str, data: Any) -> int:
         self._count()
         return int(self._inner.append(name, data))
+
+    def append_batches(self, name: str, schema: Any, batches: Any) -> int:
+        self._count()
+        return int(self._inner.append_batches(name, schema, batches))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-def test_a_load_failing_at_any_write_leaves_the_previous_predictions_and_watermark(pg: Any, tmp_path: Path) -> None:
-    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1", mode="daily")
+class _UndoError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mode", ["daily", "monthly"])  # in place / the current table swapped
+def test_a_load_failing_at_any_write_leaves_the_previous_predictions_and_watermark(
+    pg: Any, tmp_path: Path, mode: str
+) -> None:
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1", mode=mode)
     before = _table(pg)
     files = [scored_file(tmp_path / "b.parquet", _ids(151, 300), 2)]
     counter = _FailingAt(pg, 0)
-    _load(counter, files, "dry-run", mode="daily")  # counts the writes one load makes
-    pg.execute(f"DELETE FROM {PREDICTIONS} WHERE run_id = 'dry-run'")
-    pg.execute(f"UPDATE {PREDICTIONS} SET is_current = TRUE")
-    pg.execute(f"DELETE FROM {PREDICTION_RUNS} WHERE run_id = 'dry-run'")
-    pg.execute("UPDATE run_watermarks SET run_id = 'run-1', watermark = '2026-02-01'")
+    with pytest.raises(_UndoError), pg.transaction():  # the load joins this transaction, which rolls it back
+        _load(counter, files, "dry-run", mode=mode)  # counts the writes one load makes
+        raise _UndoError
     pd.testing.assert_frame_equal(_table(pg), before)
     assert counter.writes >= 8
     for n in range(1, counter.writes + 1):
         with pytest.raises(ConnectionError):
-            _load(_FailingAt(pg, n), files, "run-2", mode="daily", watermark=datetime(2026, 3, 1))
+            _load(_FailingAt(pg, n), files, "run-2", mode=mode, watermark=datetime(2026, 3, 1))
         pd.testing.assert_frame_equal(_table(pg), before)
         assert pg.fetch_df(f"SELECT run_id FROM {PREDICTION_RUNS}")["run_id"].tolist() == ["run-1"]
-        assert read_watermark(pg, "daily") == datetime(2026, 2, 1)
-        assert _stages(pg) == []
-    _load(pg, files, "run-2", mode="daily", watermark=datetime(2026, 3, 1))
-    assert read_watermark(pg, "daily") == datetime(2026, 3, 1)
+        assert read_watermark(pg, mode) == datetime(2026, 2, 1)
+        assert _stages(pg) == [] and not pg.table_exists("predictions_current_next")
+    _load(pg, files, "run-2", mode=mode, watermark=datetime(2026, 3, 1))
+    assert read_watermark(pg, mode) == datetime(2026, 3, 1)
     assert len(current_predictions(pg)) == 450
 
 

@@ -354,7 +354,7 @@ def test_load_copies_the_shards_from_s3_then_swaps_in_one_batch(
 
     # The same batch, for real, on PostgreSQL: the stage filled from the uploaded objects.
     with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)) as pg:
-        ensure_tables(pg, TYPES)
+        _redshift_tables(pg)
         for statement in create_stage(stage, TYPES):
             pg.execute(statement)
         for key in keys:
@@ -374,9 +374,19 @@ def test_load_copies_the_shards_from_s3_then_swaps_in_one_batch(
         assert not pg.table_exists(stage)
 
 
+def _redshift_tables(pg: Any) -> None:
+    """The tables as Redshift holds them: predictions one table (PostgreSQL's own layout is a view of a
+    current table and its history, `packwise.prediction_tables`, which Redshift's swap does not write)."""
+    from packwise.prediction_ledger import predictions_columns
+
+    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))
+    pg.execute(f"CREATE TABLE predictions ({columns}, PRIMARY KEY (product_id, run_id))")
+    ensure_tables(pg, TYPES)
+
+
 def test_the_swap_sql_on_postgresql_is_all_or_nothing_and_supersedes(postgres_dsn_env: str) -> None:
     with open_warehouse(WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)) as pg:
-        ensure_tables(pg, TYPES)
+        _redshift_tables(pg)
 
         def staged(run_id: str, ids: list[str], wm: datetime) -> StagedRun:
             stage = _stage_name(run_id)

@@ -322,6 +322,17 @@ class BatchAppender(Protocol):
 
 
 @runtime_checkable
+class InheritsTables(Protocol):
+    """A backend with PostgreSQL's table inheritance and ``CREATE TABLE ... (LIKE ... INCLUDING ALL)``: its
+    predictions are a current table swapped per monthly run beside an append-only history
+    (`packwise.prediction_tables`) instead of one table whose current rows a monthly load rewrites."""
+
+    def inherits_tables(self) -> bool:
+        """True: the statements of `packwise.prediction_tables` run here."""
+        ...
+
+
+@runtime_checkable
 class MemoryBounded(Protocol):
     """A backend whose heavy statements run under a memory bound of the task (DuckDB's ``memory_limit``,
     ``warehouse.duckdb_memory``), spilling past it: the load holds it around its whole transaction."""

@@ -316,7 +316,8 @@ class PostgresWarehouse(ClosingWarehouse):
 
     def append_batches(self, name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
         """Appends a stream of record batches to the existing table `name` in ONE binary COPY (`BatchAppender`),
-        columns matched by name and cast to the table's types batch by batch: memory of one batch.
+        columns matched by name and cast to the table's types batch by batch (memory of one batch); a
+        column of the table the batches lack is NULL.
 
         Returns:
             The number of rows appended.
@@ -330,14 +331,17 @@ class PostgresWarehouse(ClosingWarehouse):
                 f"postgres warehouse: table {name} does not exist; run `packwise seed` to create the schema"
             )
         target = self._target_schema(name)
-        fitted_schema = _fit(name, schema.empty_table(), target).schema
+        _fit(name, schema.empty_table(), target)  # a column the table lacks fails before anything is sent
+        order = pa.schema([pa.field(f.name, f.type) for f in target])  # binary COPY: the table's column order
 
         def fitted() -> Iterator[pa.RecordBatch]:
             for batch in batches:
                 table = _fit(name, pa.Table.from_batches([batch], schema=schema), target)
-                yield from table.to_batches(max_chunksize=COPY_BATCH_ROWS)
+                n = table.num_rows
+                columns = [table.column(f.name) if f.name in schema.names else pa.nulls(n, f.type) for f in order]
+                yield from pa.table(columns, schema=order).to_batches(max_chunksize=COPY_BATCH_ROWS)
 
-        return self._copy(name, _streamed(fitted_schema, fitted()), "append")
+        return self._copy(name, _streamed(order, fitted()), "append")
 
     def _target_schema(self, name: str) -> pa.Schema:
         """The table's declared column types, as Arrow types (binary COPY needs the exact width)."""
@@ -377,6 +381,10 @@ class PostgresWarehouse(ClosingWarehouse):
                 f"postgres warehouse: table {name} does not exist; run `packwise seed` to create the schema"
             )
         return self._ingest(name, data, "append")
+
+    def inherits_tables(self) -> bool:
+        """`InheritsTables`: predictions are a swapped current table and its history (`packwise.prediction_tables`)."""
+        return True
 
     def _column_type(self, portable: str) -> str:
         return server_type(portable)
