@@ -4,7 +4,8 @@ Tables (created on first load by `ensure_tables`; a package type added to the co
 
 - ``predictions``: one row per (product, run that scored it). ``is_current`` marks the latest row of a
   product; every product ever scored has exactly one current row. Columns: product_id, run_id, mode,
-  recommended_type, ``prob_<type>`` and ``model_version_<type>`` per package type, is_current.
+  recommended_type, ``prob_<type>`` and ``model_version_<type>`` per package type, is_current. On
+  PostgreSQL a view of a current table and its history (`packwise.prediction_tables`).
 - ``prediction_runs``: the load ledger, one row per loaded run id: mode, product count, the window
   (since, watermark), models, recommended type counts, unseen category counts, loaded_at.
 - ``run_watermarks`` (pipeline ``inference``, per mode): the largest ``added_at`` a run loaded.

@@ -9,7 +9,9 @@ with its own Parquet reader and checks them in place), then, in the same transac
 current rows of those products, inserts the new ones, writes the ledger row, moves the watermark and prunes the
 history (``inference.keep_runs``: the superseded rows of every run but the newest ``keep_runs`` runs of
 its mode that scored products are deleted; a current row is never deleted, whatever its run; the ledger
-keeps one row per run id forever, so a pruned run is still never loaded twice). The ledger
+keeps one row per run id forever, so a pruned run is still never loaded twice). On PostgreSQL a monthly
+run stages straight into a new current table, which replaces the old one, and the old one becomes
+history (`packwise.prediction_tables`). The ledger
 row makes it exactly once per run id: loading a run id again changes nothing. A failure anywhere before
 the commit (or a killed process) rolls all of it back, the stage included, so the previous predictions
 and the watermark stay as they were.
