@@ -320,13 +320,16 @@ class _InTransaction:
     def load_block(self) -> Iterator[None]:
         """The load's transaction, under the backend's memory bound where it has one (DuckDB: the insert, the
         row check's distinct count and the supersede's join spill past ``warehouse.duckdb_memory``; the bound
-        covers the commit, where DuckDB writes the rows out)."""
-        from packwise.warehouse import MemoryBounded
+        covers the commit, where DuckDB writes the rows out), holding its load lock where it has one
+        (PostgreSQL: a load waits for another one's commit, then finds the ledger as that one left it)."""
+        from packwise.warehouse import LoadLock, MemoryBounded
 
         with contextlib.ExitStack() as stack:
             if isinstance(self.warehouse, MemoryBounded):
                 stack.enter_context(self.warehouse.bounded_memory("the load"))
             stack.enter_context(self.warehouse.transaction())
+            if isinstance(self.warehouse, LoadLock):  # PostgreSQL: one load at a time supersedes
+                self.warehouse.lock_loads()
             yield
 
     def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:

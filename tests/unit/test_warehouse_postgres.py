@@ -279,6 +279,40 @@ def test_a_package_type_added_then_dropped_keeps_both_layouts_alike(pg: Any, tmp
     assert set(got.loc[got["is_current"], "run_id"]) == {"run-4", "run-3"}  # run-3's new products stay current
 
 
+def test_loads_at_the_same_time_wait_for_each_other(pg: Any, postgres_dsn_env: str, tmp_path: Path) -> None:
+    """A daily load during a monthly one (two processes, overlapping products) waits for the other's commit:
+    every product ends with exactly one current row, and both runs are in the ledger."""
+    import threading
+
+    config = WarehouseConfig(backend="postgres", dsn_env=postgres_dsn_env)
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1")
+    runs = [("run-2", _ids(1, 300), "monthly"), ("run-3", _ids(250, 100), "daily")]
+    errors: list[BaseException] = []
+
+    def load(run_id: str, ids: list[str], mode: str) -> None:
+        try:
+            with open_warehouse(config) as wh:
+                _load(wh, [scored_file(tmp_path / f"{run_id}.parquet", ids, 2)], run_id, mode=mode)
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=load, args=run) for run in runs]
+    with pg.transaction():
+        pg.lock_loads()  # as a load in its transaction would
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=1.0)
+        assert all(t.is_alive() for t in threads)  # both wait for the lock
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    current = current_predictions(pg)
+    assert len(current) == 349 and current["product_id"].is_unique
+    assert sorted(pg.fetch_df(f"SELECT run_id FROM {PREDICTION_RUNS}")["run_id"]) == ["run-1", "run-2", "run-3"]
+    assert len(_table(pg)) == 300 + 300 + 100  # every run's rows, each superseded row once
+
+
 def _keys(wh: Any, table: str = PREDICTIONS) -> list[str]:
     found = wh.fetch_df(
         "SELECT constraint_name FROM information_schema.table_constraints "

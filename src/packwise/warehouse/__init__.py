@@ -333,6 +333,17 @@ class InheritsTables(Protocol):
 
 
 @runtime_checkable
+class LoadLock(Protocol):
+    """A backend that many processes write at once (PostgreSQL): loads take a lock for their transaction,
+    so two runs' loads (a daily job during the monthly one) supersede one after the other, never the same
+    products at the same time (two current rows, or a deadlock)."""
+
+    def lock_loads(self) -> None:
+        """Waits until no other load holds the lock, then holds it until this transaction ends."""
+        ...
+
+
+@runtime_checkable
 class MemoryBounded(Protocol):
     """A backend whose heavy statements run under a memory bound of the task (DuckDB's ``memory_limit``,
     ``warehouse.duckdb_memory``), spilling past it: the load holds it around its whole transaction."""

@@ -109,6 +109,7 @@ def _plain(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
+LOAD_LOCK = 0x7061636B77697365 & 0x7FFFFFFFFFFFFFFF  # "packwise": the advisory lock key of prediction loads
 COPY_BATCH_ROWS = 32_768  # rows per batch of one COPY: small enough that encoding and parsing overlap
 
 
@@ -381,6 +382,13 @@ class PostgresWarehouse(ClosingWarehouse):
                 f"postgres warehouse: table {name} does not exist; run `packwise seed` to create the schema"
             )
         return self._ingest(name, data, "append")
+
+    def lock_loads(self) -> None:
+        """`LoadLock`: a transaction-level advisory lock (released at commit or rollback, also when the
+        process dies and the server closes its session)."""
+        if not self._tx_depth:
+            raise WarehouseError("postgres warehouse: lock_loads() is for inside transaction()")
+        self.fetch_df(f"SELECT 1 AS held FROM (SELECT pg_advisory_xact_lock({LOAD_LOCK})) AS lock")
 
     def inherits_tables(self) -> bool:
         """`InheritsTables`: predictions are a swapped current table and its history (`packwise.prediction_tables`)."""
