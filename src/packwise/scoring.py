@@ -105,6 +105,13 @@ def output_schema(package_types: Sequence[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
+def recommend_with(prob: np.ndarray, thresholds: Sequence[float], cost: CostModel | None) -> np.ndarray:
+    """The recommended type of every row under ``inference.policy``: the lowest expected cost (`cost`), else
+    the first type past its threshold (`recommend`). Wherever the rows were scored (in the task or in
+    SageMaker jobs), this picks."""
+    return cost.pick(prob) if cost is not None and cost.policy == "cost" else recommend(prob, thresholds)
+
+
 class Scorer:
     """Scores product frames with one model per package type (in configuration order)."""
 
@@ -218,7 +225,7 @@ class Scorer:
             for batch, rows in prepared:
                 prob, spent = self.predict(rows)
                 cost = self.cost
-                rec = cost.pick(prob) if cost and cost.policy == "cost" else recommend(prob, self.thresholds)
+                rec = recommend_with(prob, self.thresholds, cost)
                 columns: list[pa.Array] = [batch.column(PRODUCT_ID).cast(pa.string())]
                 columns += [pa.array(prob[:, j]) for j in range(prob.shape[1])]
                 columns.append(pa.DictionaryArray.from_arrays(pa.array(rec, type=pa.int32()), names))

@@ -382,3 +382,37 @@ def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
     again = score_shard(shard, plan, SAGEMAKER, cfg.sagemaker, cfg.inference, tmp_path / "again.parquet")
     assert len(emulator.bodies("CreateTransformJob")) == before + 2, "a retried shard attaches to its jobs"
     assert again["recommended"] == stats["recommended"]
+
+
+def test_a_shard_scored_on_sagemaker_takes_the_cost_policy_as_local_scoring_does(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    """inference.policy cost: the jobs' probabilities give the lowest-expected-cost picks and the expected
+    cost the local scorer writes, not the threshold rule."""
+    import pyarrow.parquet as pq
+
+    from packwise.inference import load_scoring_models, score_shard
+    from packwise.recommendation import cost_model
+    from packwise.scoring import Scorer
+    from packwise.training import train
+
+    plan: dict[str, Any] = {"package_types": ["own_container", "box"], "models": {}}
+    for version, package_type in enumerate(plan["package_types"], start=1):
+        path = tmp_path / f"{package_type}.tar.gz"
+        train(splits["train"], splits["validation"], package_type, cfg.features, cfg.model, path, package_type, "fp")
+        plan["models"][package_type] = {"path": str(path), "version": version, "threshold": 0.5}
+    shard = tmp_path / "shard-00004.parquet"
+    shard.write_bytes(splits["validation"].read_bytes())
+    by_cost = cfg.inference.model_copy(
+        update={"policy": "cost", "package_costs": {"own_container": 0.0, "box": 1.5}, "damage_cost": 4.0}
+    )
+    cost = cost_model("cost", by_cost.package_costs, by_cost.damage_cost, plan["package_types"])
+    local = Scorer(load_scoring_models(plan), threads=1, cost=cost).score_file(shard, tmp_path / "local.parquet")
+    threshold = Scorer(load_scoring_models(plan), threads=1).score_file(shard, tmp_path / "threshold.parquet")
+    assert local.recommended != threshold.recommended  # the two policies pick differently on these rows
+
+    stats = score_shard(shard, plan, SAGEMAKER, cfg.sagemaker, by_cost, tmp_path / "remote.parquet")
+    remote = pq.read_table(tmp_path / "remote.parquet")
+    assert remote.to_pydict() == pq.read_table(tmp_path / "local.parquet").to_pydict()
+    assert stats["recommended"] == local.recommended
+    assert stats["expected_cost"] == pytest.approx(local.expected_cost, rel=1e-9)

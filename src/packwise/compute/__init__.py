@@ -123,7 +123,8 @@ def open_compute(
         step: training, evaluation or inference.
         compute: The ``compute`` section.
         sagemaker: The ``sagemaker`` section (needed when the step runs on SageMaker).
-        inference: The ``inference`` section (batch rows and threads of local shard scoring).
+        inference: The ``inference`` section (batch rows and threads of local shard scoring; the
+            recommendation policy and costs of shard scoring, local or on SageMaker).
 
     Raises:
         ConfigError: The step runs on SageMaker and the ``sagemaker`` section is missing.
@@ -136,7 +137,7 @@ def open_compute(
             raise ConfigError(f"compute.{step} is sagemaker but no sagemaker section was given; set it in the config")
         from packwise.compute.sagemaker import SageMakerCompute
 
-        return SageMakerCompute(sagemaker)
+        return SageMakerCompute(sagemaker, inference=inference)
     from packwise.compute.local import LocalCompute
 
     return LocalCompute(inference)

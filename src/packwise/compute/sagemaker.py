@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from packwise.config import SageMakerConfig
+    from packwise.config import InferenceConfig, SageMakerConfig
     from packwise.features import FeatureSpec
     from packwise.sagemaker.session import Clients
 
@@ -34,9 +34,12 @@ class SageMakerCompute:
         clients: AWS clients; opened from ``config`` (the standard credential chain) on first use when None.
     """
 
-    def __init__(self, config: SageMakerConfig, clients: Clients | None = None) -> None:
+    def __init__(
+        self, config: SageMakerConfig, clients: Clients | None = None, inference: InferenceConfig | None = None
+    ) -> None:
         self.config = config
         self._clients = clients
+        self.inference = inference  # the recommendation policy and its costs, as local scoring applies them
 
     @property
     def clients(self) -> Clients:
@@ -170,16 +173,21 @@ class SageMakerCompute:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from packwise.config import InferenceConfig
         from packwise.inference.shards import load_scoring_models, shard_name
+        from packwise.recommendation import cost_model
         from packwise.sagemaker.session import sha256_file
         from packwise.sagemaker.transform import FileRows, TransformModel, score_with_transform
         from packwise.score_stats import ScoreStats
-        from packwise.scoring import Scorer, output_schema, recommend
+        from packwise.scoring import Scorer, output_schema, recommend_with
 
         start = time.perf_counter()
         name = shard_name(shard_path)
         models = load_scoring_models(plan)
-        scorer = Scorer(models, threads=1)
+        inference = self.inference or InferenceConfig()
+        cost = cost_model(inference.policy, inference.package_costs, inference.damage_cost, plan["package_types"])
+        # only its input columns and unseen counts: the jobs score, so no tree engine conversion
+        scorer = Scorer(models, threads=1, engine="xgboost")
         # read a slice at a time by the jobs' staging: a 5M-product shard read whole into pandas held 1.1 GiB
         products = FileRows(shard_path, scorer.input_columns)
         transform_models = [
@@ -208,7 +216,7 @@ class SageMakerCompute:
         seconds_predict = time.perf_counter() - predicted
         package_types = [m.package_type for m in models]
         prob = np.column_stack([prob_by_type[t] for t in package_types]).astype(np.float32)
-        rec = recommend(prob, [m.threshold for m in models])
+        rec = recommend_with(prob, [m.threshold for m in models], cost)
         columns: list[pa.Array] = [products.ids()]
         columns += [pa.array(prob[:, j]) for j in range(prob.shape[1])]
         columns.append(pa.DictionaryArray.from_arrays(pa.array(rec, type=pa.int32()), pa.array(package_types)))
@@ -217,12 +225,13 @@ class SageMakerCompute:
         pq.write_table(pa.Table.from_arrays(columns, schema=output_schema(package_types)), tmp, compression="zstd")
         tmp.replace(out_path)
         counts = np.bincount(rec, minlength=len(package_types))
-        del prob, columns
+        del columns
         stats = ScoreStats(
             rows=len(rec),
             recommended={t: int(c) for t, c in zip(package_types, counts, strict=True)},
             unseen=scorer.unseen_in_file(shard_path),
             seconds=time.perf_counter() - start,
             seconds_predict=seconds_predict,
+            expected_cost=None if cost is None else cost.expected(prob, rec),
         )
         return stats.model_dump()
