@@ -345,13 +345,8 @@ def test_missing_credentials_say_where_they_come_from(monkeypatch: pytest.Monkey
         upload_model_file(open_clients(config), config, tmp_path / "m")
 
 
-def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
-    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
-) -> None:
-    import pyarrow.parquet as pq
-
-    from packwise.inference import load_scoring_models, score_shard
-    from packwise.scoring import Scorer
+def _trained_plan(cfg: PackwiseConfig, splits: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A scoring plan of two freshly trained models (own_container v1, box v2)."""
     from packwise.training import train
 
     plan: dict[str, Any] = {"package_types": ["own_container", "box"], "models": {}}
@@ -359,6 +354,18 @@ def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
         path = tmp_path / f"{package_type}.tar.gz"
         train(splits["train"], splits["validation"], package_type, cfg.features, cfg.model, path, package_type, "fp")
         plan["models"][package_type] = {"path": str(path), "version": version, "threshold": 0.5}
+    return plan
+
+
+def test_a_shard_scored_by_batch_transform_equals_the_local_scorer(
+    cfg: PackwiseConfig, splits: dict[str, Any], clients: Clients, emulator: SageMakerEmulator, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    from packwise.inference import load_scoring_models, score_shard
+    from packwise.scoring import Scorer
+
+    plan = _trained_plan(cfg, splits, tmp_path)
     shard = tmp_path / "shard-00003.parquet"
     shard.write_bytes(splits["validation"].read_bytes())
 
@@ -394,13 +401,8 @@ def test_a_shard_scored_on_sagemaker_takes_the_cost_policy_as_local_scoring_does
     from packwise.inference import load_scoring_models, score_shard
     from packwise.recommendation import cost_model
     from packwise.scoring import Scorer
-    from packwise.training import train
 
-    plan: dict[str, Any] = {"package_types": ["own_container", "box"], "models": {}}
-    for version, package_type in enumerate(plan["package_types"], start=1):
-        path = tmp_path / f"{package_type}.tar.gz"
-        train(splits["train"], splits["validation"], package_type, cfg.features, cfg.model, path, package_type, "fp")
-        plan["models"][package_type] = {"path": str(path), "version": version, "threshold": 0.5}
+    plan = _trained_plan(cfg, splits, tmp_path)
     shard = tmp_path / "shard-00004.parquet"
     shard.write_bytes(splits["validation"].read_bytes())
     by_cost = cfg.inference.model_copy(

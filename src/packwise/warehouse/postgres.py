@@ -286,11 +286,10 @@ class PostgresWarehouse(ClosingWarehouse):
         except Exception as err:
             raise QueryError(f"postgres: commit failed: {_message(err)}") from None
 
-    def _ingest(self, name: str, data: TableData, mode: str) -> int:
+    def _create(self, name: str, data: TableData) -> int:
+        """Creates `name` with the columns of `data` and copies its rows in."""
         table = _as_arrow(data)
-        if mode == "append":
-            table = _fit(name, table, self._target_schema(name))
-        return self._copy(name, _streamed(table.schema, table.to_batches(max_chunksize=COPY_BATCH_ROWS)), mode)
+        return self._copy(name, _streamed(table.schema, table.to_batches(max_chunksize=COPY_BATCH_ROWS)), "create")
 
     def _copy(self, name: str, reader: pa.RecordBatchReader, mode: str) -> int:
         """One binary COPY of the reader's batches: the driver encodes a batch while the server parses the
@@ -326,11 +325,7 @@ class PostgresWarehouse(ClosingWarehouse):
         Raises:
             WarehouseError: The table does not exist, or the rows do not fit it.
         """
-        name = check_identifier(name)
-        if not self.table_exists(name):
-            raise WarehouseError(
-                f"postgres warehouse: table {name} does not exist; run `packwise seed` to create the schema"
-            )
+        name = self._existing(name)
         target = self._target_schema(name)
         _fit(name, schema.empty_table(), target)  # a column the table lacks fails before anything is sent
         order = pa.schema([pa.field(f.name, f.type) for f in target])  # binary COPY: the table's column order
@@ -343,6 +338,14 @@ class PostgresWarehouse(ClosingWarehouse):
                 yield from pa.table(columns, schema=order).to_batches(max_chunksize=COPY_BATCH_ROWS)
 
         return self._copy(name, _streamed(order, fitted()), "append")
+
+    def _existing(self, name: str) -> str:
+        name = check_identifier(name)
+        if not self.table_exists(name):
+            raise WarehouseError(
+                f"postgres warehouse: table {name} does not exist; run `packwise seed` to create the schema"
+            )
+        return name
 
     def _target_schema(self, name: str) -> pa.Schema:
         """The table's declared column types, as Arrow types (binary COPY needs the exact width)."""
@@ -364,11 +367,12 @@ class PostgresWarehouse(ClosingWarehouse):
         with self.transaction():
             if self.table_exists(name):
                 self.execute(f"DELETE FROM {name}")
-                return self._ingest(name, data, "append")
-            return self._ingest(name, data, "create")
+                return self.append(name, data)
+            return self._create(name, data)
 
     def append(self, name: str, data: TableData) -> int:
-        """Appends `data` to the existing table `name` through binary COPY, columns matched by name.
+        """Appends `data` to the existing table `name` through binary COPY, columns matched by name
+        (`append_batches`).
 
         Returns:
             The number of rows appended.
@@ -376,12 +380,8 @@ class PostgresWarehouse(ClosingWarehouse):
         Raises:
             WarehouseError: The table does not exist, or the rows do not fit it.
         """
-        name = check_identifier(name)
-        if not self.table_exists(name):
-            raise WarehouseError(
-                f"postgres warehouse: table {name} does not exist; run `packwise seed` to create the schema"
-            )
-        return self._ingest(name, data, "append")
+        table = _as_arrow(data)
+        return self.append_batches(name, table.schema, table.to_batches())
 
     def lock_loads(self) -> None:
         """`LoadLock`: a transaction-level advisory lock (released at commit or rollback, also when the
