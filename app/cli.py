@@ -2,8 +2,9 @@
 
 Errors a user can cause print one line (`error: ...`) and exit 2, without a traceback. The pipeline
 commands import kfp lazily (through `packwise_pipelines`), so `packwise registry ...` and `packwise seed`
-stay light. This module holds the app, `config`, `compile`, `gc` and `runs`; the other commands live in
-`*_cli` modules that register themselves on the app in the order `packwise --help` lists them.
+stay light. This module holds the app, `config`, `compile`, `gc`, `migrate-predictions` and `runs`; the
+other commands live in `*_cli` modules that register themselves on the app in the order `packwise --help`
+lists them.
 """
 
 from __future__ import annotations
@@ -217,6 +218,37 @@ def gc(
         f"{len(result.deleted)} of {len(result.candidates)} directories, {verb} {result.freed_bytes / 2**20:.1f} MiB",
         highlight=False,
     )
+
+
+@app.command("migrate-predictions")
+def migrate_predictions(
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count the rows that would move; change nothing."),
+) -> None:
+    """Move an earlier release's predictions table on PostgreSQL into the current table and history
+    (README, "Output tables"): one transaction, every row kept; loads wait for it."""
+    try:
+        cfg = load(config, overrides)
+        from packwise.prediction_tables import Migration, migrate
+        from packwise.warehouse import open_warehouse
+
+        backend = cfg.warehouse.backend
+        done = Migration("one table here")
+        if backend == "postgres":  # DuckDB and Redshift keep one table: nothing to open
+            with open_warehouse(cfg.warehouse, read_only=dry_run) as wh:
+                done = migrate(wh, dry_run=dry_run)
+    except PackwiseError as err:
+        fail(err)
+    messages = {
+        "one table here": f"nothing to migrate: the {backend} warehouse keeps predictions in one table",
+        "already": "nothing to migrate: predictions is already a view of predictions_current and predictions_history",
+        "no table": "nothing to migrate: no predictions table yet (the first load creates the new layout)",
+        "would migrate": f"would move {done.current:,} current and {done.history:,} superseded rows",
+        "migrated": f"moved {done.current:,} current rows to predictions_current and {done.history:,} superseded rows "
+        "to predictions_history; predictions is now a view of both",
+    }
+    console.print(messages[done.state], highlight=False)
 
 
 @app.command("runs")

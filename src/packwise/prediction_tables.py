@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from packwise.errors import WarehouseError
 from packwise.prediction_ledger import PREDICTIONS, predictions_columns
 from packwise.warehouse.sql import literal
 
@@ -209,3 +211,71 @@ def prune(warehouse: Warehouse, counter: RowCounter, kept_sql: str) -> int:
                 {"table": str(table), "run_id": run_id},
             )
     return removed
+
+
+MIGRATING = "predictions_before_migration"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What `migrate` did (or, in a dry run, would do)."""
+
+    state: str  # migrated / would migrate / already / no table / one table here
+    current: int = 0
+    history: int = 0
+
+
+def migrate(warehouse: Warehouse, dry_run: bool = False) -> Migration:
+    """Moves a ``predictions`` table an earlier release created on PostgreSQL into this layout, in one
+    transaction under the load lock: its current rows into ``predictions_current``, the others into
+    ``predictions_history``, ``predictions`` then the view. The columns, their order and every row stay
+    as they were (a check compares the counts before the commit); the old table and its key go.
+
+    Raises:
+        WarehouseError: The counts disagree (nothing is changed), or the table holds a product with two
+            current rows.
+    """
+    from packwise.warehouse import InheritsTables, LoadLock, RowCounter, RunStager
+
+    if not isinstance(warehouse, InheritsTables) or isinstance(warehouse, RunStager):
+        return Migration("one table here")
+    if uses_swapped_tables(warehouse):
+        return Migration("already")
+    if not warehouse.table_exists(PREDICTIONS):
+        return Migration("no table")
+    with warehouse.transaction():
+        if isinstance(warehouse, LoadLock):
+            warehouse.lock_loads()  # no load writes the table while it moves
+        counts = warehouse.fetch_df(
+            f"SELECT count(*) FILTER (WHERE {IS_CURRENT}) AS current, count(*) FILTER (WHERE NOT {IS_CURRENT}) AS "
+            f"history, count(DISTINCT product_id) FILTER (WHERE {IS_CURRENT}) AS products, count(*) AS n "
+            f"FROM {PREDICTIONS}"
+        ).iloc[0]
+        current, history = int(counts["current"]), int(counts["history"])
+        if int(counts["products"]) != current or current + history != int(counts["n"]):
+            raise WarehouseError(
+                f"migrate: {PREDICTIONS} holds {current} current rows of {int(counts['products'])} products and "
+                f"{int(counts['n']) - current - history} rows without is_current; fix them first (nothing changed)"
+            )
+        if dry_run:
+            return Migration("would migrate", current, history)
+        columns = _columns(warehouse, PREDICTIONS)
+        kept = ", ".join(c for c in columns if c != IS_CURRENT)
+        warehouse.execute(f"ALTER TABLE {PREDICTIONS} RENAME TO {MIGRATING}")
+        for table in (CURRENT, HISTORY):
+            warehouse.execute(f"CREATE TABLE {table} (LIKE {MIGRATING})")  # the columns only: no key
+            warehouse.execute(f"ALTER TABLE {table} DROP COLUMN {IS_CURRENT}")
+        warehouse.execute(
+            f"CREATE TABLE {HISTORY_TABLES} (table_name VARCHAR, run_id VARCHAR, PRIMARY KEY (table_name, run_id))"
+        )
+        assert isinstance(warehouse, RowCounter)
+        moved = warehouse.execute_count(
+            f"INSERT INTO {CURRENT} ({kept}) SELECT {kept} FROM {MIGRATING} WHERE {IS_CURRENT}"
+        ), warehouse.execute_count(
+            f"INSERT INTO {HISTORY} ({kept}) SELECT {kept} FROM {MIGRATING} WHERE NOT {IS_CURRENT}"
+        )
+        if moved != (current, history):
+            raise WarehouseError(f"migrate: moved {moved} rows, counted {(current, history)} (nothing changed)")
+        warehouse.execute(f"DROP TABLE {MIGRATING}")
+        _bind_view(warehouse, columns)
+    return Migration("migrated", current, history)

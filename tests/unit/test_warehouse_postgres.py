@@ -313,6 +313,68 @@ def test_loads_at_the_same_time_wait_for_each_other(pg: Any, postgres_dsn_env: s
     assert len(_table(pg)) == 300 + 300 + 100  # every run's rows, each superseded row once
 
 
+def test_migrate_predictions_moves_an_earlier_releases_table_keeping_every_row(
+    pg: Any, postgres_dsn_env: str, tmp_path: Path
+) -> None:
+    """`packwise migrate-predictions` turns the one table of an earlier release into the view of a current
+    table and its history: the same rows, columns and is_current; the next loads swap and prune as on a new
+    warehouse. A dry run changes nothing; a second run and DuckDB have nothing to migrate."""
+    from typer.testing import CliRunner
+
+    from packwise_app.cli import app
+
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 10), 1)], "run-0")  # the new layout, then dropped
+    _drop_predictions(pg)
+    pg.execute(f"DELETE FROM {PREDICTION_RUNS}")
+    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))  # as an earlier release did
+    pg.execute(f"CREATE TABLE {PREDICTIONS} ({columns}, PRIMARY KEY (product_id, run_id))")
+    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1", keep_runs=2)
+    _load(pg, [scored_file(tmp_path / "b.parquet", _ids(101, 300), 2)], "run-2", mode="daily", keep_runs=2)
+    before = _table(pg)
+
+    def cli(*args: str, backend: str = "postgres") -> str:
+        sets = ["--set", f"warehouse.backend={backend}", "--set", f"warehouse.dsn_env={postgres_dsn_env}"]
+        sets += ["--set", f"warehouse.path={tmp_path / 'w.duckdb'}", "--set", f"storage.root={tmp_path / 'state'}"]
+        result = CliRunner().invoke(app, ["migrate-predictions", *sets, *args])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert cli("--dry-run") == "would move 400 current and 200 superseded rows"
+    assert _keys(pg) == [f"{PREDICTIONS}_pkey"]  # still the one table
+    assert cli() == (
+        "moved 400 current rows to predictions_current and 200 superseded rows to predictions_history; "
+        "predictions is now a view of both"
+    )
+    pd.testing.assert_frame_equal(_table(pg), before, check_exact=True)
+    assert cli().startswith("nothing to migrate: predictions is already a view")
+    assert cli(backend="duckdb") == "nothing to migrate: the duckdb warehouse keeps predictions in one table"
+
+    result = _load(pg, [scored_file(tmp_path / "c.parquet", _ids(1, 400), 3)], "run-3", keep_runs=1)
+    # run-1 falls outside keep_runs=1: its 200 migrated history rows (predictions_history) and the 100 run-3
+    # superseded (the history table run-3 left) go; daily run-2's stay, the newest of its mode
+    assert result.superseded == 400 and result.pruned == 200 + 100
+    assert _history_children(pg) == {"run-3": {"run-2": 300}}
+    assert len(current_predictions(pg)) == 400 and set(current_predictions(pg)["run_id"]) == {"run-3"}
+
+
+def test_migrate_refuses_a_table_with_two_current_rows_of_a_product_and_changes_nothing(pg: Any) -> None:
+    from packwise.prediction_tables import migrate
+
+    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))
+    pg.execute(f"CREATE TABLE {PREDICTIONS} ({columns})")
+    for run_id in ("run-1", "run-2"):
+        pg.execute(f"INSERT INTO {PREDICTIONS} (product_id, run_id, is_current) VALUES ('P1', '{run_id}', TRUE)")
+    before = _table(pg)
+    with pytest.raises(WarehouseError) as info:
+        migrate(pg)
+    assert str(info.value) == (
+        "migrate: predictions holds 2 current rows of 1 products and 0 rows without is_current; fix them first "
+        "(nothing changed)"
+    )
+    pd.testing.assert_frame_equal(_table(pg), before)
+    assert not pg.table_exists("predictions_current") and _keys(pg) == []
+
+
 def _keys(wh: Any, table: str = PREDICTIONS) -> list[str]:
     found = wh.fetch_df(
         "SELECT constraint_name FROM information_schema.table_constraints "
