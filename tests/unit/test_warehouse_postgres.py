@@ -238,6 +238,12 @@ def test_a_monthly_run_swaps_the_current_table_and_retention_drops_whole_history
     assert _history_children(pg) == {"run-3": {"run-2": 50}, "run-4": {"run-2": 30, "run-3": 200}}
     indexed = pg.fetch_df("SELECT indexdef FROM pg_indexes WHERE tablename = 'predictions_current'")["indexdef"]
     assert [d for d in indexed if "(product_id)" in d]  # the user's index, on the table run-4 made current
+    with pg._con.cursor() as cur:  # EXPLAIN is no query the driver's COPY can wrap
+        cur.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
+        cur.execute(f"EXPLAIN SELECT * FROM {PREDICTIONS} WHERE is_current")
+        plan = " ".join(row[0] for row in cur.fetchall())
+    pg._con.rollback()
+    assert "predictions_current" in plan and "history" not in plan  # current rows are read without the history
 
 
 def _scored_types(path: Path, ids: list[str], types: list[str], seed: int) -> Path:
