@@ -163,14 +163,21 @@ def swap(
         warehouse.execute(f"DROP TABLE IF EXISTS {NEXT}")
         warehouse.execute(f"CREATE TABLE {NEXT} (LIKE {CURRENT} INCLUDING ALL)")
         warehouse.execute(f"INSERT INTO {NEXT} ({', '.join(targets)}) SELECT {values} FROM {run.stage}", params)
-    # the current rows of products this run did not score stay current: moved across (usually none)
-    counter.execute_count(
-        f"WITH kept AS (DELETE FROM {CURRENT} AS c WHERE NOT EXISTS (SELECT 1 FROM {run.stage} AS s "
-        f"WHERE s.product_id = c.product_id) RETURNING c.*) INSERT INTO {NEXT} ({table_cols}) "
-        f"SELECT {table_cols} FROM kept"
+    # Per run of the current rows: how many, and how many of products this run did not score. One query
+    # (PostgreSQL runs it in parallel, a DELETE it does not): 0.5 s at 1M products where the DELETE's
+    # anti-join alone took 0.8 s, and a monthly run usually scores every current product.
+    counts = warehouse.fetch_df(
+        f"SELECT c.run_id, count(*) AS n, count(*) FILTER (WHERE s.product_id IS NULL) AS kept FROM {CURRENT} AS c "
+        f"LEFT JOIN {run.stage} AS s ON s.product_id = c.product_id GROUP BY c.run_id ORDER BY c.run_id"
     )
-    runs = warehouse.fetch_df(f"SELECT run_id, count(*) AS n FROM {CURRENT} GROUP BY run_id ORDER BY run_id")
-    superseded = int(runs["n"].sum()) if len(runs) else 0
+    if int(counts["kept"].sum()) > 0:  # those stay current: moved across
+        counter.execute_count(
+            f"WITH kept AS (DELETE FROM {CURRENT} AS c WHERE NOT EXISTS (SELECT 1 FROM {run.stage} AS s "
+            f"WHERE s.product_id = c.product_id) RETURNING c.*) INSERT INTO {NEXT} ({table_cols}) "
+            f"SELECT {table_cols} FROM kept"
+        )
+    runs = counts[counts["n"] > counts["kept"]]
+    superseded = int((runs["n"] - runs["kept"]).sum())
     child = history_table(run.run_id)
     warehouse.execute(f"ALTER TABLE {CURRENT} RENAME TO {child}")
     warehouse.execute(f"ALTER TABLE {NEXT} RENAME TO {CURRENT}")
