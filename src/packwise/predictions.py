@@ -333,8 +333,9 @@ class _InTransaction:
             yield
 
     def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
-        """PostgreSQL's stage: the rows through Arrow batches (DuckDB inserts straight into predictions,
-        `_insert_direct`, and has no stage)."""
+        """PostgreSQL's stage: the rows through Arrow batches in one COPY; a monthly run on the swapped layout
+        copies whole rows straight into the next current table (`prediction_tables.stage_next`). DuckDB
+        inserts straight into predictions (`_insert_direct`) and has no stage."""
         from packwise.warehouse import BatchAppender
 
         wh = self.warehouse
