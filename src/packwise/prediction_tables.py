@@ -68,10 +68,15 @@ def create(warehouse: Warehouse, package_types: Sequence[str]) -> None:
     cols = ", ".join(f"{n} {t}" for n, t in predictions_columns(package_types) if n != IS_CURRENT)
     warehouse.execute(f"CREATE TABLE {CURRENT} ({cols})")
     warehouse.execute(f"CREATE TABLE {HISTORY} ({cols})")
+    _create_catalog(warehouse)
+    _bind_view(warehouse, [n for n, _ in predictions_columns(package_types)])
+
+
+def _create_catalog(warehouse: Warehouse) -> None:
+    """``prediction_history_tables``: each history table a monthly swap left, and the runs whose rows it holds."""
     warehouse.execute(
         f"CREATE TABLE {HISTORY_TABLES} (table_name VARCHAR, run_id VARCHAR, PRIMARY KEY (table_name, run_id))"
     )
-    _bind_view(warehouse, [n for n, _ in predictions_columns(package_types)])
 
 
 def add_columns(warehouse: Warehouse, package_types: Sequence[str]) -> None:
@@ -108,31 +113,26 @@ def stages_next(warehouse: Warehouse, mode: str) -> bool:
     return mode == "monthly" and isinstance(warehouse, BatchAppender) and uses_swapped_tables(warehouse)
 
 
-def stage_next(warehouse: Warehouse, run: StagedRun, tables: Iterator[pa.Table]) -> None:
+def stage_next(warehouse: Warehouse, run: StagedRun, scored: pa.Schema, tables: Iterator[pa.Table]) -> None:
     """Creates the next current table like the current one and appends the run's rows to it, whole: the
-    scored columns (`tables`: product_id, recommended_type, the probabilities) and the run's constants,
-    in one COPY (no stage written and read again). float32 to float64 is exact, as in the stage's SQL."""
+    scored columns (`tables`, of schema `scored`: product_id, recommended_type, the probabilities) and the
+    run's constants, in one COPY (no stage written and read again). The appender casts each column to the
+    table's type; float32 to float64 is exact, as in the stage's SQL."""
     from packwise.prediction_ledger import model_version_column
     from packwise.warehouse import BatchAppender
 
     assert isinstance(warehouse, BatchAppender)
-    declared = dict(predictions_columns(run.package_types))
-    types = {"VARCHAR": pa.string(), "DOUBLE PRECISION": pa.float64(), "INTEGER": pa.int32()}
-    schema = pa.schema([(c, types[t]) for c, t in declared.items() if c != IS_CURRENT])
     constants: dict[str, pa.Scalar] = {
         "run_id": pa.scalar(run.run_id, pa.string()),
         "mode": pa.scalar(run.mode, pa.string()),
         **{model_version_column(t): pa.scalar(int(run.versions[t]), pa.int32()) for t in run.package_types},
     }
+    schema = pa.schema([*scored, *(pa.field(name, value.type) for name, value in constants.items())])
 
     def rows() -> Iterator[pa.RecordBatch]:
         for table in tables:
-            n = table.num_rows
-            columns = [
-                pa.repeat(constants[f.name], n) if f.name in constants else table.column(f.name).cast(f.type)
-                for f in schema
-            ]
-            yield from pa.table(columns, schema=schema).to_batches()
+            constant = [pa.repeat(value, table.num_rows) for value in constants.values()]
+            yield from pa.table([*table.columns, *constant], schema=schema).to_batches()
 
     warehouse.execute(f"DROP TABLE IF EXISTS {NEXT}")
     warehouse.execute(f"CREATE TABLE {NEXT} (LIKE {CURRENT} INCLUDING ALL)")
@@ -272,9 +272,7 @@ def migrate(warehouse: Warehouse, dry_run: bool = False) -> Migration:
         for table in (CURRENT, HISTORY):
             warehouse.execute(f"CREATE TABLE {table} (LIKE {MIGRATING})")  # the columns only: no key
             warehouse.execute(f"ALTER TABLE {table} DROP COLUMN {IS_CURRENT}")
-        warehouse.execute(
-            f"CREATE TABLE {HISTORY_TABLES} (table_name VARCHAR, run_id VARCHAR, PRIMARY KEY (table_name, run_id))"
-        )
+        _create_catalog(warehouse)
         assert isinstance(warehouse, RowCounter)
         moved = warehouse.execute_count(
             f"INSERT INTO {CURRENT} ({kept}) SELECT {kept} FROM {MIGRATING} WHERE {IS_CURRENT}"

@@ -340,7 +340,8 @@ class _InTransaction:
 
         wh = self.warehouse
         if run.stage == prediction_tables.NEXT:
-            prediction_tables.stage_next(wh, run, _stage_batches(files, run.package_types, batch_rows))
+            scored = _stage_batches(files, run.package_types, batch_rows)
+            prediction_tables.stage_next(wh, run, _stage_schema(run.package_types), scored)
             wh.execute(f"ANALYZE {run.stage}")
             return
         stage_cols = _stage_columns(run.package_types)
