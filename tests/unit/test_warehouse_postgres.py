@@ -329,11 +329,7 @@ def test_migrate_predictions_moves_an_earlier_releases_table_keeping_every_row(
 
     from packwise_app.cli import app
 
-    _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 10), 1)], "run-0")  # the new layout, then dropped
-    _drop_predictions(pg)
-    pg.execute(f"DELETE FROM {PREDICTION_RUNS}")
-    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))  # as an earlier release did
-    pg.execute(f"CREATE TABLE {PREDICTIONS} ({columns}, PRIMARY KEY (product_id, run_id))")
+    _earlier_release_table(pg)
     _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1", keep_runs=2)
     _load(pg, [scored_file(tmp_path / "b.parquet", _ids(101, 300), 2)], "run-2", mode="daily", keep_runs=2)
     before = _table(pg)
@@ -366,8 +362,7 @@ def test_migrate_predictions_moves_an_earlier_releases_table_keeping_every_row(
 def test_migrate_refuses_a_table_with_two_current_rows_of_a_product_and_changes_nothing(pg: Any) -> None:
     from packwise.prediction_tables import migrate
 
-    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))
-    pg.execute(f"CREATE TABLE {PREDICTIONS} ({columns})")
+    _earlier_release_table(pg, keyed=False)
     for run_id in ("run-1", "run-2"):
         pg.execute(f"INSERT INTO {PREDICTIONS} (product_id, run_id, is_current) VALUES ('P1', '{run_id}', TRUE)")
     before = _table(pg)
@@ -389,6 +384,13 @@ def _keys(wh: Any, table: str = PREDICTIONS) -> list[str]:
     return list(found["constraint_name"])
 
 
+def _earlier_release_table(wh: Any, keyed: bool = True) -> None:
+    """The one predictions table an earlier release created (with or without its key)."""
+    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))
+    key = ", PRIMARY KEY (product_id, run_id)" if keyed else ""
+    wh.execute(f"CREATE TABLE {PREDICTIONS} ({columns}{key})")
+
+
 def _drop_predictions(wh: Any) -> None:
     """Drops the predictions view, its tables and the history's children (CASCADE)."""
     wh.execute(f"DROP VIEW {PREDICTIONS}")
@@ -406,8 +408,7 @@ def test_predictions_get_no_key_index_and_a_table_keyed_before_still_loads(pg: A
     _drop_predictions(pg)
     pg.execute(f"DELETE FROM {PREDICTION_RUNS}")
     pg.execute("DELETE FROM run_watermarks")
-    columns = ", ".join(f"{c} {t}" for c, t in predictions_columns(TYPES))  # as an earlier release did
-    pg.execute(f"CREATE TABLE {PREDICTIONS} ({columns}, PRIMARY KEY (product_id, run_id))")
+    _earlier_release_table(pg)
     _load(pg, [scored_file(tmp_path / "a.parquet", _ids(1, 300), 1)], "run-1")
     result = _load(pg, [scored_file(tmp_path / "b.parquet", _ids(101, 300), 2)], "run-2")
     assert _keys(pg) == [f"{PREDICTIONS}_pkey"] and result.superseded == 200
