@@ -1,8 +1,10 @@
-"""Arrow record batches regrouped into tables of a fixed row count, whatever sizes the source yields."""
+"""Arrow record batches regrouped into tables of a fixed row count, whatever sizes the source yields; and
+whether a stream of keys comes strictly increasing (so every key in it is distinct)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -27,3 +29,43 @@ def fixed_size_tables(
             pending, held = rest.to_batches(), rest.num_rows
     if held:
         yield pa.Table.from_batches(pending, schema)
+
+
+class OutOfOrderError(Exception):
+    """A key came null, or not above the one before it, where keys were expected strictly increasing."""
+
+
+def increasing_after(last: Any, keys: pa.Array | pa.ChunkedArray) -> Any:
+    """The last of `keys` when they are non-null and strictly increasing, starting above `last` (None: no
+    key before them); else raises `OutOfOrderError`. Arrow compares strings bytewise, as DuckDB and
+    PostgreSQL's C collation order them."""
+    import pyarrow.compute as pc
+
+    n = len(keys)
+    if n == 0:
+        return last
+    if keys.null_count:
+        raise OutOfOrderError
+    first = keys[0].as_py()
+    increasing = n < 2 or pc.all(pc.less(keys.slice(0, n - 1), keys.slice(1))).as_py()
+    if not increasing or (last is not None and not last < first):
+        raise OutOfOrderError
+    return keys[n - 1].as_py()
+
+
+class KeyOrder:
+    """Counts the rows of a stream of key batches and notes whether the keys came strictly increasing from
+    the first to the last: then they are all distinct, with no hash of them built anywhere."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.increasing = True
+        self._last: Any = None
+
+    def see(self, keys: pa.Array | pa.ChunkedArray) -> None:
+        self.rows += len(keys)
+        if self.increasing:
+            try:
+                self._last = increasing_after(self._last, keys)
+            except OutOfOrderError:
+                self.increasing = False

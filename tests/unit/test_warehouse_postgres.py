@@ -477,6 +477,29 @@ def test_a_load_failing_at_any_write_leaves_the_previous_predictions_and_waterma
     assert len(current_predictions(pg)) == 450
 
 
+@pytest.mark.parametrize("mode", ["monthly", "daily"])
+def test_scored_rows_out_of_id_order_are_still_checked_for_duplicates(pg: Any, tmp_path: Path, mode: str) -> None:
+    """The row check trusts ids that came strictly increasing (shards of an extract ordered by product id) and
+    counts distinct products in SQL otherwise: files in any order load, a duplicate anywhere is refused."""
+    low = scored_file(tmp_path / "low.parquet", _ids(1, 100), 1)
+    high = scored_file(tmp_path / "high.parquet", _ids(101, 50), 2)
+    _load(pg, [high, low], "run-1", mode=mode)  # distinct, not in order: counted in SQL, loaded
+    assert sorted(current_predictions(pg)["product_id"]) == _ids(1, 150)
+    before = _table(pg)
+    shuffled = _ids(200, 20)
+    shuffled[3], shuffled[11] = shuffled[11], shuffled[3]
+    twice = [
+        [scored_file(tmp_path / "a.parquet", _ids(300, 40), 3), scored_file(tmp_path / "b.parquet", _ids(339, 5), 4)],
+        [scored_file(tmp_path / "c.parquet", [*shuffled, shuffled[0]], 5)],  # out of order, then a repeat
+        [scored_file(tmp_path / "d.parquet", _ids(400, 10), 6), scored_file(tmp_path / "e.parquet", _ids(405, 3), 7)],
+    ]
+    for files in twice:
+        with pytest.raises(WarehouseError, match=r"distinct products\), expected"):
+            _load(pg, files, "run-2", mode=mode)
+        pd.testing.assert_frame_equal(_table(pg), before)
+        assert _stages(pg) == [] and not pg.table_exists("predictions_current_next")
+
+
 # -- bad input: one line, names the backend and the fix, nothing written -----------------------------
 
 

@@ -377,8 +377,11 @@ class RunStager(Protocol):
         """The block the whole load runs in (a transaction, or a write check where the swap is one batch)."""
         ...
 
-    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
-        """Creates the run's stage `run.stage` empty (dropping a leftover) and fills it from the scored files."""
+    def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> int | None:
+        """Creates the run's stage `run.stage` empty (dropping a leftover) and fills it from the scored files.
+
+        Returns the rows staged if the backend knows them all distinct products (product ids seen strictly
+        increasing), else None: the load then counts the stage's rows and distinct products in SQL."""
         ...
 
     def drop_stage(self, stage: str) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from packwise.arrow_rows import fixed_size_tables
+from packwise.arrow_rows import OutOfOrderError, fixed_size_tables, increasing_after
 from packwise.errors import WarehouseError, first_line
 from packwise.files import atomic_write
 from packwise.warehouse import (
@@ -175,7 +175,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         path = Path(path)
         with self.bounded_memory("the extract"):
             if len(order_by) == 1 and self._comes_in_order(sql, params, order_by[0]):
-                with contextlib.suppress(_OutOfOrderError):  # it did not after all: sorted below
+                with contextlib.suppress(OutOfOrderError):  # it did not after all: sorted below
                     plain = wrap_ordered(sql, ())  # the query as written, its trailing semicolon dropped
                     return self._write_query(plain, params, path, order_by, fast, check_key=order_by[0])
             return self._write_query(wrap_ordered(sql, order_by), params, path, order_by, fast)
@@ -202,7 +202,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         try:
             for _ in _checked(reader, key):
                 pass
-        except _OutOfOrderError:
+        except OutOfOrderError:
             return False
         finally:
             reader.close()
@@ -217,7 +217,7 @@ class DuckDBWarehouse(ClosingWarehouse):
         fast: bool,
         check_key: str | None = None,
     ) -> int:
-        """Streams the query's rows into `path` (atomically); `check_key`: raise `_OutOfOrderError` (nothing
+        """Streams the query's rows into `path` (atomically); `check_key`: raise `OutOfOrderError` (nothing
         written) at the first batch whose rows do not continue strictly increasing in that column."""
         relation = self._relation(sql, params)
         try:
@@ -404,34 +404,13 @@ def _fast_options(schema: pa.Schema, order_by: Sequence[str]) -> dict[str, Any]:
     }
 
 
-class _OutOfOrderError(Exception):
-    """A row came out of key order where the extract expected the query's own order to be the sorted one."""
-
-
-def _increasing_after(last: Any, keys: pa.Array | pa.ChunkedArray) -> Any:
-    """The last of `keys` when they are non-null and strictly increasing, starting above `last`; else
-    raises `_OutOfOrderError`. Arrow compares strings bytewise, as DuckDB orders VARCHAR by default."""
-    import pyarrow.compute as pc
-
-    n = len(keys)
-    if n == 0:
-        return last
-    if keys.null_count:
-        raise _OutOfOrderError
-    first = keys[0].as_py()
-    increasing = n < 2 or pc.all(pc.less(keys.slice(0, n - 1), keys.slice(1))).as_py()
-    if not increasing or (last is not None and not last < first):
-        raise _OutOfOrderError
-    return keys[n - 1].as_py()
-
-
 def _checked(reader: pa.RecordBatchReader, key: str) -> pa.RecordBatchReader:
-    """The same stream, raising `_OutOfOrderError` at the first batch not strictly increasing in `key`."""
+    """The same stream, raising `OutOfOrderError` at the first batch not strictly increasing in `key`."""
 
     def batches() -> Iterator[pa.RecordBatch]:
         last = None
         for batch in _batches(reader):
-            last = _increasing_after(last, batch.column(key))
+            last = increasing_after(last, batch.column(key))
             yield batch
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())

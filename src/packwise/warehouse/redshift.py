@@ -295,7 +295,8 @@ class RedshiftWarehouse(ClosingWarehouse):
         yield
 
     def stage_run(self, run: StagedRun, files: Sequence[Path], batch_rows: int) -> None:
-        """Creates the stage, uploads the shards to the staging prefix and COPYs them in."""
+        """Creates the stage, uploads the shards to the staging prefix and COPYs them in. The rows reach
+        the stage from S3, not through this process: the load counts them in SQL (None)."""
         for statement in create_stage(run.stage, run.package_types):
             self._api.run(statement)
         url = self._staging.upload(shard_tables(files, run.package_types, batch_rows))
