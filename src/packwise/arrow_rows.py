@@ -37,8 +37,8 @@ class OutOfOrderError(Exception):
 
 def increasing_after(last: Any, keys: pa.Array | pa.ChunkedArray) -> Any:
     """The last of `keys` when they are non-null and strictly increasing, starting above `last` (None: no
-    key before them); else raises `OutOfOrderError`. Arrow compares strings bytewise, as DuckDB and
-    PostgreSQL's C collation order them."""
+    key before them); else raises `OutOfOrderError`. Arrow compares strings bytewise, as DuckDB orders
+    VARCHAR by default; for telling that keys are distinct, any strict order does."""
     import pyarrow.compute as pc
 
     n = len(keys)
