@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from packwise.engine import onedal_available
 from tests.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,8 @@ def test_bench_scoring_reports_every_target(models_dir: Path) -> None:
         "Packwise speed-up per row vs CSV",
     ):
         assert line in out
+    if onedal_available():  # the oneDAL scorer beside the engine Packwise scored with before it
+        assert "throughput Packwise onedal (median) / Packwise xgboost" in out
 
 
 def test_bench_inference_reports_the_pipeline_and_the_daily_run(models_dir: Path) -> None:
