@@ -57,11 +57,14 @@ def test_bench_scoring_reports_every_target(models_dir: Path) -> None:
 
 def test_bench_inference_reports_the_pipeline_and_the_daily_run(models_dir: Path) -> None:
     out = run_bench(
-        "bench_inference.py", "--products", "6000", "--daily", "300", "--workdir", str(models_dir)
+        "bench_inference.py", "--products", "6000", "--daily", "300", "--months", "2", "--workdir", str(models_dir)
     )
     for line in ("whole monthly pipeline", "bare XGBoost inplace_predict", "peak RSS of any task", "daily run wall"):
         assert line in out
     assert "daily run of 300 new products" in out
+    if onedal_available():
+        assert "month 1 (into an empty table)" in out and "month 2 (superseding 6,000 current rows)" in out
+        assert "(median of 2 months," in out
 
 
 def test_bench_warehouse_reports_extract_load_and_retention(tmp_path: Path, postgres: PostgresServer) -> None:
