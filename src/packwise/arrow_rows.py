@@ -69,3 +69,7 @@ class KeyOrder:
                 self._last = increasing_after(self._last, keys)
             except OutOfOrderError:
                 self.increasing = False
+
+    def distinct_rows(self) -> int | None:
+        """The rows seen when their keys came strictly increasing (so all distinct), else None."""
+        return self.rows if self.increasing else None
