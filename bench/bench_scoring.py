@@ -266,9 +266,9 @@ def main() -> None:
         "engine": opts.engine,
     }  # fmt: skip
 
-    def packwise(path: Path) -> dict[str, Any]:
+    def packwise(path: Path, **settings: Any) -> dict[str, Any]:
         out = str(workdir / "scored.parquet")
-        return run_child("packwise", {**common, "products": str(path), "out": out}, models)
+        return run_child("packwise", {**common, **settings, "products": str(path), "out": out}, models)
 
     from packwise.engine import onedal_available
 
@@ -292,9 +292,7 @@ def main() -> None:
     # Everything else about scoring has sped up since, for both engines, so this is the stricter comparison.
     pw_xgboost = None
     if engine == "onedal":
-        out = str(workdir / "scored.parquet")
-        xgb_args = {**common, "engine": "xgboost", "prefetch": "auto", "products": str(big), "out": out}
-        pw_xgboost = run_child("packwise", xgb_args, models)
+        pw_xgboost = packwise(big, engine="xgboost", prefetch="auto")
     csv = run_child("csv", {**common, "products": str(big), "rows": opts.csv_rows}, models)
 
     per_row_pw = pw_big["seconds"] / pw_big["rows"]
