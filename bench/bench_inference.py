@@ -5,8 +5,9 @@ bench_scoring.py (200 rounds, depth 4, one per package type):
 
 1. The monthly pipeline, every task in a fresh process as kfp.local's subprocess runner starts it (the
    same `packwise.inference` step functions the components call, without kfp's own overhead): extract ->
-   prepare -> shard -> score-shard (each shard, one after the other) -> collect -> load. Per task: wall
-   time (the process, interpreter start included), its share of the pipeline's wall time, peak RSS.
+   prepare -> shard -> score-shard (each shard, one after the other) -> load (its first step checks that
+   every product was scored once). Per task: wall time (the process, interpreter start included), its share
+   of the pipeline's wall time, peak RSS.
 2. Bare XGBoost: `Booster.inplace_predict` of the four models on the same rows' feature matrix, in memory
    (in slices of ``inference.batch_rows`` rows, as a scoring task predicts).
 3. Bare oneDAL: `daal4py` predict of the same four models on the same matrix (skipped where it does not
@@ -48,7 +49,7 @@ from packwise.config import ComputeConfig, InferenceConfig, WarehouseConfig
 BENCH = Path(__file__).resolve().parent
 THRESHOLD = 0.5
 
-STEPS = ("extract", "prepare", "shard", "score", "collect", "load")
+STEPS = ("extract", "prepare", "shard", "score", "load")
 SHARD_ROWS_ENV = "PACKWISE_BENCH_SHARD_ROWS"  # --shard-rows, for the task processes
 RUN_ENV = "PACKWISE_BENCH_RUN"  # the month's suffix of the run id, for the task processes
 ENGINES_ENV = "PACKWISE_BENCH_ENGINES"  # the engines bare predict measures
@@ -121,17 +122,13 @@ def step(name: str, workdir: Path, mode: str, engine: str) -> dict[str, Any]:
         stats = steps.score_shard(shard, state[key + "plan"], ComputeConfig(), None, inference, dest)
         state.setdefault(key + "scored", {})[str(i)] = [str(dest), stats]
         out = {"rows": stats["rows"], "seconds_predict": stats["seconds_predict"], "seconds_file": stats["seconds"]}
-    elif name == "collect":
-        scored = [(Path(p), s) for p, s in state[key + "scored"].values()]
-        state[key + "manifest"] = steps.collect_scores(scored, state[key + "plan"])
-        out = {"rows": state[key + "manifest"]["n_products"]}
     elif name == "load":
-        manifest = state[key + "manifest"]
         extract = state[key + "extract"]
-        files = [Path(p) for p, _ in state[key + "scored"].values()]
+        scored = [(Path(p), s) for p, s in state[key + "scored"].values()]
         record = steps.load_predictions(
-            manifest, files, warehouse, inference, root, run_id, mode, extract.get("since"), extract.get("watermark")
-        )
+            state[key + "plan"], scored, warehouse, inference, root, run_id, mode, extract.get("since"),
+            extract.get("watermark"),
+        )  # fmt: skip
         out = {"rows": record["n_products"]}
     work = time.perf_counter() - started
     _save(workdir, state)
@@ -156,9 +153,8 @@ def run_pipeline(workdir: Path, mode: str, engine: str) -> list[tuple[str, dict[
     for i in range(n_shards):
         result, wall = _child(["--step", f"score:{i}", *common])
         tasks.append((f"score-shard {i}", result, wall))
-    for name in ("collect", "load"):
-        result, wall = _child(["--step", name, *common])
-        tasks.append((name, result, wall))
+    result, wall = _child(["--step", "load", *common])
+    tasks.append(("load", result, wall))
     return tasks
 
 

@@ -33,7 +33,6 @@ COMPONENT_IMAGES: dict[str, str] = {
     "prepare-products": "data",
     "shard-products": "data",
     "score-shard": "train",  # xgboost and scikit-learn (hashed titles)
-    "collect-scores": "data",
     "load-predictions": "warehouse",
     "notify-inference": "notify",
 }

@@ -193,33 +193,8 @@ def score_shard(
     return json.dumps(stats, sort_keys=True)
 
 
-def collect_scores(scored: Input[list[Dataset]], plan: Input[Artifact], predictions: Output[Dataset]) -> int:
-    """Checks that every product was scored exactly once; writes the load manifest.
-
-    Args:
-        scored: Every shard's predictions.
-        plan: The scoring plan.
-        predictions: The load manifest: scored files, counts, model versions.
-
-    Returns:
-        The number of products scored.
-    """
-    import json
-    from pathlib import Path
-
-    from packwise.inference import collect_scores as run
-
-    manifest = run(
-        [(Path(s.path), json.loads(s.metadata["stats"])) for s in scored],
-        json.loads(Path(plan.path).read_text()),
-    )
-    Path(predictions.path).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    predictions.metadata.update({"n_products": manifest["n_products"], "models": manifest["models"]})
-    return int(manifest["n_products"])
-
-
 def load_predictions(
-    predictions: Input[Dataset],
+    plan: Input[Artifact],
     scored: Input[list[Dataset]],
     mode: str,
     since: str,
@@ -230,11 +205,12 @@ def load_predictions(
     run_id: str,
     job_id: str,
 ) -> str:
-    """Loads the predictions into the warehouse exactly once and moves the mode's watermark.
+    """Checks that every product was scored once, then loads the predictions into the warehouse exactly once
+    and moves the mode's watermark.
 
     Args:
-        predictions: The load manifest.
-        scored: Every shard's predictions (the files loaded).
+        plan: The scoring plan (rows prepared, model versions).
+        scored: Every shard's predictions (the files loaded; each carries its shard's statistics).
         mode: daily or monthly.
         since: The watermark the products were selected after (ISO, empty for none).
         watermark: The largest added_at among the products (ISO, empty for none).
@@ -256,8 +232,8 @@ def load_predictions(
     from packwise.storage import storage_path
 
     result = run(
-        json.loads(Path(predictions.path).read_text()),
-        [Path(s.path) for s in scored],
+        json.loads(Path(plan.path).read_text()),
+        [(Path(s.path), json.loads(s.metadata["stats"])) for s in scored],
         WarehouseConfig.model_validate_json(warehouse_json),
         InferenceConfig.model_validate_json(inference_json),
         storage_path(storage_root),
@@ -315,7 +291,6 @@ class InferenceComponents:
     prepare: BaseComponent
     shard: BaseComponent
     score: BaseComponent
-    collect: BaseComponent
     load: BaseComponent
     notify: BaseComponent
 
@@ -328,7 +303,6 @@ def build_inference_components(images: ImageSet) -> InferenceComponents:
         prepare=lightweight_component(prepare_products, "prepare-products", images),
         shard=lightweight_component(shard_products, "shard-products", images),
         score=lightweight_component(score_shard, "score-shard", images),
-        collect=lightweight_component(collect_scores, "collect-scores", images),
         load=lightweight_component(load_predictions, "load-predictions", images),
         notify=lightweight_component(notify_inference, "notify-inference", images),
     )

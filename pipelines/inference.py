@@ -2,8 +2,8 @@
 
 extract products (daily: added after the watermark; monthly: everything) and resolve models (champion or
 pinned version of every type) side by side -> prepare (check the products against the columns the models
-read) -> shard -> ParallelFor over shards: score -> collect (every product scored once) -> load into the
-warehouse exactly once (moves the watermark) -> exit handler: notify with counts, shares and models.
+read) -> shard -> ParallelFor over shards: score -> load (every product scored once, then into the
+warehouse exactly once; moves the watermark) -> exit handler: notify with counts, shares and models.
 
 One set of components whatever the compute: score takes the `compute` and `sagemaker` sections and
 scores in the task or in SageMaker batch transform jobs, as `compute.inference` says (same output).
@@ -115,11 +115,8 @@ def build_inference_pipeline(images: ImageSet, defaults: PackwiseConfig) -> Base
                     compute_json=compute_json,
                     sagemaker_json=sagemaker_json,
                 )
-            collect_task = c.collect(
-                scored=dsl.Collected(score_task.outputs["scored"]), plan=prepare_task.outputs["plan"]
-            )
-            c.load(
-                predictions=collect_task.outputs["predictions"],
+            c.load(  # first checks every product was scored once (once a task of its own: collect)
+                plan=prepare_task.outputs["plan"],
                 scored=dsl.Collected(score_task.outputs["scored"]),
                 mode=mode,
                 since=extract_task.outputs["since"],

@@ -129,11 +129,9 @@ def test_every_inference_component_as_plain_python(cfg: PackwiseConfig, tmp_path
         scored.append(out)
     assert [json.loads(s.metadata["stats"])["rows"] for s in scored] == [700, 500]
 
-    predictions = _artifact(dsl.Dataset, tmp_path / "predictions")
-    assert components.collect_scores(scored, plan, predictions) == N_PRODUCTS
     loaded = json.loads(
         components.load_predictions(
-            predictions,
+            plan,
             scored,
             "monthly",
             since,
@@ -202,11 +200,8 @@ def test_every_inference_component_through_the_local_runner(cfg: PackwiseConfig,
                     compute_json=cfg.section_json("compute"),
                     sagemaker_json=cfg.section_json("sagemaker"),
                 )
-            collect_task = COMPONENTS.collect(
-                scored=dsl.Collected(score_task.outputs["scored"]), plan=prepare_task.outputs["plan"]
-            )
             COMPONENTS.load(
-                predictions=collect_task.outputs["predictions"],
+                plan=prepare_task.outputs["plan"],
                 scored=dsl.Collected(score_task.outputs["scored"]),
                 mode="monthly",
                 since=extract_task.outputs["since"],

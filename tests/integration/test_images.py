@@ -361,6 +361,6 @@ def test_inference_in_containers_gives_the_same_predictions_to_the_row(trained: 
     assert _executed(dock)["score-shard"] == 2
     assert set(_executed(dock)) == {
         "extract-products", "resolve-models", "prepare-products", "shard-products", "score-shard",
-        "collect-scores", "load-predictions", "notify-inference",
+        "load-predictions", "notify-inference",
     }  # fmt: skip
     _assert_files_stay_the_callers(trained.dock_cfg)

@@ -396,7 +396,7 @@ def pause_at_commit(task, package_type=None):
 
 packwise.faults.maybe_fail = pause_at_commit
 print(json.dumps(load_predictions(
-    json.loads(Path(args["manifest"]).read_text()), [Path(f) for f in args["files"]],
+    json.loads(Path(args["plan"]).read_text()), [(Path(f), stats) for f, stats in args["scored"]],
     WarehouseConfig.model_validate_json(args["warehouse"]), InferenceConfig.model_validate_json(args["inference"]),
     args["storage_root"] if "://" in args["storage_root"] else Path(args["storage_root"]),
     args["run_id"], "monthly", None, args["watermark"],
@@ -404,27 +404,33 @@ print(json.dumps(load_predictions(
 """
 
 
-def _load_inputs(kfp_root: Path) -> tuple[Path, list[Path]]:
-    """The monthly run's load manifest and scored shards, as kfp.local left them in its pipeline root."""
+def _load_inputs(kfp_root: Path) -> tuple[Path, list[tuple[Path, dict[str, Any]]]]:
+    """The monthly run's scoring plan and its scored shards with their statistics, as kfp.local left them in
+    its pipeline root (a shard's statistics are its artifact's metadata, in the task's executor output)."""
     # named packwise-inference-<timestamp>: the first is the monthly run, the second the daily one
     runs = sorted(p for p in kfp_root.iterdir() if p.is_dir() and p.name.startswith("packwise-inference"))
     assert len(runs) == 2, runs
-    manifests = sorted(runs[0].glob("**/collect-scores/predictions"))
+    plans = sorted(runs[0].glob("**/prepare-products/plan"))
     shards = sorted(runs[0].glob("**/score-shard/scored"))
-    assert len(manifests) == 1 and len(shards) == 2, (manifests, shards)
-    return manifests[0], shards
+    assert len(plans) == 1 and len(shards) == 2, (plans, shards)
+    scored = []
+    for shard in shards:
+        output = json.loads((shard.parent / "executor_output.json").read_text())
+        (artifact,) = output["artifacts"]["scored"]["artifacts"]
+        scored.append((shard, json.loads(artifact["metadata"]["stats"])))
+    return plans[0], scored
 
 
 def test_a_load_killed_mid_transaction_and_rerun_leaves_one_current_row_per_product(rehearsal: Rehearsal) -> None:
     cfg = rehearsal.production
-    manifest, files = _load_inputs(rehearsal.kfp_root)
-    monthly = json.loads(manifest.read_text())
+    plan, scored = _load_inputs(rehearsal.kfp_root)
+    monthly = json.loads(plan.read_text())
     with open_warehouse(cfg.warehouse, read_only=True) as wh:
         watermark_before = read_watermark(wh, "monthly")
     before = predictions_table(cfg)
     args = {
-        "manifest": str(manifest),
-        "files": [str(f) for f in files],
+        "plan": str(plan),
+        "scored": [(str(f), stats) for f, stats in scored],
         "warehouse": cfg.warehouse.model_dump_json(),
         "inference": cfg.inference.model_dump_json(),
         "storage_root": str(cfg.storage.root),

@@ -83,7 +83,7 @@ EXPECTED_TASKS = {
     "training": {"notify", "extract", "validate", "split", "train", "evaluate", "compare", "register"},
     "inference": {
         "notify-inference", "extract-products", "resolve-models", "prepare-products", "shard-products",
-        "score-shard", "collect-scores", "load-predictions",
+        "score-shard", "load-predictions",
     },
 }
 

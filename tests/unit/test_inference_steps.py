@@ -173,6 +173,39 @@ def test_collect_refuses_a_shortfall(tmp_path: Path) -> None:
     assert manifest["n_products"] == 2 and manifest["recommended"]["box"] == 2
 
 
+def test_the_load_task_refuses_a_missing_or_short_shard_before_it_writes_anything(tmp_path: Path) -> None:
+    from packwise.config import InferenceConfig, WarehouseConfig
+    from packwise.inference import load_predictions
+    from packwise.lineage import read_run_record
+    from packwise.predictions import PREDICTIONS
+    from tests.unit.test_inference_loader import scored_file
+
+    types = ["own_container", "bag", "mailer", "box"]
+    first = scored_file(tmp_path / "s0.parquet", ["P1", "P2"], 1)
+    second = scored_file(tmp_path / "s1.parquet", ["P3"], 2)
+    plan = {"package_types": types, "n_products": 3, "models": {t: {"version": 1} for t in types}}
+    warehouse = WarehouseConfig(path=tmp_path / "wh.duckdb")
+    root = tmp_path / "state"
+
+    def load(scored: list[tuple[Path, dict[str, Any]]], run_id: str) -> dict[str, Any]:
+        return load_predictions(plan, scored, warehouse, InferenceConfig(), root, run_id, "monthly", None, None)
+
+    with pytest.raises(PackwiseError, match="2 products scored, 3 prepared; re-run the pipeline"):
+        load([(first, {"rows": 2})], "short")  # a shard's output never reached the load
+    with pytest.raises(PackwiseError, match="s1.parquet.gone is missing"):
+        load([(first, {"rows": 2}), (tmp_path / "s1.parquet.gone", {"rows": 1})], "missing")
+    with pytest.raises(PackwiseError, match="s1.parquet holds 1 rows, its task reported 2"):
+        load([(first, {"rows": 2}), (second, {"rows": 2})], "mismatch")
+    assert not warehouse.path.exists()  # not even opened: the check runs first
+    assert all(read_run_record(root, f"{r}.load") is None for r in ("short", "missing", "mismatch"))
+
+    record = load([(first, {"rows": 2, "recommended": {"box": 2}}), (second, {"rows": 1})], "whole")
+    assert record["loaded"] and record["n_products"] == 3 and record["recommended"]["box"] == 2
+    assert read_run_record(root, "whole.load") == record
+    with open_warehouse(warehouse, read_only=True) as wh:
+        assert wh.fetch_df(f"SELECT count(*) AS n FROM {PREDICTIONS}")["n"].iloc[0] == 3
+
+
 def test_parse_pins() -> None:
     assert parse_pins(["mailer=3", " box = 2"]) == {"mailer": 3, "box": 2}
     for bad in ("mailer", "mailer=x", "=3", "mailer=0"):

@@ -1,4 +1,5 @@
-"""The inference job's last two steps: load (the predictions, exactly once) and notify (the run's summary).
+"""The inference job's last two steps: load (every product scored once, then the predictions, exactly once)
+and notify (the run's summary).
 
 Split from `packwise.inference.steps` by concern: these write to the warehouse and the notifiers, the
 steps before them only read and score.
@@ -16,7 +17,7 @@ from packwise.config import (
     NotifyConfig,
     WarehouseConfig,
 )
-from packwise.inference.steps import check_mode
+from packwise.inference.steps import check_mode, collect_scores
 from packwise.progress import task_report
 
 # -- load ------------------------------------------------------------------------------------------
@@ -27,8 +28,8 @@ def _timestamp(value: str | None) -> datetime | None:
 
 
 def load_predictions(
-    manifest: Mapping[str, Any],
-    files: Sequence[Path],
+    plan: Mapping[str, Any],
+    scored: Sequence[tuple[Path, Mapping[str, Any]]],
     warehouse: WarehouseConfig,
     inference: InferenceConfig,
     storage_root: str | Path,
@@ -37,11 +38,17 @@ def load_predictions(
     since: str | None,
     watermark: str | None,
 ) -> dict[str, Any]:
-    """Loads the run's predictions exactly once (see `packwise.predictions.load_predictions`).
+    """Checks that every product was scored once (`collect_scores`), then loads the run's predictions exactly
+    once (see `packwise.predictions.load_predictions`).
+
+    The check is this task's first step, before the warehouse is opened: a shard missing or short fails
+    here with nothing written. It was a task of its own until 2026-12-03; in the load it costs the footer
+    of each scored file and saves the DAG a task (a process, or a pod on a cluster) on every run.
 
     Args:
-        manifest: The load manifest of `collect_scores` (counts, model versions).
-        files: The scored files as this task sees them (on a cluster, artifacts are localized per task).
+        plan: The scoring plan of `prepare_products` (rows prepared, package types, model versions).
+        scored: Each shard's scored file as this task sees it (on a cluster, artifacts are localized per
+            task) and that shard's `score_shard` statistics.
         warehouse: The `warehouse` config section.
         inference: The `inference` config section.
         storage_root: Root of Packwise's storage (run records).
@@ -49,6 +56,10 @@ def load_predictions(
         mode: daily or monthly.
         since: The watermark the products were selected after (ISO), if any.
         watermark: The largest added_at among the products (ISO), if any.
+
+    Returns:
+        The load record (what was loaded, or that the run was loaded before), with the run's models, unseen
+        counts and expected cost.
     """
     from packwise.faults import maybe_fail
     from packwise.lineage import write_run_record
@@ -58,10 +69,11 @@ def load_predictions(
     with task_report("load-predictions", None):
         maybe_fail("load-predictions")
         check_mode(mode)
+        manifest = collect_scores(scored, plan)
         with open_warehouse(warehouse) as wh:
             result = load_once(
                 wh,
-                list(files),
+                [Path(f) for f in manifest["files"]],
                 run_id=run_id,
                 mode=mode,
                 package_types=manifest["package_types"],

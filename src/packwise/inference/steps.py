@@ -2,9 +2,10 @@
 
 extract (products of the mode, streamed into a content-addressed parquet file) and resolve (the model of
 every package type, in `packwise.inference.models`) run side by side; prepare checks the products against
-what those models read; shard cuts them into files of a target size; score runs once per shard; collect checks
-that every product was scored; load writes the predictions exactly once; notify reports. Each function takes
-paths and validated config objects and returns a JSON-friendly dict; all of it runs without KFP.
+what those models read; shard cuts them into files of a target size; score runs once per shard; load checks
+that every product was scored once (`collect_scores`) and writes the predictions exactly once; notify
+reports. Each function takes paths and validated config objects and returns a JSON-friendly dict; all of it
+runs without KFP.
 
 Run records under ``storage.root/runs`` tie a run together for the exit handler (which cannot take the
 outputs of the tasks it guards): ``<run_id>.json`` (extract), ``<run_id>.models.json`` (resolve),
@@ -354,11 +355,13 @@ def score_shard(
         return {"shard": name, **stats}
 
 
-# -- collect ---------------------------------------------------------------------------------------
+# -- collect (the load's first check) --------------------------------------------------------------
 
 
 def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mapping[str, Any]) -> dict[str, Any]:
-    """Checks that every product was scored once and sums the shards' statistics.
+    """Checks that every product was scored once and sums the shards' statistics: the first thing the load
+    task does (`packwise.inference.load.load_predictions`), before it opens the warehouse. Reads each file's
+    footer only.
 
     Args:
         scored: Each shard's scored file and its `score_shard` statistics.
@@ -372,33 +375,30 @@ def collect_scores(scored: Sequence[tuple[Path, Mapping[str, Any]]], plan: Mappi
     """
     import pyarrow.parquet as pq
 
-    from packwise.faults import maybe_fail
     from packwise.score_stats import ScoreStats  # not packwise.scoring: no tree engine in this task
 
-    with task_report("collect-scores", None):
-        maybe_fail("collect-scores")
-        total = ScoreStats(recommended={t: 0 for t in plan["package_types"]})
-        files: list[str] = []
-        for path, stats in scored:
-            if not Path(path).exists():
-                raise PackwiseError(f"collect: scored shard {path} is missing; re-run the pipeline")
-            rows = pq.ParquetFile(path).metadata.num_rows
-            if rows != int(stats["rows"]):
-                raise PackwiseError(f"collect: {path} holds {rows} rows, its task reported {stats['rows']}")
-            total.add(ScoreStats.model_validate(dict(stats)))
-            files.append(str(path))
-        if total.rows != int(plan["n_products"]):
-            raise PackwiseError(
-                f"collect: {total.rows} products scored, {plan['n_products']} prepared; re-run the pipeline"
-            )
-        return {
-            "files": files,
-            "n_products": total.rows,
-            "recommended": total.recommended,
-            "unseen": total.unseen,
-            "package_types": list(plan["package_types"]),
-            "models": model_versions(plan),
-            "seconds_scoring": round(total.seconds, 3),
-            "seconds_predict": round(total.seconds_predict, 3),
-            "expected_cost": total.expected_cost,
-        }
+    total = ScoreStats(recommended={t: 0 for t in plan["package_types"]})
+    files: list[str] = []
+    for path, stats in scored:
+        if not Path(path).exists():
+            raise PackwiseError(f"load: scored shard {path} is missing; re-run the pipeline")
+        rows = pq.ParquetFile(path).metadata.num_rows
+        if rows != int(stats["rows"]):
+            raise PackwiseError(f"load: {path} holds {rows} rows, its task reported {stats['rows']}")
+        total.add(ScoreStats.model_validate(dict(stats)))
+        files.append(str(path))
+    if total.rows != int(plan["n_products"]):
+        raise PackwiseError(
+            f"load: {total.rows} products scored, {plan['n_products']} prepared; re-run the pipeline"
+        )
+    return {
+        "files": files,
+        "n_products": total.rows,
+        "recommended": total.recommended,
+        "unseen": total.unseen,
+        "package_types": list(plan["package_types"]),
+        "models": model_versions(plan),
+        "seconds_scoring": round(total.seconds, 3),
+        "seconds_predict": round(total.seconds_predict, 3),
+        "expected_cost": total.expected_cost,
+    }
