@@ -192,9 +192,9 @@ def test_the_load_task_refuses_a_missing_or_short_shard_before_it_writes_anythin
 
     with pytest.raises(PackwiseError, match="2 products scored, 3 prepared; re-run the pipeline"):
         load([(first, {"rows": 2})], "short")  # a shard's output never reached the load
-    with pytest.raises(PackwiseError, match="s1.parquet.gone is missing"):
+    with pytest.raises(PackwiseError, match=r"s1\.parquet\.gone is missing"):
         load([(first, {"rows": 2}), (tmp_path / "s1.parquet.gone", {"rows": 1})], "missing")
-    with pytest.raises(PackwiseError, match="s1.parquet holds 1 rows, its task reported 2"):
+    with pytest.raises(PackwiseError, match=r"s1\.parquet holds 1 rows, its task reported 2"):
         load([(first, {"rows": 2}), (second, {"rows": 2})], "mismatch")
     assert not warehouse.path.exists()  # not even opened: the check runs first
     assert all(read_run_record(root, f"{r}.load") is None for r in ("short", "missing", "mismatch"))
