@@ -46,6 +46,7 @@ def test_bench_scoring_reports_every_target(models_dir: Path) -> None:
     for line in (
         "throughput Packwise / bare",
         "median of 2 pairs",
+        "engine set-up per task",
         "wall time outside prediction",
         "peak RSS growth 3,000 -> 6,000",
         "Packwise speed-up per row vs CSV",
