@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -41,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from peak_rss import peak_rss_mib  # bench/, beside this script
 
 # Only what every task imports at module level: a task's process must not pay for the bench's own imports
 # (numpy, pandas and the synthetic catalogue are imported where the parent needs them).
@@ -53,14 +54,6 @@ STEPS = ("extract", "prepare", "shard", "score", "load")
 SHARD_ROWS_ENV = "PACKWISE_BENCH_SHARD_ROWS"  # --shard-rows, for the task processes
 RUN_ENV = "PACKWISE_BENCH_RUN"  # the month's suffix of the run id, for the task processes
 ENGINES_ENV = "PACKWISE_BENCH_ENGINES"  # the engines bare predict measures
-
-
-def _rss_mib() -> float:
-    """Peak RSS of this process since its exec (VmHWM; ru_maxrss would carry the parent's peak across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _state(workdir: Path) -> dict[str, Any]:
@@ -132,7 +125,7 @@ def step(name: str, workdir: Path, mode: str, engine: str) -> dict[str, Any]:
         out = {"rows": record["n_products"]}
     work = time.perf_counter() - started
     _save(workdir, state)
-    return {**out, "work_s": work, "rss_mib": _rss_mib()}
+    return {**out, "work_s": work, "rss_mib": peak_rss_mib()}
 
 
 def _child(args: list[str]) -> tuple[dict[str, Any], float]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from peak_rss import peak_rss_mib  # bench/, beside this script
 
 from packwise.artifact import load_model_artifact, save_model_artifact
 from packwise.config import FeatureConfig, ModelConfig
@@ -84,8 +84,8 @@ def products_file(workdir: Path, n: int) -> Path:
     The rows are drawn chunk by chunk into a DuckDB table and unloaded with the extract's own
     `copy_query_to_parquet(fast=True)`: the column types (plain `string`, not the `large_string` a pandas
     frame gives) and the encoding a scoring task reads, whether its shard is the extract itself or cut from
-    it. A file written from pandas scored 6% slower (its large strings are cast for the output), which the
-    pipeline never hands the scorer.
+    it. The same scorer was 6% slower on a file written from pandas (`large_string` columns), which the
+    pipeline never hands it.
     """
     import duckdb
 
@@ -114,15 +114,6 @@ def products_file(workdir: Path, n: int) -> Path:
 # -- measurements (each in its own process) ------------------------------------------------------------
 
 
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process since its exec (VmHWM). Not ru_maxrss: Linux keeps it across exec, so a
-    child started after the parent drew the products reported the parent's peak (987 MB) as its own."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def _models(paths: dict[str, str]) -> list[Any]:
     from packwise.scoring import ScoringModel
 
@@ -149,7 +140,7 @@ def measure_packwise(args: dict[str, Any]) -> dict[str, Any]:
         "seconds": time.perf_counter() - scoring,  # read, features, predict, recommendation, write
         "setup_seconds": scoring - start,
         "seconds_predict": stats.seconds_predict,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mib(),
         "prefetch": scorer.prefetch,
         "engine": scorer.engine,
     }

@@ -17,7 +17,7 @@ For N products (default 1M):
 3. retention: 13 monthly loads of ``--retention-products`` products with ``keep_runs=12``; prints how many
    runs the predictions tables hold afterwards (the target: at most 12).
 
-Each phase runs in a fresh process; rows/s and its peak RSS (`ru_maxrss`) are printed per backend.
+Each phase runs in a fresh process; rows/s and its peak RSS (VmHWM, `peak_rss.py`) are printed per backend.
 The tables (and the previous run) are filled by a setup process that is not timed.
 
 PostgreSQL: the DSN in $PACKWISE_BENCH_PG_DSN, else a throwaway cluster started by scripts/ci-postgres.sh
@@ -33,7 +33,6 @@ import argparse
 import itertools
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from peak_rss import peak_rss_mib  # bench/, beside this script
 
 from packwise.config import WarehouseConfig
 from packwise.scoring import output_schema
@@ -182,7 +182,7 @@ def phase(name: str, backend: str, workdir: Path, n: int, history: int = 1) -> d
                 loads.append(time.perf_counter() - start)
         with open_warehouse(config, read_only=True) as wh:
             held = _runs_held(wh)
-        return {"rows": n, "seconds": sum(loads), "runs_held": held, "loads": len(loads), "rss_mib": _rss()}
+        return {"rows": n, "seconds": sum(loads), "runs_held": held, "loads": len(loads), "rss_mib": peak_rss_mib()}
     start = time.perf_counter()
     phases: dict[str, float] = {}
     if name == "extract":
@@ -204,11 +204,7 @@ def phase(name: str, backend: str, workdir: Path, n: int, history: int = 1) -> d
         for (step, at), (_, until) in itertools.pairwise(marks):
             phases[step] = phases.get(step, 0.0) + until - at
     seconds = time.perf_counter() - start
-    return {"rows": rows, "seconds": seconds, "rss_mib": _rss(), "phases": phases}
-
-
-def _rss() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": rows, "seconds": seconds, "rss_mib": peak_rss_mib(), "phases": phases}
 
 
 def _child(name: str, backend: str, workdir: Path, n: int, unbounded: bool = False, history: int = 1) -> dict[str, Any]:
