@@ -4,6 +4,8 @@
 #   eval "$(scripts/ci-postgres.sh)"   # exports PACKWISE_TEST_PG_DSN and PACKWISE_TEST_PG_DIR
 #   scripts/ci-postgres.sh stop DIR    # stops the cluster started in DIR and removes DIR
 #   scripts/ci-postgres.sh install     # only installs the package (CI: the tests start their own cluster)
+#   PACKWISE_PG_DURABLE=1 scripts/ci-postgres.sh   # the server's own durability (fsync, full-page writes:
+#                                      # the bench, whose loads a production server would write so)
 #
 # Installs Debian's postgresql package when initdb is missing. The cluster runs as user postgres
 # (initdb refuses root) on 127.0.0.1, a free port, password (scram) authentication over TCP with a
@@ -41,7 +43,10 @@ password="packwise-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
 echo "$password" >"$dir/pwfile"
 chown postgres "$dir/pwfile"
 su postgres -s /bin/sh -c "'$bin/initdb' -D '$dir/data' -U postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile='$dir/pwfile' --no-sync -E UTF8" >/dev/null
-su postgres -s /bin/sh -c "'$bin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -o \"-h 127.0.0.1 -p $port -k '$dir' -c fsync=off -c full_page_writes=off\" start" >/dev/null
+# the tests' cluster skips what only a crash of the machine would need; a durable one (the bench) does not
+durability="-c fsync=off -c full_page_writes=off"
+[[ -n "${PACKWISE_PG_DURABLE:-}" ]] && durability=""
+su postgres -s /bin/sh -c "'$bin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -o \"-h 127.0.0.1 -p $port -k '$dir' $durability\" start" >/dev/null
 dsn="postgresql://postgres:$password@127.0.0.1:$port/postgres"
 echo "$dsn" >"$dir/dsn"
 echo "export PACKWISE_TEST_PG_DSN='$dsn'"

@@ -114,29 +114,27 @@ def stages_next(warehouse: Warehouse, mode: str) -> bool:
 
 
 def stage_next(warehouse: Warehouse, run: StagedRun, scored: pa.Schema, tables: Iterator[pa.Table]) -> None:
-    """Creates the next current table like the current one and appends the run's rows to it, whole: the
-    scored columns (`tables`, of schema `scored`: product_id, recommended_type, the probabilities) and the
-    run's constants, in one COPY (no stage written and read again). The appender casts each column to the
-    table's type; float32 to float64 is exact, as in the stage's SQL."""
+    """Creates the next current table like the current one and appends the run's rows to it, whole, in one
+    COPY (no stage written and read again): the scored columns (`tables`, of schema `scored`: product_id,
+    recommended_type, the probabilities), cast by the appender to the table's types (float32 to float64 is
+    exact, as in the stage's SQL). The run's constants (run id, mode, model versions) are not sent in every
+    row: they are the next table's column defaults while it is filled, dropped before it becomes current."""
     from packwise.prediction_ledger import model_version_column
     from packwise.warehouse import BatchAppender
 
     assert isinstance(warehouse, BatchAppender)
-    constants: dict[str, pa.Scalar] = {
-        "run_id": pa.scalar(run.run_id, pa.string()),
-        "mode": pa.scalar(run.mode, pa.string()),
-        **{model_version_column(t): pa.scalar(int(run.versions[t]), pa.int32()) for t in run.package_types},
+    constants: dict[str, str] = {
+        "run_id": literal(run.run_id),
+        "mode": literal(run.mode),
+        **{model_version_column(t): str(int(run.versions[t])) for t in run.package_types},
     }
-    schema = pa.schema([*scored, *(pa.field(name, value.type) for name, value in constants.items())])
-
-    def rows() -> Iterator[pa.RecordBatch]:
-        for table in tables:
-            constant = [pa.repeat(value, table.num_rows) for value in constants.values()]
-            yield from pa.table([*table.columns, *constant], schema=schema).to_batches()
-
     warehouse.execute(f"DROP TABLE IF EXISTS {NEXT}")
     warehouse.execute(f"CREATE TABLE {NEXT} (LIKE {CURRENT} INCLUDING ALL)")
-    warehouse.append_batches(NEXT, schema, rows())
+    warehouse.execute(
+        f"ALTER TABLE {NEXT} " + ", ".join(f"ALTER COLUMN {c} SET DEFAULT {v}" for c, v in constants.items())
+    )
+    warehouse.append_batches(NEXT, scored, (batch for table in tables for batch in table.to_batches()))
+    warehouse.execute(f"ALTER TABLE {NEXT} " + ", ".join(f"ALTER COLUMN {c} DROP DEFAULT" for c in constants))
 
 
 def swap(

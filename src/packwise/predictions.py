@@ -358,9 +358,13 @@ class _InTransaction:
             scored = _stage_batches(files, run.package_types, batch_rows, order)
             prediction_tables.stage_next(wh, run, _stage_schema(run.package_types), scored)
             # The swap joins on product_id alone: its statistics are what the planner needs (0.2-0.3 s for
-            # every column of 1M rows, 0.07-0.1 s less for the one). A partial ANALYZE leaves the table's
-            # change counter as it is, so autovacuum still analyzes every column soon after.
+            # every column of 1M rows, 0.07-0.1 s less for the one), and from a sample of 3,000 rows (the
+            # statistics target 10, not 100: 11 ms against 61-70 ms at 1M) as well as 30,000: every value is
+            # distinct either way, and the join's plan and time were the same. A partial ANALYZE leaves the
+            # table's change counter as it is, so autovacuum soon analyzes every column at the server's target.
+            wh.execute("SET LOCAL default_statistics_target = 10")
             wh.execute(f"ANALYZE {run.stage} ({PRODUCT_ID})")
+            wh.execute("RESET default_statistics_target")
             return order.distinct_rows()
         stage_cols = _stage_columns(run.package_types)
         wh.execute(f"DROP TABLE IF EXISTS {run.stage}")

@@ -96,6 +96,21 @@ def test_a_stream_of_batches_is_appended_whole_or_not_at_all(pg: Any) -> None:
     assert pg.fetch_df("SELECT count(*) AS n FROM labels")["n"].iloc[0] == rows.num_rows + 1
 
 
+def test_a_column_the_batches_lack_takes_its_default_or_null(pg: Any) -> None:
+    """Absent columns are left out of the COPY, so the server fills them as an INSERT would: the column's
+    DEFAULT, else NULL (a monthly load sends a run's constants as the next table's defaults)."""
+    import pyarrow as pa
+
+    pg.execute("DROP TABLE IF EXISTS defaults_t")
+    pg.execute("CREATE TABLE defaults_t (a INTEGER, b VARCHAR DEFAULT 'it''s set', c INTEGER, d BIGINT DEFAULT 7)")
+    rows = pa.table({"d": pa.array([1, 2], pa.int64()), "a": pa.array([10, 20], pa.int64())})  # not table order
+    assert pg.append_batches("defaults_t", rows.schema, iter(rows.to_batches())) == 2
+    got = pg.fetch_df("SELECT a, b, c, d FROM defaults_t ORDER BY a")
+    rows_got = got.astype(object).where(got.notna(), None).values.tolist()
+    assert rows_got == [[10, "it's set", None, 1], [20, "it's set", None, 2]]
+    pg.execute("DROP TABLE defaults_t")
+
+
 def test_replace_table_replaces_every_row_and_creates_a_missing_table(pg: Any) -> None:
     pg.append("labels", _labels(5))
     assert pg.replace_table("labels", _labels(2)) == 2
@@ -185,7 +200,7 @@ def _history_children(wh: Any) -> dict[str, dict[str, int]]:
         "SELECT c.relname AS child FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = CAST('predictions_history' AS regclass)"
     )["child"]
-    by_run = {history_table(f"run-{i}"): f"run-{i}" for i in range(9)}
+    by_run = {history_table(r): r for r in [*(f"run-{i}" for i in range(9)), "run-4 o'clock"]}
     out = {}
     for child in names:
         rows = wh.fetch_df(f"SELECT run_id, count(*) AS n FROM {child} GROUP BY run_id ORDER BY run_id")
@@ -206,7 +221,7 @@ def test_a_monthly_run_swaps_the_current_table_and_retention_drops_whole_history
         ("run-1", ids, "monthly"),
         ("run-2", ids[:50] + new, "daily"),
         ("run-3", ids, "monthly"),
-        ("run-4", ids + new + gone, "monthly"),
+        ("run-4 o'clock", ids + new + gone, "monthly"),  # a quote: the run id is a column default while staged
     ]
     duck = DuckDBWarehouse(tmp_path / "w.duckdb")
     try:
@@ -235,7 +250,12 @@ def test_a_monthly_run_swaps_the_current_table_and_retention_drops_whole_history
     # run-4 keeps monthly runs 3 and 4 (and daily 2): run-1's rows go from predictions_history (50) and from
     # run-3's child (150), and run-0's gone rows, superseded at last, from run-4's own child (5)
     assert results[0].superseded == 235 and results[0].pruned == 50 + 150 + 5
-    assert _history_children(pg) == {"run-3": {"run-2": 50}, "run-4": {"run-2": 30, "run-3": 200}}
+    assert _history_children(pg) == {"run-3": {"run-2": 50}, "run-4 o'clock": {"run-2": 30, "run-3": 200}}
+    defaults = pg.fetch_df(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'predictions_current' "
+        "AND column_default IS NOT NULL"
+    )
+    assert defaults.empty  # the run's constants were defaults only while its rows were copied in
     indexed = pg.fetch_df("SELECT indexdef FROM pg_indexes WHERE tablename = 'predictions_current'")["indexdef"]
     assert [d for d in indexed if "(product_id)" in d]  # the user's index, on the table run-4 made current
     with pg._con.cursor() as cur:  # EXPLAIN is no query the driver's COPY can wrap
