@@ -287,18 +287,21 @@ LOCAL_CONCURRENT_TASKS = 2
 
 
 def task_environment() -> dict[str, str]:
-    """Environment every local task gets: its share of the cores as OMP_NUM_THREADS (XGBoost's default).
+    """Environment every local task gets: its share of the cores as OMP_NUM_THREADS (XGBoost's default),
+    and the cores it shares (``PACKWISE_LOCAL_CORES``, `packwise.cores.shard_threads`).
 
     Two tasks each running XGBoost on every core oversubscribe the machine, and OpenMP's spinning
-    barriers then made a 0.3 s training take 7-35 s on two cores. A value the caller set is kept.
+    barriers then made a 0.3 s training take 7-35 s on two cores. A value the caller set is kept (and
+    then no task takes more).
     """
     import os
 
-    from packwise.cores import available_cores
+    from packwise.cores import LOCAL_CORES_ENV, available_cores
 
     if os.environ.get("OMP_NUM_THREADS"):
         return {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
-    return {"OMP_NUM_THREADS": str(max(1, available_cores() // LOCAL_CONCURRENT_TASKS))}
+    cores = available_cores()
+    return {"OMP_NUM_THREADS": str(max(1, cores // LOCAL_CONCURRENT_TASKS)), LOCAL_CORES_ENV: str(cores)}
 
 
 @contextlib.contextmanager

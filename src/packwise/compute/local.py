@@ -54,14 +54,15 @@ class LocalCompute:
         return prob, []
 
     def score_shard(self, shard_path: Path, plan: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
+        from packwise.cores import shard_threads
         from packwise.inference.shards import load_scoring_models
         from packwise.recommendation import cost_model
         from packwise.scoring import Scorer
 
         inference = self.inference
         cost = cost_model(inference.policy, inference.package_costs, inference.damage_cost, plan["package_types"])
-        scorer = Scorer(
-            load_scoring_models(plan), threads=inference.score_threads, cost=cost, engine=inference.engine
-        )
+        # a run of fewer shards than are scored at once gives its shards the idle cores (packwise.cores)
+        threads = inference.score_threads or shard_threads(int(plan.get("n_shards", 0)), inference.local_parallelism)
+        scorer = Scorer(load_scoring_models(plan), threads=threads, cost=cost, engine=inference.engine)
         stats = scorer.score_file(shard_path, out_path, self.inference.batch_rows)
         return stats.model_dump()

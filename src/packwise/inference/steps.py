@@ -342,7 +342,7 @@ def score_shard(
     """
     from packwise.compute import open_compute
     from packwise.faults import maybe_fail
-    from packwise.storage import parent, task_storage
+    from packwise.storage import join, parent, read_bytes, task_storage
 
     name = shard_name(shard_path)
     with task_report("score-shard", name), task_storage(parent(shard_path), write=False) as storage:
@@ -351,6 +351,10 @@ def score_shard(
         if storage.remote:
             models = {t: {**m, "path": str(storage.stage_in(m["path"]))} for t, m in plan["models"].items()}
             plan = {**plan, "models": models}
+        # how many shards the run scores (the shard directory's manifest): a lone shard may take the cores
+        # a second would have had (`packwise.cores.shard_threads`)
+        manifest = read_bytes(join(parent(shard_path), MANIFEST_FILE))
+        plan = {**plan, "n_shards": len(json.loads(manifest.decode())["shards"]) if manifest else 0}
         stats = open_compute("inference", compute, sagemaker, inference).score_shard(local_shard, plan, out_path)
         return {"shard": name, **stats}
 
